@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import { DriverApp } from '../src/app.js';
+import { USAGE, parseCli } from '../src/config/options.js';
+import { createLogger } from '../src/observe/logger.js';
+import { ConfigError } from '../src/pools/config.js';
+import { VERSION } from '../src/version.js';
+
+async function main(): Promise<void> {
+  let opts;
+  try {
+    opts = parseCli(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`hpp-csi-driver: ${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (opts.showVersion) {
+    process.stdout.write(`hpp-csi-driver ${VERSION}\n`);
+    return;
+  }
+  if (opts.showHelp) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const log = createLogger({ level: opts.logLevel });
+  const app = new DriverApp(opts, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    app.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err: String(err) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await app.start();
+}
+
+main().catch((err) => {
+  process.stderr.write(`hpp-csi-driver: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import type { DriverOptions } from '../app.js';
+import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
+import { isValidNodeName } from '../volumes/ids.js';
+
+export const DEFAULT_DRIVER_NAME = 'kubevirt.io.hostpath-provisioner';
+export const DEFAULT_ENDPOINT = 'unix:///csi/csi.sock';
+const DRIVER_NAME_RE = /^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/;
+
+export const USAGE = `Usage: hpp-csi-driver [flags]
+
+  --endpoint URL          CSI endpoint, unix:///abs/path       env CSI_ENDPOINT   (default ${DEFAULT_ENDPOINT})
+  --node-name NAME        this node's name                      env NODE_NAME      (default: hostname)
+  --driver-name NAME      CSI driver name                       env DRIVER_NAME    (default ${DEFAULT_DRIVER_NAME})
+  --pool NAME=PATH        a storage pool directory (repeat)     env HPP_POOLS="a=/p1,b=/p2"
+  --pools-file FILE       JSON list [{"name","path","useNamingPrefix"}]   env HPP_POOLS_FILE
+  --pools-json JSON       the same list inline                  env HPP_POOLS_JSON
+  --hostpath PATH         legacy single pool "${LEGACY_POOL_NAME}" (HPP pathConfig.path)   env HPP_HOSTPATH
+  --use-naming-prefix     legacy: name directories <ns>-<pvc>-<pv>                     env HPP_USE_NAMING_PREFIX=true
+  --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
+  --version               print the version and exit
+  --help                  print this help
+`;
+
+export interface CliOptions extends DriverOptions {
+  logLevel: string;
+  showVersion: boolean;
+  showHelp: boolean;
+}
+
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        endpoint: { type: 'string' },
+        'node-name': { type: 'string' },
+        'driver-name': { type: 'string' },
+        pool: { type: 'string', multiple: true },
+        'pools-file': { type: 'string' },
+        'pools-json': { type: 'string' },
+        hostpath: { type: 'string' },
+        'use-naming-prefix': { type: 'boolean' },
+        'log-level': { type: 'string' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const showVersion = values.version === true;
+  const showHelp = values.help === true;
+  const driverName = values['driver-name'] ?? env.DRIVER_NAME ?? DEFAULT_DRIVER_NAME;
+  const nodeName = values['node-name'] ?? env.NODE_NAME ?? os.hostname();
+  const endpoint = values.endpoint ?? env.CSI_ENDPOINT ?? DEFAULT_ENDPOINT;
+  const logLevel = values['log-level'] ?? env.LOG_LEVEL ?? 'info';
+  if (showVersion || showHelp) return { driverName, nodeName, endpoint, logLevel, pools: [], showVersion, showHelp };
+
+  if (!DRIVER_NAME_RE.test(driverName)) throw new ConfigError(`driver name ${JSON.stringify(driverName)} is not a valid CSI plugin name`);
+  if (!isValidNodeName(nodeName)) throw new ConfigError(`node name ${JSON.stringify(nodeName)} is not valid`);
+  if (!endpoint.startsWith('unix:///')) throw new ConfigError(`endpoint ${endpoint} must be unix:///absolute/path`);
+
+  const pools: PoolConfig[] = [];
+  const poolFlags = values.pool ?? (env.HPP_POOLS ? env.HPP_POOLS.split(',').filter(Boolean) : []);
+  pools.push(...poolFlags.map(parsePoolFlag));
+  const file = values['pools-file'] ?? env.HPP_POOLS_FILE;
+  if (file) pools.push(...loadPoolsFile(file));
+  const json = values['pools-json'] ?? env.HPP_POOLS_JSON;
+  if (json) pools.push(...parsePoolsJson(json, '--pools-json'));
+  const hostpath = values.hostpath ?? env.HPP_HOSTPATH;
+  if (hostpath) {
+    const prefix = values['use-naming-prefix'] ?? ['true', '1', 'yes'].includes((env.HPP_USE_NAMING_PREFIX ?? '').toLowerCase());
+    pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`), useNamingPrefix: prefix });
+  }
+  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp };
+}

@@ -1,0 +1,210 @@
+import {
+  CONTROLLER_CAPABILITIES,
+  TOPOLOGY_KEY,
+  checkCapabilities,
+  requireControllerCapability,
+  unsupportedReason,
+  type VolumeCapabilityMsg,
+} from './capabilities.js';
+import type { DriverContext } from './context.js';
+import { aborted, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
+import type { Handler, Msg } from './rpc.js';
+import { checkName, parseVolumeId } from '../volumes/ids.js';
+import { parseParameters, volumeDirName } from '../volumes/parameters.js';
+import type { VolumeRecord } from '../volumes/record.js';
+
+function int64(value: unknown, field: string): bigint {
+  if (value === undefined || value === null || value === '') return 0n;
+  let n: bigint;
+  try {
+    n = BigInt(value as string);
+  } catch {
+    throw invalidArgument(`${field} is not an integer: ${JSON.stringify(value)}`);
+  }
+  if (n < 0n) throw invalidArgument(`${field} must not be negative, got ${n}`);
+  return n;
+}
+
+export interface CapacityRange {
+  required: bigint;
+  limit: bigint;
+}
+
+export function capacityRange(range: Msg | null | undefined): CapacityRange {
+  const required = int64(range?.required_bytes, 'capacity_range.required_bytes');
+  const limit = int64(range?.limit_bytes, 'capacity_range.limit_bytes');
+  if (limit > 0n && required > limit) {
+    throw invalidArgument(`capacity_range: required_bytes ${required} is above limit_bytes ${limit}`);
+  }
+  return { required, limit };
+}
+
+function fitsRange(capacity: bigint, r: CapacityRange): boolean {
+  return (r.required === 0n || capacity >= r.required) && (r.limit === 0n || capacity <= r.limit);
+}
+
+function topology(node: string) {
+  return [{ segments: { [TOPOLOGY_KEY]: node } }];
+}
+
+/** True when the CO's topology list allows this node (an empty list allows any node). */
+function allowsNode(topologies: Msg[] | null | undefined, node: string): boolean {
+  if (!topologies || topologies.length === 0) return true;
+  return topologies.some((t) => {
+    const seg = (t?.segments ?? {}) as Record<string, string>;
+    return seg[TOPOLOGY_KEY] === undefined ? Object.keys(seg).length === 0 : seg[TOPOLOGY_KEY] === node;
+  });
+}
+
+export function volumeMessage(rec: VolumeRecord) {
+  return {
+    volume_id: rec.id,
+    capacity_bytes: rec.capacityBytes,
+    volume_context: { storagePool: rec.pool },
+    content_source: null,
+    accessible_topology: topology(rec.node),
+  };
+}
+
+export function controllerService(ctx: DriverContext): Record<string, Handler> {
+  const { volumes } = ctx;
+
+  const unsupported = (rpc: string, cap: string): Handler => async () => {
+    requireControllerCapability(cap, rpc);
+    throw invalidArgument(`${rpc} is not implemented`);
+  };
+
+  return {
+    async ControllerGetCapabilities() {
+      return { capabilities: [...CONTROLLER_CAPABILITIES].map((type) => ({ rpc: { type } })) };
+    },
+
+    async CreateVolume(req) {
+      requireControllerCapability('CREATE_DELETE_VOLUME', 'CreateVolume');
+      const name = checkName('volume', req.name as string);
+      const accessType = checkCapabilities(req.volume_capabilities);
+      if (req.volume_content_source) {
+        throw invalidArgument('creating a volume from a snapshot or another volume is not supported yet');
+      }
+      const range = capacityRange(req.capacity_range);
+      const params = parseParameters(req.parameters);
+      const pool = volumes.resolvePool(params.storagePool);
+      const req_topo = req.accessibility_requirements;
+      if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && (req_topo.requisite?.length ?? 0) > 0) {
+        throw resourceExhausted(`node ${ctx.node} is not in the requisite topology of the request`);
+      }
+      const capacity = range.required > 0n ? range.required : range.limit;
+      const dir = volumeDirName(name, params, pool.useNamingPrefix);
+      const mode = accessType === 'block' ? 'block' : 'filesystem';
+
+      return volumes.locks.withKeys([`name/${name}`, `dir/${pool.name}/${dir}`], async () => {
+        const sameName = volumes.list().find((v) => v.name === name && v.pool !== pool.name);
+        if (sameName) {
+          throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
+        }
+        await volumes.ensureLoaded(pool.name);
+        const { totalBytes } = await pool.capacity();
+        if (capacity > totalBytes) {
+          throw outOfRange(`requested ${capacity} bytes is more than pool ${pool.name} holds (${totalBytes} bytes)`);
+        }
+        const rec = await volumes.create(
+          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, dir },
+          (existing) => {
+            if (existing.mode !== mode) return `volume mode ${existing.mode}`;
+            if (!fitsRange(BigInt(existing.capacityBytes), range)) return `capacity ${existing.capacityBytes} bytes`;
+            return undefined;
+          },
+        );
+        return { volume: volumeMessage(rec) };
+      });
+    },
+
+    async DeleteVolume(req) {
+      requireControllerCapability('CREATE_DELETE_VOLUME', 'DeleteVolume');
+      const id = req.volume_id as string;
+      if (!id) throw invalidArgument('volume_id is required');
+      const ref = parseVolumeId(id);
+      // An id that is not ours names no volume: deleting it is a no-op, as the spec asks.
+      if (!ref) return {};
+      if (ref.node !== ctx.node) {
+        throw failedPrecondition(`volume ${id} lives on node ${ref.node}; delete it there (this is ${ctx.node})`);
+      }
+      if (!volumes.getPool(ref.pool)) return {};
+      return volumes.locks.withKey(`name/${ref.name}`, async () => {
+        const rec = await volumes.find(id);
+        if (rec) await volumes.delete(rec);
+        return {};
+      });
+    },
+
+    async ValidateVolumeCapabilities(req) {
+      const id = req.volume_id as string;
+      if (!id) throw invalidArgument('volume_id is required');
+      const caps = req.volume_capabilities as VolumeCapabilityMsg[];
+      if (!caps || caps.length === 0) throw invalidArgument('volume_capabilities is required');
+      const rec = await volumes.find(id);
+      if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+      for (const cap of caps) {
+        let why = unsupportedReason(cap);
+        const wanted = cap.access_type === 'block' ? 'block' : 'filesystem';
+        if (!why && wanted !== rec.mode) why = `volume ${id} is a ${rec.mode} volume, not ${wanted}`;
+        if (why) return { confirmed: null, message: why };
+      }
+      return {
+        confirmed: {
+          volume_context: req.volume_context ?? {},
+          volume_capabilities: caps,
+          parameters: req.parameters ?? {},
+          mutable_parameters: {},
+        },
+        message: '',
+      };
+    },
+
+    async ListVolumes(req) {
+      requireControllerCapability('LIST_VOLUMES', 'ListVolumes');
+      const max = Number(req.max_entries ?? 0);
+      if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
+      const token = (req.starting_token as string) || '';
+      if (token && !parseVolumeId(token)) throw aborted(`starting_token ${JSON.stringify(token)} is not one this driver gave out`);
+      // The token is the last id of the previous page: pages stay correct when volumes come and go.
+      const all = volumes.list().filter((v) => !token || v.id > token);
+      const page = max > 0 ? all.slice(0, max) : all;
+      const more = page.length < all.length;
+      return {
+        entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })),
+        next_token: more ? page[page.length - 1]!.id : '',
+      };
+    },
+
+    async GetCapacity(req) {
+      requireControllerCapability('GET_CAPACITY', 'GetCapacity');
+      const zero = { available_capacity: '0', maximum_volume_size: null, minimum_volume_size: null };
+      for (const cap of (req.volume_capabilities ?? []) as VolumeCapabilityMsg[]) {
+        if (unsupportedReason(cap)) return zero;
+      }
+      if (req.accessible_topology && !allowsNode([req.accessible_topology], ctx.node)) return zero;
+      const params = parseParameters(req.parameters);
+      // A pool that only some nodes have: no capacity here, so the scheduler picks another node.
+      if (params.storagePool && !volumes.getPool(params.storagePool)) return zero;
+      const pool = volumes.resolvePool(params.storagePool);
+      if (!(await pool.health()).ready) return zero;
+      const { availableBytes } = await pool.capacity();
+      return {
+        available_capacity: availableBytes.toString(),
+        maximum_volume_size: { value: availableBytes.toString() },
+        minimum_volume_size: null,
+      };
+    },
+
+    ControllerPublishVolume: unsupported('ControllerPublishVolume', 'PUBLISH_UNPUBLISH_VOLUME'),
+    ControllerUnpublishVolume: unsupported('ControllerUnpublishVolume', 'PUBLISH_UNPUBLISH_VOLUME'),
+    CreateSnapshot: unsupported('CreateSnapshot', 'CREATE_DELETE_SNAPSHOT'),
+    DeleteSnapshot: unsupported('DeleteSnapshot', 'CREATE_DELETE_SNAPSHOT'),
+    ListSnapshots: unsupported('ListSnapshots', 'LIST_SNAPSHOTS'),
+    GetSnapshot: unsupported('GetSnapshot', 'GET_SNAPSHOT'),
+    ControllerExpandVolume: unsupported('ControllerExpandVolume', 'EXPAND_VOLUME'),
+    ControllerGetVolume: unsupported('ControllerGetVolume', 'GET_VOLUME'),
+    ControllerModifyVolume: unsupported('ControllerModifyVolume', 'MODIFY_VOLUME'),
+  };
+}

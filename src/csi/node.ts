@@ -1,0 +1,186 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { NODE_CAPABILITIES, TOPOLOGY_KEY, requireNodeCapability, unsupportedReason, type VolumeCapabilityMsg } from './capabilities.js';
+import type { DriverContext } from './context.js';
+import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from './errors.js';
+import type { Handler } from './rpc.js';
+import { bindMount, mountAt, readMounts, unmount } from '../system/mount.js';
+import type { Publication, VolumeRecord } from '../volumes/record.js';
+
+/** Per-mount flags a bind mount of a volume directory may carry. */
+const ALLOWED_MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'noatime', 'atime', 'relatime', 'nodiratime', 'strictatime']);
+
+function checkTargetPath(p: unknown, field: string, ctx: DriverContext): string {
+  if (typeof p !== 'string' || p === '') throw invalidArgument(`${field} is required`);
+  const clean = path.normalize(p).replace(/(.)\/+$/, '$1');
+  if (p.includes('\0') || !path.isAbsolute(p) || clean !== p.replace(/(.)\/+$/, '$1') || clean === '/') {
+    throw invalidArgument(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
+  }
+  for (const pool of ctx.volumes.poolList()) {
+    if (clean === pool.root || clean.startsWith(`${pool.root}/`) || pool.root.startsWith(`${clean}/`)) {
+      throw invalidArgument(`${field} ${clean} overlaps storage pool ${pool.name}`);
+    }
+  }
+  return clean;
+}
+
+async function sameInode(a: string, b: string): Promise<boolean> {
+  try {
+    const [sa, sb] = await Promise.all([fsp.stat(a, { bigint: true }), fsp.stat(b, { bigint: true })]);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+function samePublication(a: Publication, b: Publication): boolean {
+  return a.readOnly === b.readOnly && a.accessMode === b.accessMode && [...a.mountFlags].sort().join(',') === [...b.mountFlags].sort().join(',');
+}
+
+export function nodeService(ctx: DriverContext): Record<string, Handler> {
+  const { volumes } = ctx;
+
+  async function requireVolume(id: unknown): Promise<VolumeRecord> {
+    if (typeof id !== 'string' || id === '') throw invalidArgument('volume_id is required');
+    const rec = await volumes.find(id);
+    if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+    return rec;
+  }
+
+  const unsupported = (rpc: string, cap: string): Handler => async () => {
+    requireNodeCapability(cap, rpc);
+    throw invalidArgument(`${rpc} is not implemented`);
+  };
+
+  return {
+    async NodeGetInfo() {
+      return {
+        node_id: ctx.node,
+        max_volumes_per_node: '0',
+        accessible_topology: { segments: { [TOPOLOGY_KEY]: ctx.node } },
+      };
+    },
+
+    async NodeGetCapabilities() {
+      return { capabilities: [...NODE_CAPABILITIES].map((type) => ({ rpc: { type } })) };
+    },
+
+    async NodePublishVolume(req) {
+      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      const target = checkTargetPath(req.target_path, 'target_path', ctx);
+      const cap = req.volume_capability as VolumeCapabilityMsg | null;
+      if (!cap) throw invalidArgument('volume_capability is required');
+      const why = unsupportedReason(cap);
+      if (why) throw invalidArgument(`volume_capability: ${why}`);
+      const flags = (cap.mount?.mount_flags ?? []).filter((f) => f !== '');
+      for (const f of flags) {
+        if (!ALLOWED_MOUNT_FLAGS.has(f)) throw invalidArgument(`mount flag ${JSON.stringify(f)} is not allowed for a volume bind mount`);
+      }
+      const accessMode = cap.access_mode!.mode!;
+      const wanted: Publication = {
+        readOnly: req.readonly === true || accessMode === 'SINGLE_NODE_READER_ONLY' || flags.includes('ro'),
+        accessMode,
+        mountFlags: flags.filter((f) => f !== 'ro' && f !== 'rw'),
+      };
+
+      const first = await requireVolume(req.volume_id);
+      return volumes.locks.withKeys([`name/${first.name}`, `target/${target}`], async () => {
+        const rec = await requireVolume(req.volume_id);
+        if (rec.mode !== 'filesystem' || cap.access_type !== 'mount') {
+          throw failedPrecondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
+        }
+        const pool = volumes.getPool(rec.pool)!;
+        const source = volumes.dataPath(pool, rec);
+        const mounted = mountAt(await readMounts(), target);
+        const recorded = rec.publications[target];
+
+        if (mounted) {
+          if (!(await sameInode(target, source))) {
+            throw alreadyExists(`target ${target} already has another filesystem mounted (${mounted.source} ${mounted.root})`);
+          }
+          if (recorded && !samePublication(recorded, wanted)) {
+            throw alreadyExists(`volume ${rec.id} is already published at ${target} with other options (readOnly=${recorded.readOnly}, ${recorded.accessMode})`);
+          }
+          if (recorded) return {};
+          // Mounted by us before a crash, never recorded: adopt it when its flags agree.
+          if (mounted.options.includes('ro') !== wanted.readOnly) {
+            throw alreadyExists(`volume ${rec.id} is already mounted at ${target} with other options`);
+          }
+        } else {
+          const others = Object.entries(rec.publications).filter(([t]) => t !== target);
+          if (others.length > 0 && (accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
+            throw failedPrecondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
+          }
+          try {
+            await fsp.access(source);
+          } catch {
+            throw internal(`data of volume ${rec.id} is missing at ${source}`);
+          }
+          await fsp.mkdir(target, { recursive: true, mode: 0o750 });
+          await bindMount(source, target, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
+        }
+        await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
+        return {};
+      });
+    },
+
+    async NodeUnpublishVolume(req) {
+      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      const target = checkTargetPath(req.target_path, 'target_path', ctx);
+      const first = await requireVolume(req.volume_id);
+      return volumes.locks.withKeys([`name/${first.name}`, `target/${target}`], async () => {
+        const rec = await requireVolume(req.volume_id);
+        const source = volumes.dataPath(volumes.getPool(rec.pool)!, rec);
+        for (;;) {
+          const mounted = mountAt(await readMounts(), target);
+          if (!mounted) break;
+          if (!rec.publications[target] && !(await sameInode(target, source))) {
+            throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
+          }
+          await unmount(target);
+        }
+        try {
+          await fsp.rmdir(target);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOENT') throw internal(`cannot remove target ${target} after unmount: ${code}`, err);
+        }
+        if (rec.publications[target]) {
+          const publications = { ...rec.publications };
+          delete publications[target];
+          await volumes.update({ ...rec, publications });
+        }
+        return {};
+      });
+    },
+
+    async NodeGetVolumeStats(req) {
+      requireNodeCapability('GET_VOLUME_STATS', 'NodeGetVolumeStats');
+      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      if (!req.volume_path) throw invalidArgument('volume_path is required');
+      const rec = await requireVolume(req.volume_id);
+      const volumePath = req.volume_path as string;
+      const source = volumes.dataPath(volumes.getPool(rec.pool)!, rec);
+      const sourceThere = await fsp.stat(source).then(() => true, () => false);
+      const isOurs = volumePath === source || (await sameInode(volumePath, source)) || (!sourceThere && rec.publications[volumePath] !== undefined);
+      if (!isOurs) throw notFound(`volume ${rec.id} is not available at ${volumePath}`);
+      if (!sourceThere) {
+        return { usage: [], volume_condition: { abnormal: true, message: `volume directory ${source} is missing` } };
+      }
+      const s = await fsp.statfs(source, { bigint: true });
+      const total = s.blocks * s.bsize;
+      const available = s.bavail * s.bsize;
+      return {
+        usage: [
+          { unit: 'BYTES', total: total.toString(), available: available.toString(), used: (total - s.bfree * s.bsize).toString() },
+          { unit: 'INODES', total: s.files.toString(), available: s.ffree.toString(), used: (s.files - s.ffree).toString() },
+        ],
+        volume_condition: { abnormal: false, message: 'volume directory is present' },
+      };
+    },
+
+    NodeStageVolume: unsupported('NodeStageVolume', 'STAGE_UNSTAGE_VOLUME'),
+    NodeUnstageVolume: unsupported('NodeUnstageVolume', 'STAGE_UNSTAGE_VOLUME'),
+    NodeExpandVolume: unsupported('NodeExpandVolume', 'EXPAND_VOLUME'),
+  };
+}

@@ -1,0 +1,59 @@
+import * as grpc from '@grpc/grpc-js';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../observe/logger.js';
+import type { DriverContext } from './context.js';
+import { controllerService } from './controller.js';
+import { identityService } from './identity.js';
+import { nodeService } from './node.js';
+import { loadCsi } from './proto.js';
+import { bindService, type RpcObserver } from './rpc.js';
+
+/** Where a `unix:///abs/path` (or plain absolute path) endpoint puts its socket. */
+export function socketPath(endpoint: string): string {
+  const p = endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
+  if (!path.isAbsolute(p)) throw new Error(`endpoint ${endpoint} must be unix:///absolute/path`);
+  return p;
+}
+
+export class CsiServer {
+  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  private sock?: string;
+
+  constructor(ctx: DriverContext, log: Logger, observer?: RpcObserver) {
+    const csi = loadCsi();
+    this.server.addService(csi.Identity.service, bindService(identityService(ctx), log, observer));
+    this.server.addService(csi.Controller.service, bindService(controllerService(ctx), log, observer));
+    this.server.addService(csi.Node.service, bindService(nodeService(ctx), log, observer));
+  }
+
+  /** Binds the unix socket, replacing a stale socket file left by a previous run. */
+  async listen(endpoint: string): Promise<void> {
+    const sock = socketPath(endpoint);
+    await fsp.mkdir(path.dirname(sock), { recursive: true });
+    const st = await fsp.lstat(sock).catch(() => undefined);
+    if (st) {
+      if (!st.isSocket()) throw new Error(`${sock} exists and is not a socket; refusing to remove it`);
+      await fsp.unlink(sock);
+    }
+    await new Promise<void>((resolve, reject) =>
+      this.server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    this.sock = sock;
+  }
+
+  /** Stops taking calls, lets in-flight ones finish (up to graceMs), removes the socket. */
+  async close(graceMs = 10_000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (this.sock) await fsp.rm(this.sock, { force: true });
+  }
+}

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { POOL_NAME_RE } from '../volumes/ids.js';
+
+export interface PoolConfig {
+  name: string;
+  /** Absolute path of the pool directory on the node. */
+  path: string;
+  /** HPP legacy naming: volume directories named `<namespace>-<pvc>-<pv>` when the CO passes PVC metadata. */
+  useNamingPrefix: boolean;
+}
+
+/** The pool name HPP uses for its legacy single-path configuration (`pathConfig.path`). */
+export const LEGACY_POOL_NAME = 'legacy';
+
+export class ConfigError extends Error {}
+
+interface RawPool {
+  name?: unknown;
+  path?: unknown;
+  useNamingPrefix?: unknown;
+}
+
+function fromRaw(raw: RawPool, where: string): PoolConfig {
+  if (typeof raw.name !== 'string' || !POOL_NAME_RE.test(raw.name)) {
+    throw new ConfigError(`${where}: pool name ${JSON.stringify(raw.name)} must be a DNS label (a-z, 0-9, -; 1-63 characters)`);
+  }
+  if (typeof raw.path !== 'string' || !path.isAbsolute(raw.path)) {
+    throw new ConfigError(`${where}: pool ${raw.name} needs an absolute "path", got ${JSON.stringify(raw.path)}`);
+  }
+  if (raw.useNamingPrefix !== undefined && typeof raw.useNamingPrefix !== 'boolean') {
+    throw new ConfigError(`${where}: pool ${raw.name}: useNamingPrefix must be true or false`);
+  }
+  return { name: raw.name, path: path.resolve(raw.path), useNamingPrefix: raw.useNamingPrefix === true };
+}
+
+/** `name=/path` as given to --pool. */
+export function parsePoolFlag(spec: string): PoolConfig {
+  const eq = spec.indexOf('=');
+  if (eq <= 0) throw new ConfigError(`--pool ${JSON.stringify(spec)}: expected NAME=/absolute/path`);
+  return fromRaw({ name: spec.slice(0, eq), path: spec.slice(eq + 1) }, '--pool');
+}
+
+/** A JSON list of pools, `[{"name": "fast", "path": "/var/hpp/fast"}]`, inline or in a file. */
+export function parsePoolsJson(text: string, where: string): PoolConfig[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${where}: not valid JSON: ${(err as Error).message}`);
+  }
+  const list = Array.isArray(data) ? data : (data as { pools?: unknown })?.pools;
+  if (!Array.isArray(list)) throw new ConfigError(`${where}: expected a JSON list of pools or {"pools": [...]}`);
+  return list.map((p, i) => fromRaw(p as RawPool, `${where}[${i}]`));
+}
+
+export function loadPoolsFile(file: string): PoolConfig[] {
+  return parsePoolsJson(readFileSync(file, 'utf8'), file);
+}
+
+/** Names unique, paths neither equal nor nested (a volume must belong to exactly one pool). */
+export function checkPools(pools: PoolConfig[]): PoolConfig[] {
+  if (pools.length === 0) throw new ConfigError('no storage pool configured: give --pool NAME=PATH, --pools-file or --hostpath');
+  const names = new Set<string>();
+  for (const p of pools) {
+    if (names.has(p.name)) throw new ConfigError(`pool ${p.name} is configured twice`);
+    names.add(p.name);
+  }
+  for (const a of pools) {
+    for (const b of pools) {
+      if (a === b) continue;
+      if (a.path === b.path || b.path.startsWith(`${a.path}/`)) {
+        throw new ConfigError(`pools ${a.name} (${a.path}) and ${b.name} (${b.path}) overlap`);
+      }
+    }
+  }
+  return pools;
+}

@@ -1,0 +1,96 @@
+import { constants, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { ProcessLock } from '../system/flock.js';
+import type { PoolConfig } from './config.js';
+
+export interface PoolHealth {
+  ready: boolean;
+  reason?: string;
+}
+
+export interface PoolCapacity {
+  totalBytes: bigint;
+  availableBytes: bigint;
+  usedBytes: bigint;
+}
+
+/**
+ * A storage pool on this node and its private layout:
+ *   <root>/.hpp/volumes/<name>.json   volume metadata
+ *   <root>/.hpp/tmp/                  volumes being built (moved into place when complete)
+ *   <root>/.hpp/trash/                deleted volumes waiting to be removed
+ */
+export class Pool {
+  readonly name: string;
+  readonly root: string;
+  readonly useNamingPrefix: boolean;
+  readonly metaDir: string;
+  readonly volumesDir: string;
+  readonly tmpDir: string;
+  readonly trashDir: string;
+  private readonly lock: ProcessLock;
+
+  constructor(cfg: PoolConfig) {
+    this.name = cfg.name;
+    this.root = cfg.path;
+    this.useNamingPrefix = cfg.useNamingPrefix;
+    this.metaDir = path.join(this.root, '.hpp');
+    this.volumesDir = path.join(this.metaDir, 'volumes');
+    this.tmpDir = path.join(this.metaDir, 'tmp');
+    this.trashDir = path.join(this.metaDir, 'trash');
+    this.lock = new ProcessLock(path.join(this.metaDir, 'daemon.lock'));
+  }
+
+  /**
+   * Lays out the private directories. The pool root itself is never created here: a missing root
+   * means a missing disk or a wrong path, and the pool stays not-ready until it appears.
+   */
+  async prepare(): Promise<PoolHealth> {
+    const health = await this.health();
+    if (!health.ready) return health;
+    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir]) {
+      await fsp.mkdir(d, { recursive: true, mode: 0o700 });
+    }
+    if (!(await this.lock.acquire())) {
+      return { ready: false, reason: `pool ${this.name}: ${this.root} is in use by another daemon (pid ${await this.lock.holder()})` };
+    }
+    return health;
+  }
+
+  async release(): Promise<void> {
+    await this.lock.release();
+  }
+
+  async health(): Promise<PoolHealth> {
+    try {
+      const st = await fsp.stat(this.root);
+      if (!st.isDirectory()) return { ready: false, reason: `${this.root} is not a directory` };
+      await fsp.access(this.root, constants.W_OK);
+      return { ready: true };
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const what = e.code === 'ENOENT' ? 'does not exist' : e.code === 'EROFS' ? 'is read-only' : `is not usable (${e.code ?? e.message})`;
+      return { ready: false, reason: `pool ${this.name}: ${this.root} ${what}` };
+    }
+  }
+
+  async capacity(): Promise<PoolCapacity> {
+    const s = await fsp.statfs(this.root, { bigint: true });
+    const totalBytes = s.blocks * s.bsize;
+    const availableBytes = s.bavail * s.bsize;
+    return { totalBytes, availableBytes, usedBytes: totalBytes - s.bfree * s.bsize };
+  }
+
+  /** Absolute path of something inside the pool; refuses anything that would leave it. */
+  resolveInside(rel: string): string {
+    const abs = path.resolve(this.root, rel);
+    if (abs === this.root || !abs.startsWith(`${this.root}/`) || rel.includes('\0')) {
+      throw new Error(`path ${JSON.stringify(rel)} is outside pool ${this.name}`);
+    }
+    return abs;
+  }
+
+  metadataPath(name: string): string {
+    return path.join(this.volumesDir, `${name}.json`);
+  }
+}

@@ -1,0 +1,281 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { alreadyExists, failedPrecondition, internal, invalidArgument, unavailable } from '../csi/errors.js';
+import type { Logger } from '../observe/logger.js';
+import { LEGACY_POOL_NAME } from '../pools/config.js';
+import type { Pool } from '../pools/pool.js';
+import { fsyncDir } from '../system/atomic-file.js';
+import { mountsBelow, readMounts } from '../system/mount.js';
+import { KeyedLock } from '../util/keyed-lock.js';
+import { formatVolumeId, parseVolumeId } from './ids.js';
+import type { VolumeMode, VolumeRecord } from './record.js';
+import { VolumeStore } from './store.js';
+
+export interface CreateSpec {
+  pool: Pool;
+  name: string;
+  mode: VolumeMode;
+  capacityBytes: bigint;
+  parameters: Record<string, string>;
+  /** Directory name inside the pool (the volume name unless legacy naming applies). */
+  dir: string;
+}
+
+interface PoolState {
+  pool: Pool;
+  store: VolumeStore;
+  loaded: boolean;
+}
+
+/**
+ * Owns every volume of this node: the pools, their durable records and an in-memory index of them.
+ * Creation builds the volume in the pool's tmp area and moves it into place only after its record is
+ * durable; deletion marks the record, moves the data to trash, then forgets the record. start()
+ * finishes or rolls back whatever a crash interrupted.
+ */
+export class VolumeManager {
+  readonly locks = new KeyedLock();
+  private readonly pools = new Map<string, PoolState>();
+  private readonly index = new Map<string, VolumeRecord>();
+  private trashSweep: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly node: string,
+    pools: Pool[],
+    private readonly log: Logger,
+  ) {
+    for (const p of pools) this.pools.set(p.name, { pool: p, store: new VolumeStore(p), loaded: false });
+  }
+
+  poolList(): Pool[] {
+    return [...this.pools.values()].map((s) => s.pool);
+  }
+
+  getPool(name: string): Pool | undefined {
+    return this.pools.get(name)?.pool;
+  }
+
+  /** The pool a request names, or the only/legacy pool when it names none. */
+  resolvePool(name: string | undefined): Pool {
+    if (name) {
+      const st = this.pools.get(name);
+      if (!st) {
+        throw invalidArgument(`storage pool ${JSON.stringify(name)} is not configured on node ${this.node}; known pools: ${[...this.pools.keys()].join(', ')}`);
+      }
+      return st.pool;
+    }
+    if (this.pools.size === 1) return [...this.pools.values()][0]!.pool;
+    const legacy = this.pools.get(LEGACY_POOL_NAME);
+    if (legacy) return legacy.pool;
+    throw invalidArgument(`parameter storagePool is required: node ${this.node} has pools ${[...this.pools.keys()].join(', ')}`);
+  }
+
+  /** Prepare and reconcile every pool that is there; a missing pool is retried by ensureLoaded(). */
+  async start(): Promise<void> {
+    for (const st of this.pools.values()) {
+      await this.ensureLoaded(st.pool.name).catch((err) => {
+        this.log.error({ pool: st.pool.name, err: String(err) }, 'pool not loaded');
+      });
+    }
+  }
+
+  /** Loads a pool's volumes once it is reachable. Throws UNAVAILABLE while it is not. */
+  async ensureLoaded(poolName: string): Promise<PoolState> {
+    const st = this.pools.get(poolName);
+    if (!st) throw invalidArgument(`storage pool ${poolName} is not configured`);
+    if (st.loaded) return st;
+    return this.locks.withKey(`pool/${poolName}`, async () => {
+      if (st.loaded) return st;
+      const health = await st.pool.prepare();
+      if (!health.ready) throw unavailable(health.reason ?? `pool ${poolName} is not ready`);
+      const records = await st.store.loadAll((file, err) =>
+        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched'),
+      );
+      for (const rec of records) {
+        const kept = await this.reconcile(st, rec);
+        if (kept) this.index.set(kept.id, kept);
+      }
+      await this.reconcileTmp(st, new Set(records.map((r) => r.name)));
+      st.loaded = true;
+      this.sweepTrash(st.pool);
+      this.log.info({ pool: poolName, root: st.pool.root, volumes: records.length }, 'pool loaded');
+      return st;
+    });
+  }
+
+  private async reconcile(st: PoolState, rec: VolumeRecord): Promise<VolumeRecord | undefined> {
+    const dataPath = this.dataPath(st.pool, rec);
+    if (rec.state === 'deleting') {
+      this.log.info({ volume: rec.id }, 'finishing interrupted delete');
+      await this.moveToTrash(st.pool, dataPath);
+      await st.store.remove(rec.name);
+      return undefined;
+    }
+    const building = path.join(st.pool.tmpDir, rec.name);
+    if (!(await exists(dataPath)) && (await exists(building))) {
+      this.log.info({ volume: rec.id }, 'finishing interrupted create');
+      await fsp.rename(building, dataPath);
+      await fsyncDir(path.dirname(dataPath));
+    }
+    if (rec.node !== this.node) {
+      // A device-backed pool moved here from another node: the id must keep naming where it lives.
+      this.log.warn({ volume: rec.id, recordedNode: rec.node, node: this.node }, 'volume was created on another node');
+    }
+    return rec;
+  }
+
+  /** Whatever is in tmp/ without a record is a create that never committed: remove it. */
+  private async reconcileTmp(st: PoolState, names: Set<string>): Promise<void> {
+    for (const entry of await fsp.readdir(st.pool.tmpDir)) {
+      if (names.has(entry)) continue;
+      this.log.info({ pool: st.pool.name, entry }, 'removing uncommitted volume from tmp');
+      await fsp.rm(path.join(st.pool.tmpDir, entry), { recursive: true, force: true });
+    }
+  }
+
+  dataPath(pool: Pool, rec: VolumeRecord): string {
+    return pool.resolveInside(rec.dir);
+  }
+
+  get(id: string): VolumeRecord | undefined {
+    return this.index.get(id);
+  }
+
+  /** Looks a volume up by id, loading its pool first if it was not reachable before. */
+  async find(id: string): Promise<VolumeRecord | undefined> {
+    const hit = this.index.get(id);
+    if (hit) return hit;
+    const ref = parseVolumeId(id);
+    if (!ref || ref.node !== this.node || !this.pools.has(ref.pool)) return undefined;
+    await this.ensureLoaded(ref.pool);
+    return this.index.get(id);
+  }
+
+  list(): VolumeRecord[] {
+    return [...this.index.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  volumeKey(id: string): string {
+    return `vol/${id}`;
+  }
+
+  /** Create, or return the existing volume of that name when it is compatible. Caller holds the lock. */
+  async create(spec: CreateSpec, compatible: (existing: VolumeRecord) => string | undefined): Promise<VolumeRecord> {
+    const st = await this.ensureLoaded(spec.pool.name);
+    const id = formatVolumeId({ node: this.node, pool: spec.pool.name, name: spec.name });
+    const existing = this.index.get(id);
+    if (existing) {
+      const why = compatible(existing);
+      if (why) throw alreadyExists(`volume ${spec.name} already exists with ${why}`);
+      return existing;
+    }
+    const pool = spec.pool;
+    const dataPath = pool.resolveInside(spec.dir);
+    if (await exists(dataPath)) {
+      throw alreadyExists(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
+    }
+    const building = path.join(pool.tmpDir, spec.name);
+    await fsp.rm(building, { recursive: true, force: true });
+    await fsp.mkdir(building, { mode: 0o777 });
+    // mkdir applies the umask; pods of any uid must be able to write (HPP behaviour).
+    await fsp.chmod(building, 0o777);
+    const rec: VolumeRecord = {
+      version: 1,
+      id,
+      name: spec.name,
+      pool: pool.name,
+      node: this.node,
+      mode: spec.mode,
+      dir: spec.dir,
+      capacityBytes: spec.capacityBytes.toString(),
+      parameters: spec.parameters,
+      createdAt: new Date().toISOString(),
+      state: 'ready',
+      publications: {},
+    };
+    try {
+      await st.store.write(rec);
+    } catch (err) {
+      await fsp.rm(building, { recursive: true, force: true });
+      throw err;
+    }
+    // The record is the commit point: from here a crash is finished by reconcile().
+    await fsp.rename(building, dataPath);
+    await fsyncDir(path.dirname(dataPath));
+    this.index.set(id, rec);
+    return rec;
+  }
+
+  /** Delete a volume this node holds. Caller holds the lock. */
+  async delete(rec: VolumeRecord): Promise<void> {
+    const st = await this.ensureLoaded(rec.pool);
+    const published = Object.keys(rec.publications);
+    if (published.length > 0) {
+      throw failedPrecondition(`volume ${rec.id} is still published at ${published.join(', ')}`);
+    }
+    const dataPath = this.dataPath(st.pool, rec);
+    const below = mountsBelow(await readMounts(), dataPath);
+    if (below.length > 0) {
+      throw failedPrecondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
+    }
+    await st.store.write({ ...rec, state: 'deleting' });
+    await this.moveToTrash(st.pool, dataPath);
+    await st.store.remove(rec.name);
+    this.index.delete(rec.id);
+    this.sweepTrash(st.pool);
+  }
+
+  /** Persist a changed record (publications); memory follows only once the disk has it. */
+  async update(rec: VolumeRecord): Promise<void> {
+    const st = this.pools.get(rec.pool);
+    if (!st) throw internal(`volume ${rec.id} names unknown pool ${rec.pool}`);
+    await st.store.write(rec);
+    this.index.set(rec.id, rec);
+  }
+
+  private async moveToTrash(pool: Pool, dataPath: string): Promise<void> {
+    const dest = path.join(pool.trashDir, `${path.basename(dataPath)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
+    try {
+      await fsp.rename(dataPath, dest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    await fsyncDir(pool.root);
+  }
+
+  /** Removes trashed data in the background, one pool sweep after another. */
+  private sweepTrash(pool: Pool): void {
+    this.trashSweep = this.trashSweep.then(async () => {
+      try {
+        for (const entry of await fsp.readdir(pool.trashDir)) {
+          await fsp.rm(path.join(pool.trashDir, entry), { recursive: true, force: true });
+        }
+      } catch (err) {
+        this.log.warn({ pool: pool.name, err: String(err) }, 'trash sweep failed; retried on next delete or start');
+      }
+    });
+  }
+
+  /** Resolves when background trash removal is done (used by shutdown and tests). */
+  async idle(): Promise<void> {
+    await this.trashSweep;
+  }
+
+  /** Waits for background work and lets go of the pools' daemon locks. */
+  async close(): Promise<void> {
+    await this.idle();
+    for (const st of this.pools.values()) await st.pool.release();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
