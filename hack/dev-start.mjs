@@ -1,0 +1,20 @@
+// `npm start`: run the built driver on a local socket with a pool named "default" under .data/.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const data = process.env.HPP_DATA_DIR ?? path.join(root, '.data');
+const pool = path.join(data, 'pools', 'default');
+mkdirSync(pool, { recursive: true });
+const endpoint = process.env.CSI_ENDPOINT ?? `unix://${path.join(data, 'csi.sock')}`;
+console.error(`hpp-csi-driver: serving ${endpoint}, pool "default" at ${pool}`);
+const child = spawn(
+  process.execPath,
+  [path.join(root, 'dist/cmd/hpp-csi-driver.js'), '--endpoint', endpoint, '--pool', `default=${pool}`, '--node-name', os.hostname(), ...process.argv.slice(2)],
+  { stdio: 'inherit' },
+);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

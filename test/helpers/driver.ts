@@ -1,0 +1,150 @@
+import * as grpc from '@grpc/grpc-js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadCsi } from '../../src/csi/proto.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const DRIVER_JS = path.join(ROOT, 'dist/cmd/hpp-csi-driver.js');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Msg = Record<string, any>;
+type Rpc = (req: Msg) => Promise<Msg>;
+export type ServiceClient = Record<string, Rpc>;
+
+export interface Clients {
+  identity: ServiceClient;
+  controller: ServiceClient;
+  node: ServiceClient;
+  close(): void;
+}
+
+function promisify(client: grpc.Client, service: grpc.ServiceClientConstructor): ServiceClient {
+  const out: ServiceClient = {};
+  for (const name of Object.keys(service.service)) {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const fn = (client as any)[name].bind(client);
+    out[name] = (req: Msg) =>
+      new Promise((resolve, reject) => fn(req, (err: grpc.ServiceError | null, res: Msg) => (err ? reject(err) : resolve(res))));
+  }
+  return out;
+}
+
+export function connect(endpoint: string): Clients {
+  const csi = loadCsi();
+  const creds = grpc.credentials.createInsecure();
+  const id = new csi.Identity(endpoint, creds);
+  const ctl = new csi.Controller(endpoint, creds);
+  const nd = new csi.Node(endpoint, creds);
+  return {
+    identity: promisify(id, csi.Identity),
+    controller: promisify(ctl, csi.Controller),
+    node: promisify(nd, csi.Node),
+    close() {
+      id.close();
+      ctl.close();
+      nd.close();
+    },
+  };
+}
+
+/** Expect a call to fail with a gRPC status name, e.g. 'INVALID_ARGUMENT'. Returns the error. */
+export async function expectCode(p: Promise<unknown>, code: keyof typeof grpc.status): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    if (e.code !== grpc.status[code]) {
+      throw new Error(`expected ${code}, got ${grpc.status[e.code]}: ${e.details}`);
+    }
+    return e;
+  }
+  throw new Error(`expected ${code}, but the call succeeded`);
+}
+
+export interface DriverProcess {
+  endpoint: string;
+  socket: string;
+  child: ChildProcess;
+  clients: Clients;
+  logs(): string;
+  /** SIGTERM and wait. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait: a crash. */
+  kill(): Promise<void>;
+}
+
+/** A scratch directory under /tmp for one test file, removed by the caller's cleanup. */
+export function scratchDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `hpp-${prefix}-`));
+}
+
+/**
+ * Start the built daemon (dist/) as a child process on its own socket and wait until it serves.
+ * `args` are extra driver flags, typically --pool NAME=DIR.
+ */
+export async function startDriver(opts: { dir: string; args: string[]; node?: string }): Promise<DriverProcess> {
+  if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' before the tests`);
+  const socket = path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const endpoint = `unix://${socket}`;
+  const child = spawn(process.execPath, [DRIVER_JS, '--endpoint', endpoint, '--node-name', opts.node ?? 'test-node', '--log-level', 'debug', ...opts.args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('"serving CSI"')) {
+    if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode}:\n${out}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`driver did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const clients = connect(endpoint);
+  return {
+    endpoint,
+    socket,
+    child,
+    clients,
+    logs: () => out,
+    async stop() {
+      clients.close();
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      clients.close();
+      if (child.exitCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export const MOUNT_CAP = { access_mode: { mode: 'SINGLE_NODE_WRITER' }, mount: { fs_type: '', mount_flags: [] } };
+export const BLOCK_CAP = { access_mode: { mode: 'SINGLE_NODE_WRITER' }, block: {} };
+
+/** Unmount anything left under `dir` (deepest first) and remove it: tests never leak mounts. */
+export async function cleanupDir(dir: string): Promise<void> {
+  const text = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  const targets = text
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  const { execFileSync } = await import('node:child_process');
+  for (const t of targets) {
+    try {
+      execFileSync('umount', [t]);
+    } catch {
+      execFileSync('umount', ['-l', t]);
+    }
+  }
+  await fsp.rm(dir, { recursive: true, force: true });
+}
