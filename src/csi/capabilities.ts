@@ -28,7 +28,7 @@ export const ACCESS_MODES = new Set<string>([
 ]);
 
 /** Access types (VolumeCapability oneof) the driver serves today. */
-export const ACCESS_TYPES = new Set<string>(['mount']);
+export const ACCESS_TYPES = new Set<string>(['mount', 'block']);
 
 /** The topology key volumes and nodes are labelled with (the HPP key, for drop-in StorageClasses). */
 export const TOPOLOGY_KEY = 'topology.hostpath.csi/node';

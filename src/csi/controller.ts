@@ -9,6 +9,7 @@ import {
 import type { DriverContext } from './context.js';
 import { aborted, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
 import type { Handler, Msg } from './rpc.js';
+import { blockCapacity, blockImagePath } from '../volumes/block.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
 import { parseParameters, volumeDirName } from '../volumes/parameters.js';
 import type { VolumeRecord } from '../volumes/record.js';
@@ -93,11 +94,12 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && (req_topo.requisite?.length ?? 0) > 0) {
         throw resourceExhausted(`node ${ctx.node} is not in the requisite topology of the request`);
       }
-      const capacity = range.required > 0n ? range.required : range.limit;
-      const dir = volumeDirName(name, params, pool.useNamingPrefix);
+      const wanted = range.required > 0n ? range.required : range.limit;
+      const capacity = accessType === 'block' ? blockCapacity(range) : wanted;
       const mode = accessType === 'block' ? 'block' : 'filesystem';
+      const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
 
-      return volumes.locks.withKeys([`name/${name}`, `dir/${pool.name}/${dir}`], async () => {
+      return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`], async () => {
         const sameName = volumes.list().find((v) => v.name === name && v.pool !== pool.name);
         if (sameName) {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
@@ -108,7 +110,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
           throw outOfRange(`requested ${capacity} bytes is more than pool ${pool.name} holds (${totalBytes} bytes)`);
         }
         const rec = await volumes.create(
-          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, dir },
+          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data },
           (existing) => {
             if (existing.mode !== mode) return `volume mode ${existing.mode}`;
             if (!fitsRange(BigInt(existing.capacityBytes), range)) return `capacity ${existing.capacityBytes} bytes`;

@@ -2,9 +2,12 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { NODE_CAPABILITIES, TOPOLOGY_KEY, requireNodeCapability, unsupportedReason, type VolumeCapabilityMsg } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from './errors.js';
-import type { Handler } from './rpc.js';
-import { bindMount, mountAt, readMounts, unmount } from '../system/mount.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import type { Handler, Msg } from './rpc.js';
+import { mountAt, readMounts } from '../system/mount.js';
+import { blockDeviceSize, loopDevicesFor } from '../system/loop.js';
+import { detachUnused, publishBlock, targetIsDeviceOf } from '../volumes/block.js';
+import { publishDirectory, sameInode, unmountAndRemoveTarget } from '../volumes/filesystem.js';
 import type { Publication, VolumeRecord } from '../volumes/record.js';
 
 /** Per-mount flags a bind mount of a volume directory may carry. */
@@ -24,17 +27,29 @@ function checkTargetPath(p: unknown, field: string, ctx: DriverContext): string 
   return clean;
 }
 
-async function sameInode(a: string, b: string): Promise<boolean> {
-  try {
-    const [sa, sb] = await Promise.all([fsp.stat(a, { bigint: true }), fsp.stat(b, { bigint: true })]);
-    return sa.dev === sb.dev && sa.ino === sb.ino;
-  } catch {
-    return false;
-  }
-}
-
 function samePublication(a: Publication, b: Publication): boolean {
   return a.readOnly === b.readOnly && a.accessMode === b.accessMode && [...a.mountFlags].sort().join(',') === [...b.mountFlags].sort().join(',');
+}
+
+/** What the request asks for, validated: the publication to record. */
+function wantedPublication(req: Msg): { cap: VolumeCapabilityMsg; wanted: Publication } {
+  const cap = req.volume_capability as VolumeCapabilityMsg | null;
+  if (!cap) throw invalidArgument('volume_capability is required');
+  const why = unsupportedReason(cap);
+  if (why) throw invalidArgument(`volume_capability: ${why}`);
+  const flags = (cap.mount?.mount_flags ?? []).filter((f) => f !== '');
+  for (const f of flags) {
+    if (!ALLOWED_MOUNT_FLAGS.has(f)) throw invalidArgument(`mount flag ${JSON.stringify(f)} is not allowed for a volume bind mount`);
+  }
+  const accessMode = cap.access_mode!.mode!;
+  return {
+    cap,
+    wanted: {
+      readOnly: req.readonly === true || accessMode === 'SINGLE_NODE_READER_ONLY' || flags.includes('ro'),
+      accessMode,
+      mountFlags: flags.filter((f) => f !== 'ro' && f !== 'rw'),
+    },
+  };
 }
 
 export function nodeService(ctx: DriverContext): Record<string, Handler> {
@@ -45,6 +60,15 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     const rec = await volumes.find(id);
     if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
     return rec;
+  }
+
+  function dataOf(rec: VolumeRecord): string {
+    return volumes.dataPath(volumes.getPool(rec.pool)!, rec);
+  }
+
+  /** Is what is mounted at `target` this volume (its directory, or one of its loop devices)? */
+  async function targetHolds(rec: VolumeRecord, target: string): Promise<boolean> {
+    return rec.mode === 'block' ? targetIsDeviceOf(target, dataOf(rec)) : sameInode(target, dataOf(rec));
   }
 
   const unsupported = (rpc: string, cap: string): Handler => async () => {
@@ -68,56 +92,41 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     async NodePublishVolume(req) {
       if (!req.volume_id) throw invalidArgument('volume_id is required');
       const target = checkTargetPath(req.target_path, 'target_path', ctx);
-      const cap = req.volume_capability as VolumeCapabilityMsg | null;
-      if (!cap) throw invalidArgument('volume_capability is required');
-      const why = unsupportedReason(cap);
-      if (why) throw invalidArgument(`volume_capability: ${why}`);
-      const flags = (cap.mount?.mount_flags ?? []).filter((f) => f !== '');
-      for (const f of flags) {
-        if (!ALLOWED_MOUNT_FLAGS.has(f)) throw invalidArgument(`mount flag ${JSON.stringify(f)} is not allowed for a volume bind mount`);
-      }
-      const accessMode = cap.access_mode!.mode!;
-      const wanted: Publication = {
-        readOnly: req.readonly === true || accessMode === 'SINGLE_NODE_READER_ONLY' || flags.includes('ro'),
-        accessMode,
-        mountFlags: flags.filter((f) => f !== 'ro' && f !== 'rw'),
-      };
-
+      const { cap, wanted } = wantedPublication(req);
       const first = await requireVolume(req.volume_id);
       return volumes.locks.withKeys([`name/${first.name}`, `target/${target}`], async () => {
         const rec = await requireVolume(req.volume_id);
-        if (rec.mode !== 'filesystem' || cap.access_type !== 'mount') {
+        const asBlock = cap.access_type === 'block';
+        if ((rec.mode === 'block') !== asBlock) {
           throw failedPrecondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
         }
-        const pool = volumes.getPool(rec.pool)!;
-        const source = volumes.dataPath(pool, rec);
+        if (asBlock && wanted.mountFlags.length > 0) throw invalidArgument('mount flags do not apply to a block volume');
         const mounted = mountAt(await readMounts(), target);
         const recorded = rec.publications[target];
 
         if (mounted) {
-          if (!(await sameInode(target, source))) {
-            throw alreadyExists(`target ${target} already has another filesystem mounted (${mounted.source} ${mounted.root})`);
+          if (!(await targetHolds(rec, target))) {
+            throw alreadyExists(`target ${target} already has something else mounted (${mounted.source} ${mounted.root})`);
           }
           if (recorded && !samePublication(recorded, wanted)) {
             throw alreadyExists(`volume ${rec.id} is already published at ${target} with other options (readOnly=${recorded.readOnly}, ${recorded.accessMode})`);
           }
           if (recorded) return {};
-          // Mounted by us before a crash, never recorded: adopt it when its flags agree.
+          // Mounted by us before a crash and never recorded: adopt it when its flags agree.
           if (mounted.options.includes('ro') !== wanted.readOnly) {
             throw alreadyExists(`volume ${rec.id} is already mounted at ${target} with other options`);
           }
         } else {
           const others = Object.entries(rec.publications).filter(([t]) => t !== target);
-          if (others.length > 0 && (accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
+          if (others.length > 0 && (wanted.accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
             throw failedPrecondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
           }
-          try {
-            await fsp.access(source);
-          } catch {
-            throw internal(`data of volume ${rec.id} is missing at ${source}`);
+          if (asBlock) {
+            const dev = await publishBlock(dataOf(rec), target, { readOnly: wanted.readOnly });
+            wanted.device = dev.name;
+          } else {
+            await publishDirectory(dataOf(rec), target, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
           }
-          await fsp.mkdir(target, { recursive: true, mode: 0o750 });
-          await bindMount(source, target, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
         }
         await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
         return {};
@@ -130,26 +139,13 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
       const first = await requireVolume(req.volume_id);
       return volumes.locks.withKeys([`name/${first.name}`, `target/${target}`], async () => {
         const rec = await requireVolume(req.volume_id);
-        const source = volumes.dataPath(volumes.getPool(rec.pool)!, rec);
-        for (;;) {
-          const mounted = mountAt(await readMounts(), target);
-          if (!mounted) break;
-          if (!rec.publications[target] && !(await sameInode(target, source))) {
-            throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
-          }
-          await unmount(target);
-        }
-        try {
-          await fsp.rmdir(target);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'ENOENT') throw internal(`cannot remove target ${target} after unmount: ${code}`, err);
-        }
-        if (rec.publications[target]) {
-          const publications = { ...rec.publications };
-          delete publications[target];
-          await volumes.update({ ...rec, publications });
-        }
+        const recorded = rec.publications[target] !== undefined;
+        const removed = await unmountAndRemoveTarget(target, async () => recorded || targetHolds(rec, target));
+        if (!removed) throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
+        const publications = { ...rec.publications };
+        delete publications[target];
+        if (rec.mode === 'block') await detachUnused(dataOf(rec), Object.values(publications));
+        if (recorded) await volumes.update({ ...rec, publications });
         return {};
       });
     },
@@ -160,14 +156,24 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
       if (!req.volume_path) throw invalidArgument('volume_path is required');
       const rec = await requireVolume(req.volume_id);
       const volumePath = req.volume_path as string;
-      const source = volumes.dataPath(volumes.getPool(rec.pool)!, rec);
-      const sourceThere = await fsp.stat(source).then(() => true, () => false);
-      const isOurs = volumePath === source || (await sameInode(volumePath, source)) || (!sourceThere && rec.publications[volumePath] !== undefined);
+      const data = dataOf(rec);
+      const dataThere = await fsp.stat(data).then(() => true, () => false);
+      const published = rec.publications[volumePath] !== undefined;
+      const isOurs = volumePath === data || published || (await targetHolds(rec, volumePath));
       if (!isOurs) throw notFound(`volume ${rec.id} is not available at ${volumePath}`);
-      if (!sourceThere) {
-        return { usage: [], volume_condition: { abnormal: true, message: `volume directory ${source} is missing` } };
+      if (!dataThere) {
+        return { usage: [], volume_condition: { abnormal: true, message: `volume data ${data} is missing` } };
       }
-      const s = await fsp.statfs(source, { bigint: true });
+      if (rec.mode === 'block') {
+        const devices = await loopDevicesFor(data);
+        const size = devices[0] ? await blockDeviceSize(devices[0].name) : BigInt(rec.capacityBytes);
+        const condition =
+          published && devices.length === 0
+            ? { abnormal: true, message: `no loop device is attached to ${data}` }
+            : { abnormal: false, message: devices.length > 0 ? `attached as ${devices.map((d) => d.name).join(', ')}` : 'image present' };
+        return { usage: [{ unit: 'BYTES', total: size.toString(), available: '0', used: '0' }], volume_condition: condition };
+      }
+      const s = await fsp.statfs(data, { bigint: true });
       const total = s.blocks * s.bsize;
       const available = s.bavail * s.bsize;
       return {

@@ -8,8 +8,11 @@ import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { mountsBelow, readMounts } from '../system/mount.js';
 import { KeyedLock } from '../util/keyed-lock.js';
+import { buildBlockImage, detachAll } from './block.js';
+import { buildVolumeDirectory } from './filesystem.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import type { VolumeMode, VolumeRecord } from './record.js';
+import { reconcilePublications } from './reconcile-publications.js';
 import { VolumeStore } from './store.js';
 
 export interface CreateSpec {
@@ -18,8 +21,8 @@ export interface CreateSpec {
   mode: VolumeMode;
   capacityBytes: bigint;
   parameters: Record<string, string>;
-  /** Directory name inside the pool (the volume name unless legacy naming applies). */
-  dir: string;
+  /** Where the data goes, relative to the pool root (see VolumeRecord.data). */
+  data: string;
 }
 
 interface PoolState {
@@ -92,11 +95,17 @@ export class VolumeManager {
       const records = await st.store.loadAll((file, err) =>
         this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched'),
       );
+      const kept: VolumeRecord[] = [];
       for (const rec of records) {
-        const kept = await this.reconcile(st, rec);
-        if (kept) this.index.set(kept.id, kept);
+        const r = await this.reconcile(st, rec);
+        if (r) kept.push(r);
       }
       await this.reconcileTmp(st, new Set(records.map((r) => r.name)));
+      for (const rec of await reconcilePublications(st.pool, kept, this.log)) {
+        await st.store.write(rec);
+        kept[kept.findIndex((k) => k.id === rec.id)] = rec;
+      }
+      for (const rec of kept) this.index.set(rec.id, rec);
       st.loaded = true;
       this.sweepTrash(st.pool);
       this.log.info({ pool: poolName, root: st.pool.root, volumes: records.length }, 'pool loaded');
@@ -135,7 +144,7 @@ export class VolumeManager {
   }
 
   dataPath(pool: Pool, rec: VolumeRecord): string {
-    return pool.resolveInside(rec.dir);
+    return pool.resolveInside(rec.data);
   }
 
   get(id: string): VolumeRecord | undefined {
@@ -171,15 +180,15 @@ export class VolumeManager {
       return existing;
     }
     const pool = spec.pool;
-    const dataPath = pool.resolveInside(spec.dir);
+    const dataPath = pool.resolveInside(spec.data);
+    await fsp.mkdir(path.dirname(dataPath), { recursive: true, mode: 0o700 });
     if (await exists(dataPath)) {
       throw alreadyExists(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
     const building = path.join(pool.tmpDir, spec.name);
     await fsp.rm(building, { recursive: true, force: true });
-    await fsp.mkdir(building, { mode: 0o777 });
-    // mkdir applies the umask; pods of any uid must be able to write (HPP behaviour).
-    await fsp.chmod(building, 0o777);
+    if (spec.mode === 'block') await buildBlockImage(building, spec.capacityBytes);
+    else await buildVolumeDirectory(building);
     const rec: VolumeRecord = {
       version: 1,
       id,
@@ -187,7 +196,7 @@ export class VolumeManager {
       pool: pool.name,
       node: this.node,
       mode: spec.mode,
-      dir: spec.dir,
+      data: spec.data,
       capacityBytes: spec.capacityBytes.toString(),
       parameters: spec.parameters,
       createdAt: new Date().toISOString(),
@@ -215,9 +224,13 @@ export class VolumeManager {
       throw failedPrecondition(`volume ${rec.id} is still published at ${published.join(', ')}`);
     }
     const dataPath = this.dataPath(st.pool, rec);
-    const below = mountsBelow(await readMounts(), dataPath);
-    if (below.length > 0) {
-      throw failedPrecondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
+    if (rec.mode === 'block') {
+      await detachAll(dataPath);
+    } else {
+      const below = mountsBelow(await readMounts(), dataPath);
+      if (below.length > 0) {
+        throw failedPrecondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
+      }
     }
     await st.store.write({ ...rec, state: 'deleting' });
     await this.moveToTrash(st.pool, dataPath);

@@ -5,6 +5,8 @@ export interface Publication {
   readOnly: boolean;
   accessMode: string;
   mountFlags: string[];
+  /** Block volumes: the loop device bound onto the target. */
+  device?: string;
 }
 
 export interface VolumeRecord {
@@ -14,8 +16,8 @@ export interface VolumeRecord {
   pool: string;
   node: string;
   mode: VolumeMode;
-  /** Directory of a filesystem volume, relative to the pool root. */
-  dir: string;
+  /** Where the data is, relative to the pool root: the directory of a filesystem volume, the image file of a block volume. */
+  data: string;
   /** Decimal string: JSON has no 64-bit integers. 0 means "no size requested". */
   capacityBytes: string;
   parameters: Record<string, string>;

@@ -1,0 +1,57 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../observe/logger.js';
+import type { Pool } from '../pools/pool.js';
+import { mountAt, readMounts } from '../system/mount.js';
+import { BLOCK_DIR, detachOrphanLoops, publishBlock, targetIsDeviceOf } from './block.js';
+import { publishDirectory, sameInode } from './filesystem.js';
+import type { VolumeRecord } from './record.js';
+
+/**
+ * Brings the kernel in line with the recorded publications after a restart or a reboot: a publication
+ * whose mount is gone is made again when its target's directory still exists (loop device re-attached,
+ * bind mount re-made) and forgotten when it does not (the pod is gone). Loop devices backed by images
+ * no volume owns are detached. Returns the records whose publications changed.
+ */
+export async function reconcilePublications(pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
+  const changed: VolumeRecord[] = [];
+  const mounts = await readMounts();
+  for (const rec of records) {
+    const entries = Object.entries(rec.publications);
+    if (entries.length === 0) continue;
+    const data = pool.resolveInside(rec.data);
+    const publications = { ...rec.publications };
+    let dirty = false;
+    for (const [target, pub] of entries) {
+      const holds = rec.mode === 'block' ? targetIsDeviceOf(target, data) : sameInode(target, data);
+      if (mountAt(mounts, target)) {
+        if (!(await holds)) log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
+        continue;
+      }
+      const parentThere = await fsp.stat(path.dirname(target)).then((s) => s.isDirectory(), () => false);
+      if (!parentThere) {
+        log.info({ volume: rec.id, target }, 'publication target is gone; forgetting it');
+        delete publications[target];
+        dirty = true;
+        continue;
+      }
+      try {
+        if (rec.mode === 'block') {
+          const dev = await publishBlock(data, target, { readOnly: pub.readOnly });
+          publications[target] = { ...pub, device: dev.name };
+        } else {
+          await publishDirectory(data, target, { readOnly: pub.readOnly, flags: pub.mountFlags });
+        }
+        dirty = true;
+        log.info({ volume: rec.id, target }, 'publication re-made after restart');
+      } catch (err) {
+        log.error({ volume: rec.id, target, err: String(err) }, 'could not re-make publication; kubelet will retry NodePublish');
+      }
+    }
+    if (dirty) changed.push({ ...rec, publications });
+  }
+  const owned = new Set(records.filter((r) => r.mode === 'block').map((r) => pool.resolveInside(r.data)));
+  const detached = await detachOrphanLoops(path.join(pool.root, BLOCK_DIR), owned);
+  if (detached.length > 0) log.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
+  return changed;
+}
