@@ -23,7 +23,7 @@ export class DriverApp {
     private readonly log: Logger,
   ) {
     setExecLogger(log.child({ component: 'exec' }));
-    this.volumes = new VolumeManager(opts.nodeName, opts.pools.map((p) => new Pool(p)), log.child({ component: 'volumes' }));
+    this.volumes = new VolumeManager(opts.nodeName, opts.pools.map((p) => new Pool(p, log.child({ component: 'pool', pool: p.name }))), log.child({ component: 'volumes' }));
     this.server = new CsiServer(
       { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log },
       log.child({ component: 'csi' }),

@@ -7,7 +7,7 @@ import {
   type VolumeCapabilityMsg,
 } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { aborted, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
+import { aborted, failedPrecondition, invalidArgument, notFound, resourceExhausted } from './errors.js';
 import type { Handler, Msg } from './rpc.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
@@ -104,11 +104,6 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         if (sameName) {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
-        await volumes.ensureLoaded(pool.name);
-        const { totalBytes } = await pool.capacity();
-        if (capacity > totalBytes) {
-          throw outOfRange(`requested ${capacity} bytes is more than pool ${pool.name} holds (${totalBytes} bytes)`);
-        }
         const rec = await volumes.create(
           { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data },
           (existing) => {
@@ -191,7 +186,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       if (params.storagePool && !volumes.getPool(params.storagePool)) return zero;
       const pool = volumes.resolvePool(params.storagePool);
       if (!(await pool.health()).ready) return zero;
-      const { availableBytes } = await pool.capacity();
+      const { availableBytes } = await volumes.capacityOf(pool.name);
       return {
         available_capacity: availableBytes.toString(),
         maximum_volume_size: { value: availableBytes.toString() },

@@ -174,13 +174,19 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         return { usage: [{ unit: 'BYTES', total: size.toString(), available: '0', used: '0' }], volume_condition: condition };
       }
       const s = await fsp.statfs(data, { bigint: true });
-      const total = s.blocks * s.bsize;
-      const available = s.bavail * s.bsize;
+      const quota = await volumes.getPool(rec.pool)!.quota?.usage(data, rec.projectId);
+      let bytes;
+      if (quota && quota.limitBytes > 0n) {
+        // The volume's own numbers: its limit and what it holds, not the host filesystem's.
+        const available = quota.limitBytes > quota.usedBytes ? quota.limitBytes - quota.usedBytes : 0n;
+        bytes = { unit: 'BYTES', total: quota.limitBytes.toString(), available: available.toString(), used: quota.usedBytes.toString() };
+      } else {
+        const total = s.blocks * s.bsize;
+        bytes = { unit: 'BYTES', total: total.toString(), available: (s.bavail * s.bsize).toString(), used: (total - s.bfree * s.bsize).toString() };
+      }
+      const inodesUsed = quota?.usedInodes ?? s.files - s.ffree;
       return {
-        usage: [
-          { unit: 'BYTES', total: total.toString(), available: available.toString(), used: (total - s.bfree * s.bsize).toString() },
-          { unit: 'INODES', total: s.files.toString(), available: s.ffree.toString(), used: (s.files - s.ffree).toString() },
-        ],
+        usage: [bytes, { unit: 'INODES', total: s.files.toString(), available: s.ffree.toString(), used: inodesUsed.toString() }],
         volume_condition: { abnormal: false, message: 'volume directory is present' },
       };
     },

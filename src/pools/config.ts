@@ -8,6 +8,13 @@ export interface PoolConfig {
   path: string;
   /** HPP legacy naming: volume directories named `<namespace>-<pvc>-<pv>` when the CO passes PVC metadata. */
   useNamingPrefix: boolean;
+  /** A block device that backs the pool: formatted XFS when blank, mounted at `path`. */
+  device?: string;
+  /**
+   * How many times the unused part of existing volumes may be promised again: 1.0 promises only space
+   * that no volume can grow into; 2.0 counts that reserve at half.
+   */
+  overcommitRatio: number;
 }
 
 /** The pool name HPP uses for its legacy single-path configuration (`pathConfig.path`). */
@@ -19,6 +26,8 @@ interface RawPool {
   name?: unknown;
   path?: unknown;
   useNamingPrefix?: unknown;
+  device?: unknown;
+  overcommitRatio?: unknown;
 }
 
 function fromRaw(raw: RawPool, where: string): PoolConfig {
@@ -31,14 +40,35 @@ function fromRaw(raw: RawPool, where: string): PoolConfig {
   if (raw.useNamingPrefix !== undefined && typeof raw.useNamingPrefix !== 'boolean') {
     throw new ConfigError(`${where}: pool ${raw.name}: useNamingPrefix must be true or false`);
   }
-  return { name: raw.name, path: path.resolve(raw.path), useNamingPrefix: raw.useNamingPrefix === true };
+  if (raw.device !== undefined && (typeof raw.device !== 'string' || !path.isAbsolute(raw.device))) {
+    throw new ConfigError(`${where}: pool ${raw.name}: device must be an absolute path to a block device`);
+  }
+  const ratio = raw.overcommitRatio ?? 1;
+  if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 1) {
+    throw new ConfigError(`${where}: pool ${raw.name}: overcommitRatio must be a number >= 1`);
+  }
+  return {
+    name: raw.name,
+    path: path.resolve(raw.path),
+    useNamingPrefix: raw.useNamingPrefix === true,
+    ...(raw.device ? { device: raw.device as string } : {}),
+    overcommitRatio: ratio,
+  };
 }
 
-/** `name=/path` as given to --pool. */
+/** `name=/path` or `name=/path:device=/dev/x` as given to --pool. */
 export function parsePoolFlag(spec: string): PoolConfig {
   const eq = spec.indexOf('=');
-  if (eq <= 0) throw new ConfigError(`--pool ${JSON.stringify(spec)}: expected NAME=/absolute/path`);
-  return fromRaw({ name: spec.slice(0, eq), path: spec.slice(eq + 1) }, '--pool');
+  if (eq <= 0) throw new ConfigError(`--pool ${JSON.stringify(spec)}: expected NAME=/absolute/path[:device=/dev/...]`);
+  const [p, ...opts] = spec.slice(eq + 1).split(':');
+  const raw: RawPool = { name: spec.slice(0, eq), path: p };
+  for (const o of opts) {
+    const [k, v] = o.split('=');
+    if (k === 'device') raw.device = v;
+    else if (k === 'overcommit') raw.overcommitRatio = Number(v);
+    else throw new ConfigError(`--pool ${JSON.stringify(spec)}: unknown option ${JSON.stringify(k)}`);
+  }
+  return fromRaw(raw, '--pool');
 }
 
 /** A JSON list of pools, `[{"name": "fast", "path": "/var/hpp/fast"}]`, inline or in a file. */

@@ -1,7 +1,11 @@
 import { constants, promises as fsp } from 'node:fs';
 import path from 'node:path';
+import type { Logger } from '../observe/logger.js';
+import { silentLogger } from '../observe/logger.js';
 import { ProcessLock } from '../system/flock.js';
 import type { PoolConfig } from './config.js';
+import { ensureDevicePool } from './device.js';
+import { detectQuota, type QuotaBackend } from './quota.js';
 
 export interface PoolHealth {
   ready: boolean;
@@ -24,16 +28,25 @@ export class Pool {
   readonly name: string;
   readonly root: string;
   readonly useNamingPrefix: boolean;
+  readonly device?: string;
+  readonly overcommitRatio: number;
+  /** Known once prepare() succeeded. */
+  quota?: QuotaBackend;
   readonly metaDir: string;
   readonly volumesDir: string;
   readonly tmpDir: string;
   readonly trashDir: string;
   private readonly lock: ProcessLock;
 
-  constructor(cfg: PoolConfig) {
+  constructor(
+    cfg: PoolConfig,
+    private readonly log: Logger = silentLogger(),
+  ) {
     this.name = cfg.name;
     this.root = cfg.path;
     this.useNamingPrefix = cfg.useNamingPrefix;
+    this.device = cfg.device;
+    this.overcommitRatio = cfg.overcommitRatio ?? 1;
     this.metaDir = path.join(this.root, '.hpp');
     this.volumesDir = path.join(this.metaDir, 'volumes');
     this.tmpDir = path.join(this.metaDir, 'tmp');
@@ -46,6 +59,11 @@ export class Pool {
    * means a missing disk or a wrong path, and the pool stays not-ready until it appears.
    */
   async prepare(): Promise<PoolHealth> {
+    if (this.device) {
+      const dev = await ensureDevicePool(this.name, this.device, this.root, this.log);
+      if (!dev.ready) return { ready: false, reason: dev.reason };
+      if (dev.formatted) this.log.info({ pool: this.name, device: this.device }, 'formatted blank device as XFS');
+    }
     const health = await this.health();
     if (!health.ready) return health;
     for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir]) {
@@ -54,6 +72,9 @@ export class Pool {
     if (!(await this.lock.acquire())) {
       return { ready: false, reason: `pool ${this.name}: ${this.root} is in use by another daemon (pid ${await this.lock.holder()})` };
     }
+    this.quota = await detectQuota(this.root);
+    if (this.quota.kind === 'none') this.log.warn({ pool: this.name, detail: this.quota.detail }, 'volume sizes are not enforced in this pool');
+    else this.log.info({ pool: this.name, detail: this.quota.detail }, 'volume sizes are enforced');
     return health;
   }
 

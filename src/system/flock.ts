@@ -17,18 +17,20 @@ export class ProcessLock {
     return this.handle !== undefined;
   }
 
-  /** Takes the lock; false when another process holds it. */
-  async acquire(): Promise<boolean> {
+  /** Takes the lock; false when another process holds it. `stamp` writes our pid into the file. */
+  async acquire(stamp = true): Promise<boolean> {
     if (this.handle) return true;
-    const fh = await fsp.open(this.file, 'a+', 0o600);
+    const fh = await fsp.open(this.file, stamp ? 'a+' : 'r', 0o600);
     const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => fsExt.flock(fh.fd, 'exnb', resolve));
     if (err) {
       await fh.close();
       if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') return false;
       throw err;
     }
-    await fh.truncate(0);
-    await fh.write(`${process.pid}\n`, 0);
+    if (stamp) {
+      await fh.truncate(0);
+      await fh.write(`${process.pid}\n`, 0);
+    }
     this.handle = fh;
     return true;
   }

@@ -2,13 +2,6 @@ import { promises as fsp } from 'node:fs';
 import { internal } from '../csi/errors.js';
 import { bindMount, mountAt, readMounts, unmount } from '../system/mount.js';
 
-/** A new, empty volume directory. Pods of any uid must be able to write to it (HPP behaviour). */
-export async function buildVolumeDirectory(dir: string): Promise<void> {
-  await fsp.mkdir(dir, { mode: 0o777 });
-  // mkdir applied the umask.
-  await fsp.chmod(dir, 0o777);
-}
-
 /** Bind-mount the volume directory onto a target directory, created if missing. */
 export async function publishDirectory(source: string, target: string, opts: { readOnly: boolean; flags: string[] }): Promise<void> {
   try {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { alreadyExists, failedPrecondition, internal, invalidArgument, unavailable } from '../csi/errors.js';
+import { alreadyExists, failedPrecondition, internal, invalidArgument, outOfRange, resourceExhausted, unavailable } from '../csi/errors.js';
+import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
 import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
@@ -9,7 +10,6 @@ import { fsyncDir } from '../system/atomic-file.js';
 import { mountsBelow, readMounts } from '../system/mount.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll } from './block.js';
-import { buildVolumeDirectory } from './filesystem.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import type { VolumeMode, VolumeRecord } from './record.js';
 import { reconcilePublications } from './reconcile-publications.js';
@@ -28,8 +28,13 @@ export interface CreateSpec {
 interface PoolState {
   pool: Pool;
   store: VolumeStore;
+  capacity: CapacityTracker;
   loaded: boolean;
+  /** Next XFS project id to hand out; ids only grow, so a trashed directory's id is never reused. */
+  nextProjectId: number;
 }
+
+const FIRST_PROJECT_ID = 1000;
 
 /**
  * Owns every volume of this node: the pools, their durable records and an in-memory index of them.
@@ -48,7 +53,10 @@ export class VolumeManager {
     pools: Pool[],
     private readonly log: Logger,
   ) {
-    for (const p of pools) this.pools.set(p.name, { pool: p, store: new VolumeStore(p), loaded: false });
+    for (const p of pools) {
+      const capacity = new CapacityTracker(p, () => this.list().filter((v) => v.pool === p.name));
+      this.pools.set(p.name, { pool: p, store: new VolumeStore(p), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
+    }
   }
 
   poolList(): Pool[] {
@@ -106,8 +114,11 @@ export class VolumeManager {
         kept[kept.findIndex((k) => k.id === rec.id)] = rec;
       }
       for (const rec of kept) this.index.set(rec.id, rec);
-      st.loaded = true;
+      st.nextProjectId = Math.max(FIRST_PROJECT_ID, ...kept.map((r) => (r.projectId ?? 0) + 1));
+      // Trash is emptied before serving so that quota usage and free space are true from the start.
       this.sweepTrash(st.pool);
+      await this.trashSweep;
+      st.loaded = true;
       this.log.info({ pool: poolName, root: st.pool.root, volumes: records.length }, 'pool loaded');
       return st;
     });
@@ -185,10 +196,35 @@ export class VolumeManager {
     if (await exists(dataPath)) {
       throw alreadyExists(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
+    const release = await this.locks.withKey(`capacity/${pool.name}`, async () => {
+      const figs = await st.capacity.figures();
+      if (spec.capacityBytes > figs.totalBytes) {
+        throw outOfRange(`${spec.capacityBytes} bytes is more than pool ${pool.name} holds (${figs.totalBytes} bytes)`);
+      }
+      if (spec.capacityBytes > figs.availableBytes) {
+        throw resourceExhausted(
+          `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}`,
+        );
+      }
+      return st.capacity.reserve(spec.capacityBytes);
+    });
+    try {
+      const rec = await this.build(st, spec, id, dataPath);
+      release(true);
+      return rec;
+    } catch (err) {
+      release(false);
+      throw err;
+    }
+  }
+
+  private async build(st: PoolState, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
+    const pool = spec.pool;
     const building = path.join(pool.tmpDir, spec.name);
     await fsp.rm(building, { recursive: true, force: true });
+    let projectId: number | undefined;
     if (spec.mode === 'block') await buildBlockImage(building, spec.capacityBytes);
-    else await buildVolumeDirectory(building);
+    else projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
     const rec: VolumeRecord = {
       version: 1,
       id,
@@ -199,6 +235,7 @@ export class VolumeManager {
       data: spec.data,
       capacityBytes: spec.capacityBytes.toString(),
       parameters: spec.parameters,
+      ...(projectId !== undefined ? { projectId } : {}),
       createdAt: new Date().toISOString(),
       state: 'ready',
       publications: {},
@@ -236,7 +273,15 @@ export class VolumeManager {
     await this.moveToTrash(st.pool, dataPath);
     await st.store.remove(rec.name);
     this.index.delete(rec.id);
+    st.capacity.forget(rec);
+    await st.pool.quota?.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
     this.sweepTrash(st.pool);
+  }
+
+  /** What the pool can promise now (see CapacityTracker). */
+  async capacityOf(poolName: string): Promise<CapacityFigures> {
+    const st = await this.ensureLoaded(poolName);
+    return st.capacity.figures();
   }
 
   /** Persist a changed record (publications); memory follows only once the disk has it. */

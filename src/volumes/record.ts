@@ -21,6 +21,8 @@ export interface VolumeRecord {
   /** Decimal string: JSON has no 64-bit integers. 0 means "no size requested". */
   capacityBytes: string;
   parameters: Record<string, string>;
+  /** XFS project id limiting a filesystem volume, when the pool enforces sizes with project quotas. */
+  projectId?: number;
   createdAt: string;
   state: 'ready' | 'deleting';
   /** Target paths this volume is published at on this node. */

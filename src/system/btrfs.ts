@@ -1,0 +1,60 @@
+import { run } from './exec.js';
+
+export async function btrfsCreateSubvolume(path: string): Promise<void> {
+  await run('btrfs', ['subvolume', 'create', path]);
+}
+
+export async function btrfsDeleteSubvolume(path: string): Promise<void> {
+  await run('btrfs', ['subvolume', 'delete', '--commit-after', path]);
+}
+
+export async function btrfsIsSubvolume(path: string): Promise<boolean> {
+  const res = await run('btrfs', ['subvolume', 'show', path], { okCodes: [0, 1] });
+  return res.code === 0;
+}
+
+/** Are qgroups (btrfs quotas) enabled on the filesystem holding `path`? */
+export async function btrfsQuotaOn(path: string): Promise<boolean> {
+  const res = await run('btrfs', ['qgroup', 'show', path], { okCodes: [0, 1] });
+  return res.code === 0;
+}
+
+/** Limit the data a subvolume references; 'none' lifts the limit. */
+export async function btrfsSetLimit(path: string, bytes: bigint | 'none'): Promise<void> {
+  await run('btrfs', ['qgroup', 'limit', bytes === 'none' ? 'none' : bytes.toString(), path]);
+}
+
+export interface BtrfsUsage {
+  referencedBytes: bigint;
+  limitBytes: bigint;
+}
+
+/** Referenced bytes and limit of the subvolume at `path` (its level-0 qgroup). */
+export async function btrfsUsage(path: string): Promise<BtrfsUsage | undefined> {
+  const { stdout } = await run('btrfs', ['qgroup', 'show', '-rF', '--raw', path]);
+  for (const line of stdout.split('\n')) {
+    const m = /^0\/\d+\s+(\d+)\s+\d+\s+(\d+|none)/.exec(line.trim());
+    if (m) return { referencedBytes: BigInt(m[1]!), limitBytes: m[2] === 'none' ? 0n : BigInt(m[2]!) };
+  }
+  return undefined;
+}
+
+/**
+ * Every subvolume's usage from one `qgroup show`, keyed by absolute path. btrfs prints paths relative
+ * to the filesystem root; `fsRoot` is where that root is mounted (the pool may sit deeper).
+ */
+export async function btrfsUsageByPath(poolRoot: string): Promise<Map<string, BtrfsUsage>> {
+  const [{ stdout }, top] = await Promise.all([
+    run('btrfs', ['qgroup', 'show', '-re', '--raw', poolRoot]),
+    run('findmnt', ['-n', '-o', 'TARGET', '--target', poolRoot]),
+  ]);
+  const mountPoint = top.stdout.trim();
+  const out = new Map<string, BtrfsUsage>();
+  for (const line of stdout.split('\n')) {
+    const m = /^0\/\d+\s+(\d+)\s+\d+\s+(\d+|none)\s+\S+\s+(.+)$/.exec(line.trim());
+    if (!m || m[3]!.startsWith('<')) continue;
+    const rel = m[3]!.trim();
+    out.set(`${mountPoint === '/' ? '' : mountPoint}/${rel}`, { referencedBytes: BigInt(m[1]!), limitBytes: m[2] === 'none' ? 0n : BigInt(m[2]!) });
+  }
+  return out;
+}
