@@ -184,8 +184,9 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       const params = parseParameters(req.parameters);
       // A pool that only some nodes have: no capacity here, so the scheduler picks another node.
       if (params.storagePool && !volumes.getPool(params.storagePool)) return zero;
-      const pool = volumes.resolvePool(params.storagePool);
-      if (!(await pool.health()).ready) return zero;
+      // No pool named and no default one: CreateVolume would refuse, so nothing can be promised.
+      const pool = params.storagePool || volumes.hasDefaultPool() ? volumes.resolvePool(params.storagePool) : undefined;
+      if (!pool || !(await pool.health()).ready) return zero;
       const { availableBytes } = await volumes.capacityOf(pool.name);
       return {
         available_capacity: availableBytes.toString(),

@@ -1,4 +1,5 @@
 import { status } from '@grpc/grpc-js';
+import os from 'node:os';
 
 /** An error that already knows which gRPC status it must be answered with. */
 export class CsiError extends Error {
@@ -30,6 +31,8 @@ export function toCsiError(err: unknown): CsiError {
   if (err instanceof CsiError) return err;
   if (err && typeof err === 'object' && 'code' in err && typeof (err as NodeJS.ErrnoException).code === 'string') {
     const e = err as NodeJS.ErrnoException;
+    // Node 20's libuv names EDQUOT "UNKNOWN"; the errno number tells.
+    if (e.errno === -os.constants.errno.EDQUOT) e.code = 'EDQUOT';
     const where = [e.syscall, e.path, (e as { dest?: string }).dest].filter(Boolean).join(' ');
     const msg = `${e.code}${where ? ` (${where})` : ''}: ${e.message}`;
     switch (e.code) {

@@ -67,6 +67,11 @@ export class VolumeManager {
     return this.pools.get(name)?.pool;
   }
 
+  /** Is there a pool that requests naming none go to? */
+  hasDefaultPool(): boolean {
+    return this.pools.size === 1 || this.pools.has(LEGACY_POOL_NAME);
+  }
+
   /** The pool a request names, or the only/legacy pool when it names none. */
   resolvePool(name: string | undefined): Pool {
     if (name) {

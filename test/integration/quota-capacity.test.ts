@@ -1,0 +1,179 @@
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
+import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+
+const MiB = 1024 * 1024;
+
+/** Write 1 MiB chunks with fsync until the filesystem refuses; returns chunks written and the error code. */
+function fillUntilRefused(file: string, maxChunks: number): { chunks: number; code?: string } {
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(MiB, 0xab);
+  let chunks = 0;
+  try {
+    for (; chunks < maxChunks; chunks++) {
+      writeSync(fd, chunk);
+      fsyncSync(fd);
+    }
+    return { chunks };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    // Node 20's libuv has no name for EDQUOT and calls it UNKNOWN; the errno number is what counts.
+    return { chunks, code: e.errno === -os.constants.errno.EDQUOT ? 'EDQUOT' : e.code };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Does this kernel have XFS quota support? (CONFIG_XFS_QUOTA: mount -o prjquota fails without it.) */
+function xfsQuotaInKernel(dir: string): boolean {
+  const l = makeLoopDevice(`${dir}/xfsq.img`, 320);
+  const mnt = `${dir}/xfsq`;
+  mkdirSync(mnt);
+  try {
+    execFileSync('mkfs.xfs', ['-q', l.device]);
+    execFileSync('mount', ['-o', 'prjquota', l.device, mnt], { stdio: 'ignore' });
+    unmountAll(mnt);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    l.detach();
+  }
+}
+
+describe('size enforcement and capacity on a btrfs pool with qgroups', () => {
+  let dir: string;
+  let loop: TestLoop;
+  let d: DriverProcess;
+  let pool: string;
+
+  beforeAll(async () => {
+    dir = scratchDir('quota');
+    loop = makeLoopDevice(`${dir}/btrfs.img`, 1024);
+    execFileSync('mkfs.btrfs', ['-q', loop.device]);
+    mkdirSync(`${dir}/mnt`);
+    execFileSync('mount', [loop.device, `${dir}/mnt`]);
+    execFileSync('btrfs', ['quota', 'enable', `${dir}/mnt`]);
+    pool = `${dir}/mnt/pool`;
+    mkdirSync(pool);
+    mkdirSync(`${dir}/pods`);
+    d = await startDriver({ dir, args: ['--pool', `bt=${pool}`] });
+  });
+  afterAll(async () => {
+    await d?.stop();
+    unmountAll(`${dir}/pods/v50`);
+    unmountAll(`${dir}/mnt`);
+    loop?.detach();
+    await cleanupDir(dir);
+  });
+
+  it('says sizes are enforced', () => {
+    expect(d.logs()).toContain('volume sizes are enforced');
+  });
+
+  it('a 50 MiB volume refuses the 51st MiB, and its stats match what was written', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({
+      name: 'v50',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(50 * MiB) },
+      parameters: { storagePool: 'bt' },
+    });
+    const target = `${dir}/pods/v50`;
+    await d.clients.node.NodePublishVolume({ volume_id: volume.volume_id, target_path: target, volume_capability: MOUNT_CAP });
+    const { chunks, code } = fillUntilRefused(`${target}/fill`, 60);
+    expect(code).toBe('EDQUOT');
+    expect(chunks).toBeLessThanOrEqual(50);
+    expect(chunks).toBeGreaterThanOrEqual(48);
+
+    execFileSync('sync');
+    const stats = await d.clients.node.NodeGetVolumeStats({ volume_id: volume.volume_id, volume_path: target });
+    const bytes = stats.usage.find((u: { unit: string }) => u.unit === 'BYTES');
+    expect(BigInt(bytes.total)).toBe(BigInt(50 * MiB));
+    const written = chunks * MiB;
+    expect(Math.abs(Number(bytes.used) - written) / written).toBeLessThan(0.01);
+    expect(BigInt(bytes.available)).toBe(BigInt(bytes.total) - BigInt(bytes.used));
+    await d.clients.node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
+  });
+
+  it('GetCapacity goes down as volumes are created, and creates beyond it are refused', async () => {
+    const cap = async () => BigInt((await d.clients.controller.GetCapacity({ parameters: { storagePool: 'bt' } })).available_capacity);
+    const before = await cap();
+    expect(before).toBeGreaterThan(100n * BigInt(MiB));
+    await d.clients.controller.CreateVolume({ name: 'c100', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(100 * MiB) }, parameters: { storagePool: 'bt' } });
+    const after = await cap();
+    // The new volume's whole capacity is reserved (it holds nothing yet); allow 1 MiB of metadata noise.
+    expect(before - after).toBeGreaterThanOrEqual(100n * BigInt(MiB) - BigInt(MiB));
+    expect(before - after).toBeLessThanOrEqual(100n * BigInt(MiB) + 4n * BigInt(MiB));
+
+    await expectCode(
+      d.clients.controller.CreateVolume({ name: 'too-big', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(after + BigInt(MiB)) }, parameters: { storagePool: 'bt' } }),
+      'RESOURCE_EXHAUSTED',
+    );
+    await expectCode(
+      d.clients.controller.CreateVolume({ name: 'way-too-big', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(4096 * MiB) }, parameters: { storagePool: 'bt' } }),
+      'OUT_OF_RANGE',
+    );
+    // Nothing of the refused ones is left behind.
+    expect(execFileSync('ls', ['-A', pool]).toString().split('\n').filter(Boolean).sort()).toEqual(['.hpp', 'c100', 'v50']);
+    // A volume fits exactly in what is left.
+    const fits = await cap();
+    await d.clients.controller.CreateVolume({ name: 'fits', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String((fits / BigInt(MiB) - 2n) * BigInt(MiB)) }, parameters: { storagePool: 'bt' } });
+    expect(await cap()).toBeLessThan(3n * BigInt(MiB));
+
+    // Deleting gives it back.
+    await d.clients.controller.DeleteVolume({ volume_id: 'test-node:bt:fits' });
+    await d.clients.controller.DeleteVolume({ volume_id: 'test-node:bt:c100' });
+    expect(await cap()).toBeGreaterThanOrEqual(before - 2n * BigInt(MiB));
+  });
+});
+
+describe('pools that cannot enforce sizes', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = scratchDir('noquota');
+  });
+  afterAll(async () => {
+    await cleanupDir(dir);
+  });
+
+  it('keep working and say so', async () => {
+    mkdirSync(`${dir}/pool`);
+    const d = await startDriver({ dir, args: ['--pool', `plain=${dir}/pool`] });
+    try {
+      expect(d.logs()).toContain('volume sizes are not enforced in this pool');
+      expect((await d.clients.identity.Probe({})).ready.value).toBe(true);
+      await d.clients.controller.CreateVolume({ name: 'v', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(MiB) } });
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('XFS project quotas: enforced where the kernel has them', async (ctx) => {
+    if (!xfsQuotaInKernel(dir)) {
+      // This VM's kernel is built without CONFIG_XFS_QUOTA ("XFS: quota support not available in this
+      // kernel"): a prjquota mount is impossible here, so the XFS path can only be checked on a kernel that has it.
+      ctx.skip();
+      return;
+    }
+    const l = makeLoopDevice(`${dir}/xfs.img`, 512);
+    const mnt = `${dir}/xfs`;
+    const d = await startDriver({ dir, args: ['--pool', `x=${mnt}:device=${l.device}`] });
+    try {
+      expect(d.logs()).toContain('XFS project quotas');
+      const { volume } = await d.clients.controller.CreateVolume({ name: 'xv', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(50 * MiB) } });
+      const target = `${dir}/pods-xfs/xv`;
+      await d.clients.node.NodePublishVolume({ volume_id: volume.volume_id, target_path: target, volume_capability: MOUNT_CAP });
+      const { chunks, code } = fillUntilRefused(`${target}/fill`, 60);
+      expect(code).toBe('EDQUOT');
+      expect(chunks).toBe(50);
+      await d.clients.node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
+    } finally {
+      await d.stop();
+      unmountAll(mnt);
+      l.detach();
+    }
+  });
+});
