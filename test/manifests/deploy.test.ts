@@ -1,0 +1,907 @@
+/**
+ * Offline checks of the Kubernetes side of the product: the manifests in deploy/ and the Dockerfile.
+ *
+ * - Every YAML file in deploy/ is listed in kustomization.yaml and the other way round; each parses the
+ *   way kubectl reads it (YAML 1.1, no duplicate keys).
+ * - Every object is validated against the Kubernetes OpenAPI schema shipped by `kubernetes-models`
+ *   (v4.5.1: Kubernetes v1.33.0), which checks types, enums and required fields. Those schemas allow
+ *   unknown fields, as the API server's OpenAPI does, so a second pass type-checks each object as a
+ *   TypeScript literal of the package's interface: excess-property errors catch misspelled fields
+ *   (what `kubectl apply --validate=strict` would reject).
+ * - Then the facts this driver depends on: CSIDriver settings, the node DaemonSet and its sidecars,
+ *   pools, StorageClasses, RBAC for csi-provisioner, cross-checked with the daemon's own flag parser.
+ * - A Dockerfile lint (hadolint-like rules) and its agreement with package.json, tsconfig.json,
+ *   .dockerignore and the DaemonSet.
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { CONTROLLER_CAPABILITIES } from '../../src/csi/capabilities.js';
+import { parseCli } from '../../src/config/options.js';
+import { LEGACY_POOL_NAME, parsePoolsJson } from '../../src/pools/config.js';
+import { parseParameters } from '../../src/volumes/parameters.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DEPLOY = path.join(ROOT, 'deploy');
+const NAMESPACE = 'hostpath-provisioner';
+const DRIVER_NAME = 'kubevirt.io.hostpath-provisioner';
+const SCHEMA_VERSION = 'Kubernetes v1.33 (kubernetes-models 4.5.1)';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = Record<string, any>;
+
+interface Loaded {
+  file: string;
+  index: number;
+  label: string;
+  obj: Obj;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------------
+
+/** Parse a multi-document YAML file as kubectl does (YAML 1.1), reporting anything doubtful. */
+function loadYaml(file: string): { docs: Obj[]; problems: string[] } {
+  const text = readFileSync(file, 'utf8');
+  const rel = path.relative(ROOT, file);
+  const problems: string[] = [];
+  const docs: Obj[] = [];
+  // kubectl (sigs.k8s.io/yaml on go-yaml) reads YAML 1.1: `yes`, `on`, `010` are not strings there.
+  const v11 = parseAllDocuments(text, { version: '1.1', uniqueKeys: true, prettyErrors: true });
+  const v12 = parseAllDocuments(text, { version: '1.2', uniqueKeys: true, prettyErrors: true });
+  [...v11].forEach((doc, i) => {
+    for (const e of [...doc.errors, ...doc.warnings]) problems.push(`${rel} document ${i}: ${e.message}`);
+    const js = doc.toJS() as unknown;
+    if (js === null || js === undefined) return; // empty document (e.g. a trailing ---)
+    const js12 = [...v12][i]?.toJS() as unknown;
+    if (JSON.stringify(js) !== JSON.stringify(js12)) {
+      problems.push(`${rel} document ${i}: reads differently as YAML 1.1 and 1.2; quote the ambiguous scalar`);
+    }
+    if (typeof js !== 'object' || Array.isArray(js)) {
+      problems.push(`${rel} document ${i}: not a mapping`);
+      return;
+    }
+    docs.push(js as Obj);
+  });
+  return { docs, problems };
+}
+
+const kustomizationFile = loadYaml(path.join(DEPLOY, 'kustomization.yaml'));
+const kustomization: Obj = kustomizationFile.docs[0] ?? {};
+const listedResources: string[] = Array.isArray(kustomization.resources) ? kustomization.resources : [];
+const yamlFilesInDeploy = readdirSync(DEPLOY)
+  .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
+  .sort();
+
+const parsedFiles = new Map<string, { docs: Obj[]; problems: string[] }>();
+for (const f of new Set([...yamlFilesInDeploy, ...listedResources.filter((r) => existsSync(path.join(DEPLOY, r)))])) {
+  parsedFiles.set(f, loadYaml(path.join(DEPLOY, f)));
+}
+
+const objects: Loaded[] = listedResources.flatMap((file) =>
+  (parsedFiles.get(file)?.docs ?? []).map((obj, index) => ({
+    file,
+    index,
+    obj,
+    label: `${file}#${index} ${obj.kind}/${obj.metadata?.name}`,
+  })),
+);
+
+function all(kind: string): Obj[] {
+  return objects.filter((o) => o.obj.kind === kind).map((o) => o.obj);
+}
+
+function one(kind: string, name: string): Obj {
+  const found = all(kind).filter((o) => o.metadata?.name === name);
+  if (found.length !== 1) throw new Error(`expected exactly one ${kind}/${name} in deploy/, found ${found.length}`);
+  return found[0]!;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Schema validation (kubernetes-models) and strict field check (TypeScript)
+// ---------------------------------------------------------------------------------------------------
+
+const CLUSTER_SCOPED = new Set(['Namespace', 'CSIDriver', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding']);
+const NAMESPACED = new Set(['ServiceAccount', 'ConfigMap', 'DaemonSet', 'Deployment', 'Role', 'RoleBinding', 'Service', 'Secret']);
+
+function modelOf(obj: Obj): { module: string; type: string } {
+  const apiVersion = String(obj.apiVersion);
+  const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
+  const module = group ? `kubernetes-models/${group}/${version}/${obj.kind}` : `kubernetes-models/${version}/${obj.kind}`;
+  return { module, type: `I${obj.kind}` };
+}
+
+/** The OpenAPI schema check: undefined when valid, else the validator's message. */
+async function schemaError(obj: Obj): Promise<string | undefined> {
+  const { module } = modelOf(obj);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(/* @vite-ignore */ module)) as Record<string, unknown>;
+  } catch {
+    return `no Kubernetes schema for ${obj.apiVersion} ${obj.kind} (${module})`;
+  }
+  const Model = mod[obj.kind] as (new (data: Obj) => { validate(): void }) | undefined;
+  if (!Model) return `${module} has no model ${obj.kind}`;
+  try {
+    new Model(structuredClone(obj)).validate();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * Type-check each object as a literal of its kubernetes-models interface. TypeScript's excess-property
+ * check on object literals rejects any field the API type does not have, at any depth.
+ */
+function strictFieldErrors(items: { label: string; obj: Obj }[]): string[] {
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    types: [],
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+  };
+  const virtual = new Map<string, { text: string; label: string }>();
+  items.forEach(({ label, obj }, i) => {
+    const { module, type } = modelOf(obj);
+    const fileName = path.join(ROOT, 'test', 'manifests', `__strict_fields_${i}.ts`);
+    const text = `import type { ${type} as T } from ${JSON.stringify(module)};\nexport const obj: T = ${JSON.stringify(obj, null, 2)};\n`;
+    virtual.set(fileName, { text, label });
+  });
+  const host = ts.createCompilerHost(options, true);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.fileExists = (f) => virtual.has(f) || fileExists.call(host, f);
+  host.readFile = (f) => virtual.get(f)?.text ?? readFile.call(host, f);
+  host.getSourceFile = (f, lang, onError, create) => {
+    const v = virtual.get(f);
+    return v ? ts.createSourceFile(f, v.text, lang, true) : getSourceFile.call(host, f, lang, onError, create);
+  };
+  const program = ts.createProgram([...virtual.keys()], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const msg = ts.flattenDiagnosticMessageText(d.messageText, ' ');
+    const v = d.file ? virtual.get(d.file.fileName) : undefined;
+    if (!d.file || !v || d.start === undefined) return msg;
+    const { line } = d.file.getLineAndCharacterOfPosition(d.start);
+    return `${v.label}: \`${v.text.split('\n')[line]?.trim()}\`: ${msg}`;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers for pod specs
+// ---------------------------------------------------------------------------------------------------
+
+function podSpec(): Obj {
+  return one('DaemonSet', 'hpp-csi-node').spec.template.spec;
+}
+
+function container(name: string): Obj {
+  const c = (podSpec().containers as Obj[]).find((x) => x.name === name);
+  if (!c) throw new Error(`DaemonSet hpp-csi-node has no container ${name}`);
+  return c;
+}
+
+function volume(name: string): Obj {
+  const v = (podSpec().volumes as Obj[]).find((x) => x.name === name);
+  if (!v) throw new Error(`DaemonSet hpp-csi-node has no volume ${name}`);
+  return v;
+}
+
+function mountAt(c: Obj, mountPath: string): Obj | undefined {
+  return (c.volumeMounts as Obj[] | undefined)?.find((m) => m.mountPath === mountPath);
+}
+
+/** Value of `--name=value` (or a bare `--name`, as 'true'); undefined when absent. */
+function flag(args: string[], name: string): string | undefined {
+  for (const a of args) {
+    if (a === `--${name}`) return 'true';
+    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3);
+  }
+  return undefined;
+}
+
+function fieldRef(c: Obj, envName: string): string | undefined {
+  return (c.env as Obj[] | undefined)?.find((e) => e.name === envName)?.valueFrom?.fieldRef?.fieldPath;
+}
+
+/** kubelet's $(VAR) expansion in args, from the container's literal env and fieldRefs (given values). */
+function expandArgs(c: Obj, values: Record<string, string>): string[] {
+  return (c.args as string[]).map((a) =>
+    a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (_, v: string) => {
+      const env = (c.env as Obj[] | undefined)?.find((e) => e.name === v);
+      if (!env) throw new Error(`container ${c.name}: $(${v}) in args but no env ${v}`);
+      return env.value ?? values[v] ?? `<${v}>`;
+    }),
+  );
+}
+
+function tolerates(tolerations: Obj[], taint: { key: string; value?: string; effect: string }): boolean {
+  return tolerations.some((t) => {
+    if (t.effect && t.effect !== taint.effect) return false;
+    if (t.operator === 'Exists') return !t.key || t.key === taint.key;
+    return t.key === taint.key && (t.value ?? '') === (taint.value ?? '');
+  });
+}
+
+function poolsFromConfigMap(): { name: string; path: string; useNamingPrefix: boolean }[] {
+  return parsePoolsJson(one('ConfigMap', 'hpp-pools').data['pools.json'], 'ConfigMap hpp-pools pools.json');
+}
+
+/** The socket path the driver serves, from its --endpoint=unix:///... argument. */
+function driverSocket(): string {
+  const endpoint = flag(container('hpp-csi-driver').args, 'endpoint');
+  if (!endpoint?.startsWith('unix://')) throw new Error(`driver --endpoint ${endpoint} is not unix://`);
+  return endpoint.slice('unix://'.length);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// kustomization.yaml and files
+// ---------------------------------------------------------------------------------------------------
+
+describe('deploy/kustomization.yaml', () => {
+  it('is a Kustomization for namespace hostpath-provisioner', () => {
+    expect(kustomizationFile.problems).toEqual([]);
+    expect(kustomization.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
+    expect(kustomization.kind).toBe('Kustomization');
+    expect(kustomization.namespace).toBe(NAMESPACE);
+    const known = ['apiVersion', 'kind', 'namespace', 'resources', 'images', 'labels', 'commonAnnotations', 'patches', 'configMapGenerator', 'generatorOptions'];
+    expect(Object.keys(kustomization).filter((k) => !known.includes(k))).toEqual([]);
+  });
+
+  it('lists every manifest in deploy/, each once, and nothing that is not there', () => {
+    expect(listedResources.length).toBeGreaterThan(0);
+    expect(new Set(listedResources).size).toBe(listedResources.length);
+    expect(listedResources.filter((r) => !existsSync(path.join(DEPLOY, r)))).toEqual([]);
+    expect([...listedResources].sort()).toEqual(yamlFilesInDeploy);
+  });
+
+  it('every manifest parses as kubectl reads it (YAML 1.1, no duplicate keys) and holds objects', () => {
+    const problems = [...parsedFiles.values()].flatMap((p) => p.problems);
+    expect(problems).toEqual([]);
+    for (const [file, parsed] of parsedFiles) expect(parsed.docs.length, `${file} holds no object`).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Schemas
+// ---------------------------------------------------------------------------------------------------
+
+describe(`manifests against the ${SCHEMA_VERSION} schemas`, () => {
+  for (const { label, obj } of objects) {
+    it(`${label} is valid`, async () => {
+      expect(await schemaError(obj)).toBeUndefined();
+    });
+  }
+
+  it('no object has a field its API type does not define', () => {
+    expect(strictFieldErrors(objects)).toEqual([]);
+  });
+
+  it('every object is named, unique, and in the right namespace', () => {
+    const seen = new Set<string>();
+    for (const { label, obj } of objects) {
+      expect(typeof obj.metadata?.name, label).toBe('string');
+      const scoped = CLUSTER_SCOPED.has(obj.kind) ? 'cluster' : NAMESPACED.has(obj.kind) ? 'namespace' : undefined;
+      expect(scoped, `${label}: scope of ${obj.kind} unknown to this test; add it to CLUSTER_SCOPED or NAMESPACED`).toBeDefined();
+      if (scoped === 'cluster') expect(obj.metadata.namespace, `${label} is cluster-scoped`).toBeUndefined();
+      else expect(obj.metadata.namespace ?? kustomization.namespace, label).toBe(NAMESPACE);
+      const key = `${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+      expect(seen.has(key), `${label} is defined twice`).toBe(false);
+      seen.add(key);
+    }
+  });
+
+  it('the namespace exists and admits privileged pods', () => {
+    const ns = one('Namespace', NAMESPACE);
+    expect(ns.metadata.labels['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  });
+});
+
+describe('the validators catch mistakes (negative controls)', () => {
+  it('the schema check rejects a bad enum, a wrong type and a missing required field', async () => {
+    const ds = structuredClone(one('DaemonSet', 'hpp-csi-node'));
+    ds.spec.template.spec.containers[0].volumeMounts[0].mountPropagation = 'Bidirectionall';
+    expect(await schemaError(ds)).toMatch(/mountPropagation/);
+
+    const driver = structuredClone(one('CSIDriver', DRIVER_NAME));
+    driver.spec.attachRequired = 'false';
+    expect(await schemaError(driver)).toMatch(/attachRequired/);
+
+    const ds2 = structuredClone(one('DaemonSet', 'hpp-csi-node'));
+    delete ds2.spec.selector;
+    expect(await schemaError(ds2)).toMatch(/selector/);
+
+    expect(await schemaError({ apiVersion: 'example.com/v1', kind: 'Nothing', metadata: { name: 'x' } })).toMatch(/no Kubernetes schema/);
+  });
+
+  it('the strict field check rejects misspelled fields at any depth, and passes correct ones', () => {
+    const pod = (mount: Obj) => ({
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name: 'x' },
+      spec: {
+        selector: { matchLabels: { a: 'b' } },
+        template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i:1', volumeMounts: [mount] }], volumes: [{ name: 'v', emptyDir: {} }] } },
+      },
+    });
+    const sc = { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'x' }, provisioner: 'p', volumeBindingModes: 'Immediate' };
+    const errors = strictFieldErrors([
+      { label: 'good', obj: pod({ name: 'v', mountPath: '/v', mountPropagation: 'Bidirectional' }) },
+      { label: 'ds', obj: pod({ name: 'v', mountPath: '/v', mountPropogation: 'Bidirectional' }) },
+      { label: 'sc', obj: sc },
+    ]);
+    expect(errors.filter((e) => e.startsWith('good:'))).toEqual([]);
+    expect(errors.some((e) => e.startsWith('ds:') && e.includes('mountPropogation'))).toBe(true);
+    expect(errors.some((e) => e.startsWith('sc:') && e.includes('volumeBindingModes'))).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// CSIDriver
+// ---------------------------------------------------------------------------------------------------
+
+describe('CSIDriver', () => {
+  it('has the HPP name and node-local settings', () => {
+    expect(all('CSIDriver')).toHaveLength(1);
+    expect(one('CSIDriver', DRIVER_NAME).spec).toEqual({
+      attachRequired: false,
+      podInfoOnMount: true,
+      storageCapacity: true,
+      fsGroupPolicy: 'File',
+      volumeLifecycleModes: ['Persistent'],
+      requiresRepublish: false,
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// DaemonSet
+// ---------------------------------------------------------------------------------------------------
+
+describe('DaemonSet hpp-csi-node', () => {
+  it('selects its own pods, rolls out node by node and runs as a critical node daemon', () => {
+    const ds = one('DaemonSet', 'hpp-csi-node');
+    const selector = ds.spec.selector.matchLabels as Record<string, string>;
+    expect(Object.keys(selector).length).toBeGreaterThan(0);
+    for (const [k, v] of Object.entries(selector)) expect(ds.spec.template.metadata.labels[k], k).toBe(v);
+    expect(ds.spec.updateStrategy.type).toBe('RollingUpdate');
+    expect(podSpec().priorityClassName).toBe('system-node-critical');
+  });
+
+  it('tolerates control-plane and eviction taints (volumes must stay reachable and unmountable)', () => {
+    const tolerations = (podSpec().tolerations ?? []) as Obj[];
+    expect(tolerates(tolerations, { key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' })).toBe(true);
+    expect(tolerates(tolerations, { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' })).toBe(true);
+    expect(tolerates(tolerations, { key: 'node.kubernetes.io/unreachable', effect: 'NoExecute' })).toBe(true);
+  });
+
+  it('runs as the ServiceAccount the RBAC binds', () => {
+    const sa = one('ServiceAccount', podSpec().serviceAccountName);
+    expect(sa.metadata.namespace ?? NAMESPACE).toBe(one('DaemonSet', 'hpp-csi-node').metadata.namespace ?? NAMESPACE);
+  });
+
+  it('every container is named once, requests resources, and mounts only defined volumes; every volume is used', () => {
+    const containers = podSpec().containers as Obj[];
+    const volumes = podSpec().volumes as Obj[];
+    expect(new Set(containers.map((c) => c.name)).size).toBe(containers.length);
+    expect(new Set(volumes.map((v) => v.name)).size).toBe(volumes.length);
+    const used = new Set<string>();
+    for (const c of containers) {
+      expect(c.resources?.requests?.cpu, `${c.name} cpu request`).toBeDefined();
+      expect(c.resources?.requests?.memory, `${c.name} memory request`).toBeDefined();
+      for (const m of (c.volumeMounts ?? []) as Obj[]) {
+        expect(volumes.some((v) => v.name === m.name), `${c.name} mounts undefined volume ${m.name}`).toBe(true);
+        used.add(m.name);
+      }
+    }
+    expect(volumes.map((v) => v.name).filter((n) => !used.has(n))).toEqual([]);
+    for (const v of volumes) if (v.hostPath) expect(v.hostPath.type, `hostPath volume ${v.name} type`).toBeDefined();
+  });
+
+  it('uses pinned sidecar images and the locally built driver image', () => {
+    expect(container('hpp-csi-driver').image).toBe('hpp-csi-driver:latest');
+    expect(container('node-driver-registrar').image).toBe('registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0');
+    expect(container('csi-provisioner').image).toBe('registry.k8s.io/sig-storage/csi-provisioner:v5.2.0');
+    expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.15.0');
+    for (const c of podSpec().containers as Obj[]) {
+      if (c.name === 'hpp-csi-driver') continue;
+      expect(c.image, c.name).toMatch(/^[^:@]+(:v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$/);
+    }
+  });
+
+  it('every $(VAR) in container args is defined in that container env', () => {
+    for (const c of podSpec().containers as Obj[]) expect(() => expandArgs(c, {}), c.name).not.toThrow();
+  });
+
+  describe('driver container', () => {
+    it('runs the compiled daemon with endpoint, node name and pools file', () => {
+      const c = container('hpp-csi-driver');
+      expect(c.command).toEqual(['node', 'dist/cmd/hpp-csi-driver.js']);
+      expect(c.args).toEqual(expect.arrayContaining(['--endpoint=unix:///csi/csi.sock', '--node-name=$(NODE_NAME)', '--pools-file=/etc/hpp/pools.json']));
+      expect(fieldRef(c, 'NODE_NAME')).toBe('spec.nodeName');
+      expect(c.securityContext?.privileged).toBe(true);
+    });
+
+    it('its arguments are accepted by the daemon (src/config/options.ts) and name this CSIDriver and these pools', () => {
+      const c = container('hpp-csi-driver');
+      const args = expandArgs(c, { NODE_NAME: 'worker-1' });
+      // Serve the pools file from the ConfigMap the pod mounts, as kubelet would.
+      const poolsFile = flag(args, 'pools-file')!;
+      const cmMount = mountAt(c, path.posix.dirname(poolsFile));
+      expect(cmMount, `a volume mounted at ${path.posix.dirname(poolsFile)}`).toBeDefined();
+      const cm = one('ConfigMap', volume(cmMount!.name).configMap?.name);
+      const content = cm.data?.[path.posix.basename(poolsFile)];
+      expect(content, `ConfigMap ${cm.metadata.name} key ${path.posix.basename(poolsFile)}`).toBeTypeOf('string');
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'hpp-deploy-test-'));
+      try {
+        const local = path.join(dir, 'pools.json');
+        writeFileSync(local, content);
+        const opts = parseCli(
+          args.map((a) => (a.startsWith('--pools-file=') ? `--pools-file=${local}` : a)),
+          {},
+        );
+        expect(opts.driverName).toBe(one('CSIDriver', DRIVER_NAME).metadata.name);
+        expect(opts.nodeName).toBe('worker-1');
+        expect(opts.endpoint).toBe(`unix://${driverSocket()}`);
+        expect(opts.pools).toEqual(poolsFromConfigMap());
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('mounts the socket dir, kubelet dirs (Bidirectional), /dev and the pools config', () => {
+      const c = container('hpp-csi-driver');
+      const socketMount = mountAt(c, path.posix.dirname(driverSocket()))!;
+      expect(socketMount).toBeDefined();
+      expect(volume(socketMount.name).hostPath).toEqual({ path: `/var/lib/kubelet/plugins/${DRIVER_NAME}`, type: 'DirectoryOrCreate' });
+
+      const pods = mountAt(c, '/var/lib/kubelet/pods')!;
+      expect(pods?.mountPropagation).toBe('Bidirectional');
+      expect(volume(pods.name).hostPath?.path).toBe('/var/lib/kubelet/pods');
+
+      const plugins = mountAt(c, '/var/lib/kubelet/plugins');
+      if (plugins) {
+        expect(plugins.mountPropagation).toBe('Bidirectional');
+        expect(volume(plugins.name).hostPath?.path).toBe('/var/lib/kubelet/plugins');
+      }
+
+      const dev = mountAt(c, '/dev')!;
+      expect(volume(dev.name).hostPath?.path).toBe('/dev');
+
+      const cfg = mountAt(c, '/etc/hpp')!;
+      expect(volume(cfg.name).configMap?.name).toBe('hpp-pools');
+    });
+
+    it('is probed through the livenessprobe sidecar on /healthz:9808', () => {
+      const c = container('hpp-csi-driver');
+      const probe = c.livenessProbe?.httpGet;
+      expect(probe?.path).toBe('/healthz');
+      const port = typeof probe?.port === 'string' ? (c.ports as Obj[] | undefined)?.find((p) => p.name === probe.port)?.containerPort : probe?.port;
+      expect(port).toBe(9808);
+      expect(flag(container('liveness-probe').args, 'health-port')).toBe(String(port));
+    });
+  });
+
+  describe('sidecars', () => {
+    it('all talk to the driver socket through the shared socket dir', () => {
+      const socket = driverSocket();
+      const socketVolume = mountAt(container('hpp-csi-driver'), path.posix.dirname(socket))!.name;
+      for (const name of ['node-driver-registrar', 'csi-provisioner', 'liveness-probe']) {
+        const c = container(name);
+        expect(flag(c.args, 'csi-address'), name).toBe(socket);
+        expect(mountAt(c, path.posix.dirname(socket))?.name, name).toBe(socketVolume);
+      }
+    });
+
+    it('node-driver-registrar registers the host path of that socket with kubelet', () => {
+      const c = container('node-driver-registrar');
+      const socketVolume = volume(mountAt(container('hpp-csi-driver'), path.posix.dirname(driverSocket()))!.name);
+      expect(flag(c.args, 'kubelet-registration-path')).toBe(`/var/lib/kubelet/plugins/${DRIVER_NAME}/csi.sock`);
+      expect(flag(c.args, 'kubelet-registration-path')).toBe(path.posix.join(socketVolume.hostPath.path, path.posix.basename(driverSocket())));
+      const reg = mountAt(c, '/registration');
+      expect(reg, 'registration dir mounted at /registration').toBeDefined();
+      expect(volume(reg!.name).hostPath?.path).toBe('/var/lib/kubelet/plugins_registry');
+    });
+
+    it('csi-provisioner provisions node-locally with capacity owned by the DaemonSet', () => {
+      const c = container('csi-provisioner');
+      const args = c.args as string[];
+      for (const f of ['node-deployment', 'enable-capacity', 'extra-create-metadata', 'strict-topology']) {
+        expect(flag(args, f), `--${f}`).toBe('true');
+      }
+      expect(flag(args, 'immediate-topology')).toBe('false');
+      expect(flag(args, 'feature-gates')?.split(',')).toContain('Topology=true');
+      // 0 = the pod, 1 = its controller: the DaemonSet (pods come and go with the nodes).
+      expect(flag(args, 'capacity-ownerref-level')).toBe('1');
+      expect(flag(args, 'leader-election') ?? 'false').toBe('false');
+      expect(fieldRef(c, 'NODE_NAME')).toBe('spec.nodeName');
+      expect(fieldRef(c, 'POD_NAME')).toBe('metadata.name');
+      expect(fieldRef(c, 'NAMESPACE')).toBe('metadata.namespace');
+    });
+
+    it('no two containers listen on the same port', () => {
+      const ports: number[] = [];
+      for (const c of podSpec().containers as Obj[]) {
+        const listen = new Set<number>(((c.ports ?? []) as Obj[]).map((p) => p.containerPort as number));
+        for (const f of ['health-port', 'http-endpoint', 'metrics-address']) {
+          const v = flag((c.args ?? []) as string[], f);
+          if (v) listen.add(Number(v.split(':').pop()));
+        }
+        ports.push(...listen);
+      }
+      // The driver declares 9808 for its probe; the livenessprobe sidecar is what listens there.
+      const counts = ports.reduce((m, p) => m.set(p, (m.get(p) ?? 0) + 1), new Map<number, number>());
+      expect([...counts].filter(([p, n]) => n > (p === 9808 ? 2 : 1))).toEqual([]);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Pools and StorageClasses
+// ---------------------------------------------------------------------------------------------------
+
+describe('pools', () => {
+  it('ConfigMap hpp-pools holds a pools.json the driver accepts', () => {
+    expect(JSON.parse(one('ConfigMap', 'hpp-pools').data['pools.json'])).toEqual([{ name: 'local', path: '/var/hpvolumes' }]);
+    expect(poolsFromConfigMap().map((p) => p.name)).toEqual(['local']);
+  });
+
+  it('every pool path is mounted into the driver container from the same host path, Bidirectional', () => {
+    const c = container('hpp-csi-driver');
+    for (const pool of poolsFromConfigMap()) {
+      const m = mountAt(c, pool.path);
+      expect(m, `pool ${pool.name} (${pool.path}) mounted`).toBeDefined();
+      expect(m!.mountPropagation, `pool ${pool.name}`).toBe('Bidirectional');
+      expect(m!.readOnly ?? false).toBe(false);
+      expect(volume(m!.name).hostPath?.path, `pool ${pool.name} host path`).toBe(pool.path);
+    }
+  });
+});
+
+describe('StorageClasses', () => {
+  it('are served by this CSIDriver, delete with the claim and bind where the pod lands', () => {
+    const driver = one('CSIDriver', DRIVER_NAME);
+    const classes = all('StorageClass');
+    expect(classes.map((s) => s.metadata.name).sort()).toEqual(['hostpath-csi', 'hostpath-csi-legacy']);
+    for (const sc of classes) {
+      expect(sc.provisioner, sc.metadata.name).toBe(driver.metadata.name);
+      expect(sc.reclaimPolicy, sc.metadata.name).toBe('Delete');
+      expect(sc.volumeBindingMode, sc.metadata.name).toBe('WaitForFirstConsumer');
+      if (!CONTROLLER_CAPABILITIES.has('EXPAND_VOLUME')) expect(sc.allowVolumeExpansion ?? false, sc.metadata.name).toBe(false);
+    }
+  });
+
+  it('parameters are ones the driver accepts (it refuses unknown keys)', () => {
+    for (const sc of all('StorageClass')) expect(() => parseParameters(sc.parameters ?? {}), sc.metadata.name).not.toThrow();
+  });
+
+  it('hostpath-csi names a configured pool', () => {
+    const sc = one('StorageClass', 'hostpath-csi');
+    expect(sc.parameters).toEqual({ storagePool: 'local' });
+    expect(poolsFromConfigMap().map((p) => p.name)).toContain(sc.parameters.storagePool);
+  });
+
+  it('hostpath-csi-legacy has no storagePool, and the driver can resolve one for it', () => {
+    const sc = one('StorageClass', 'hostpath-csi-legacy');
+    expect(sc.parameters?.storagePool).toBeUndefined();
+    // VolumeManager.resolvePool: the only pool, else the pool named "legacy".
+    const pools = poolsFromConfigMap();
+    expect(pools.length === 1 || pools.some((p) => p.name === LEGACY_POOL_NAME)).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// RBAC
+// ---------------------------------------------------------------------------------------------------
+
+function allows(rules: Obj[], group: string, resource: string, verb: string): boolean {
+  return rules.some(
+    (r) =>
+      (r.apiGroups ?? []).some((g: string) => g === group || g === '*') &&
+      (r.resources ?? []).some((x: string) => x === resource || x === '*') &&
+      (r.verbs ?? []).some((v: string) => v === verb || v === '*'),
+  );
+}
+
+function boundTo(binding: Obj, sa: { name: string; namespace: string }): boolean {
+  return ((binding.subjects ?? []) as Obj[]).some((s) => s.kind === 'ServiceAccount' && s.name === sa.name && (s.namespace ?? binding.metadata.namespace) === sa.namespace);
+}
+
+function roleRules(ref: Obj, namespace?: string): Obj[] {
+  const role = ref.kind === 'ClusterRole' ? all('ClusterRole').find((r) => r.metadata.name === ref.name) : all('Role').find((r) => r.metadata.name === ref.name && (r.metadata.namespace ?? NAMESPACE) === namespace);
+  return (role?.rules ?? []) as Obj[];
+}
+
+/** Rules the ServiceAccount has cluster-wide, and in its own namespace. */
+function saRules(sa: { name: string; namespace: string }): { cluster: Obj[]; namespaced: Obj[] } {
+  const cluster = all('ClusterRoleBinding').filter((b) => boundTo(b, sa)).flatMap((b) => roleRules(b.roleRef));
+  const local = all('RoleBinding')
+    .filter((b) => (b.metadata.namespace ?? NAMESPACE) === sa.namespace && boundTo(b, sa))
+    .flatMap((b) => roleRules(b.roleRef, sa.namespace));
+  return { cluster, namespaced: [...cluster, ...local] };
+}
+
+describe('RBAC', () => {
+  const sa = { name: 'hpp-csi-node', namespace: NAMESPACE };
+
+  it('every binding refers to a role and a ServiceAccount defined here', () => {
+    for (const b of [...all('ClusterRoleBinding'), ...all('RoleBinding')]) {
+      const ns = b.metadata.namespace ?? NAMESPACE;
+      expect(b.roleRef.apiGroup, b.metadata.name).toBe('rbac.authorization.k8s.io');
+      const role = b.roleRef.kind === 'ClusterRole' ? all('ClusterRole').find((r) => r.metadata.name === b.roleRef.name) : all('Role').find((r) => r.metadata.name === b.roleRef.name && (r.metadata.namespace ?? NAMESPACE) === ns);
+      expect(role, `${b.kind} ${b.metadata.name} -> ${b.roleRef.kind} ${b.roleRef.name}`).toBeDefined();
+      for (const s of b.subjects as Obj[]) {
+        expect(s.kind).toBe('ServiceAccount');
+        expect(all('ServiceAccount').some((x) => x.metadata.name === s.name && (x.metadata.namespace ?? NAMESPACE) === (s.namespace ?? ns)), `subject ${s.name}`).toBe(true);
+      }
+    }
+  });
+
+  // What external-provisioner v5 needs with --node-deployment --enable-capacity
+  // --capacity-ownerref-level=1 and no leader election (its deploy/kubernetes/rbac.yaml).
+  const CLUSTER_NEEDS: [string, string, string[]][] = [
+    ['', 'persistentvolumes', ['get', 'list', 'watch', 'create', 'patch', 'delete']],
+    ['', 'persistentvolumeclaims', ['get', 'list', 'watch', 'update']],
+    ['storage.k8s.io', 'storageclasses', ['get', 'list', 'watch']],
+    ['', 'events', ['list', 'watch', 'create', 'update', 'patch']],
+    ['storage.k8s.io', 'csinodes', ['get', 'list', 'watch']],
+    ['', 'nodes', ['get', 'list', 'watch']],
+  ];
+  const NAMESPACE_NEEDS: [string, string, string[]][] = [
+    ['storage.k8s.io', 'csistoragecapacities', ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']],
+    ['', 'pods', ['get']],
+  ];
+
+  it('the node ServiceAccount can do what csi-provisioner needs, cluster-wide and in its namespace', () => {
+    const { cluster, namespaced } = saRules(sa);
+    const missing: string[] = [];
+    for (const [g, r, verbs] of CLUSTER_NEEDS) for (const v of verbs) if (!allows(cluster, g, r, v)) missing.push(`cluster ${g || 'core'}/${r} ${v}`);
+    for (const [g, r, verbs] of NAMESPACE_NEEDS) for (const v of verbs) if (!allows(namespaced, g, r, v)) missing.push(`${NAMESPACE} ${g || 'core'}/${r} ${v}`);
+    expect(missing).toEqual([]);
+  });
+
+  it('grants no wildcards and no access to secrets', () => {
+    const rules = [...all('ClusterRole'), ...all('Role')].flatMap((r) => (r.rules ?? []) as Obj[]);
+    for (const r of rules) {
+      for (const field of ['apiGroups', 'resources', 'verbs']) expect(r[field] ?? [], JSON.stringify(r)).not.toContain('*');
+      expect(r.resources ?? [], JSON.stringify(r)).not.toContain('secrets');
+    }
+    expect(allows(saRules(sa).cluster, '', 'pods', 'get'), 'pods are read only in the driver namespace').toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Dockerfile lint
+// ---------------------------------------------------------------------------------------------------
+
+interface Instruction {
+  keyword: string;
+  args: string;
+  line: number;
+}
+
+interface Stage {
+  image: string;
+  name?: string;
+  instructions: Instruction[];
+}
+
+function parseDockerfile(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let cur: Instruction | null = null;
+  text.split('\n').forEach((raw, i) => {
+    const trimmed = raw.replace(/\r$/, '').trim();
+    let rest: string;
+    if (cur === null) {
+      if (trimmed === '' || trimmed.startsWith('#')) return;
+      const m = /^([A-Za-z]+)\s*(.*)$/.exec(trimmed);
+      if (!m) throw new Error(`Dockerfile line ${i + 1}: cannot parse ${JSON.stringify(trimmed)}`);
+      cur = { keyword: m[1]!.toUpperCase(), args: '', line: i + 1 };
+      rest = m[2]!;
+    } else {
+      if (trimmed.startsWith('#') || trimmed === '') return; // comments and blank lines inside a continuation
+      rest = trimmed;
+    }
+    if (rest.endsWith('\\')) {
+      cur.args += `${rest.slice(0, -1)} `;
+    } else {
+      cur.args = `${cur.args}${rest}`.replace(/\s+/g, ' ').trim();
+      out.push(cur);
+      cur = null;
+    }
+  });
+  if (cur) throw new Error('Dockerfile ends inside a line continuation');
+  return out;
+}
+
+function stagesOf(instructions: Instruction[]): Stage[] {
+  const stages: Stage[] = [];
+  for (const ins of instructions) {
+    if (ins.keyword === 'FROM') {
+      const words = ins.args.split(' ').filter((w) => !w.startsWith('--'));
+      stages.push({ image: words[0]!, name: words[1]?.toLowerCase() === 'as' ? words[2] : undefined, instructions: [] });
+    } else if (stages.length > 0) {
+      stages[stages.length - 1]!.instructions.push(ins);
+    } else if (ins.keyword !== 'ARG') {
+      throw new Error(`Dockerfile line ${ins.line}: ${ins.keyword} before the first FROM`);
+    }
+  }
+  return stages;
+}
+
+/** Shell commands of a RUN, split on && ; || and |. */
+function commandsOf(run: string): string[] {
+  return run.split(/&&|\|\||;|\|/).map((s) => s.trim()).filter(Boolean);
+}
+
+function aptInstalls(stage: Stage): { ins: Instruction; packages: string[] }[] {
+  return stage.instructions
+    .filter((i) => i.keyword === 'RUN' && /\bapt-get\b[^&;|]*\binstall\b/.test(i.args))
+    .map((ins) => ({
+      ins,
+      packages: commandsOf(ins.args)
+        .filter((c) => /^apt-get\b.*\binstall\b/.test(c))
+        .flatMap((c) => c.replace(/^.*?\binstall\b/, '').split(' ').filter((w) => w && !w.startsWith('-'))),
+    }));
+}
+
+function copies(stage: Stage): { from?: string; sources: string[]; dest: string; ins: Instruction }[] {
+  return stage.instructions
+    .filter((i) => i.keyword === 'COPY' || i.keyword === 'ADD')
+    .map((ins) => {
+      const words = ins.args.split(' ');
+      const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length);
+      const paths = words.filter((w) => !w.startsWith('--'));
+      return { from, sources: paths.slice(0, -1), dest: paths[paths.length - 1]!, ins };
+    });
+}
+
+function workdirOf(stage: Stage): string {
+  return stage.instructions.filter((i) => i.keyword === 'WORKDIR').pop()?.args ?? '/';
+}
+
+/** Matcher for .dockerignore (Docker semantics: last matching rule wins, a match covers the subtree). */
+function dockerignore(text: string): (rel: string) => boolean {
+  const toRe = (glob: string) =>
+    new RegExp(
+      `^${glob
+        .split(/(\*\*\/|\*\*|\*|\?)/)
+        .map((t) => (t === '**/' ? '(?:.*/)?' : t === '**' ? '.*' : t === '*' ? '[^/]*' : t === '?' ? '[^/]' : t.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+        .join('')}$`,
+    );
+  const rules = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const neg = l.startsWith('!');
+      return { neg, re: toRe(path.posix.normalize((neg ? l.slice(1) : l).replace(/^\/+/, '')).replace(/\/+$/, '')) };
+    });
+  return (rel) => {
+    const parts = rel.split('/');
+    const prefixes = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+    let ignored = false;
+    for (const r of rules) if (prefixes.some((p) => r.re.test(p))) ignored = !r.neg;
+    return ignored;
+  };
+}
+
+describe('Dockerfile', () => {
+  const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  const instructions = parseDockerfile(text);
+  const stages = stagesOf(instructions);
+  const build = stages[0]!;
+  const runtime = stages[stages.length - 1]!;
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Obj;
+  const ignored = dockerignore(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8'));
+
+  it('is multi-stage on pinned Node 20 Debian images', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const names = new Set(stages.map((s) => s.name).filter(Boolean));
+    for (const s of stages) {
+      if (names.has(s.image)) continue; // FROM an earlier stage
+      expect(s.image, 'no :latest, no untagged base image').toMatch(/^[^@]+:(?!latest$)[\w][\w.-]*(@sha256:[0-9a-f]{64})?$|^[^:@]+@sha256:[0-9a-f]{64}$/);
+    }
+    expect(build.image).toMatch(/^node:20[\w.-]*-bookworm$/);
+    expect(runtime.image).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+    expect(build.name, 'the build stage is named').toBeTruthy();
+  });
+
+  it('keeps to the usual rules: COPY not ADD, absolute WORKDIR, no MAINTAINER, apt-get not apt', () => {
+    expect(instructions.filter((i) => i.keyword === 'ADD').map((i) => i.line)).toEqual([]);
+    expect(instructions.filter((i) => i.keyword === 'MAINTAINER').map((i) => i.line)).toEqual([]);
+    for (const w of instructions.filter((i) => i.keyword === 'WORKDIR')) expect(w.args, `line ${w.line}`).toMatch(/^\//);
+    for (const r of instructions.filter((i) => i.keyword === 'RUN')) {
+      expect(commandsOf(r.args).filter((c) => /^(sudo\s+)?apt\s/.test(c)), `line ${r.line}`).toEqual([]);
+      expect(commandsOf(r.args).filter((c) => /^apt-get\s+(dist-)?upgrade\b/.test(c)), `line ${r.line}`).toEqual([]);
+    }
+  });
+
+  it('installs apt packages with -y --no-install-recommends, updating and cleaning the lists in the same RUN', () => {
+    const installs = stages.flatMap(aptInstalls);
+    expect(installs.length).toBeGreaterThan(0);
+    for (const { ins } of installs) {
+      const cmds = commandsOf(ins.args);
+      const at = cmds.findIndex((c) => /^apt-get\b.*\binstall\b/.test(c));
+      const install = cmds[at]!;
+      expect(install, `line ${ins.line}`).toMatch(/\s--no-install-recommends\b/);
+      expect(install, `line ${ins.line}`).toMatch(/\s(-y|--yes|-[a-z]*y[a-z]*|--assume-yes)\b/);
+      expect(cmds.slice(0, at).some((c) => /^apt-get\b.*\bupdate\b/.test(c)), `line ${ins.line}: apt-get update first`).toBe(true);
+      expect(cmds.slice(at + 1).some((c) => /^rm\s+-[a-z]*r[a-z]*f?[a-z]*\s+.*\/var\/lib\/apt\/lists\/\*/.test(c) || /^rm\s+-rf\s+\/var\/lib\/apt\/lists/.test(c)), `line ${ins.line}: rm -rf /var/lib/apt/lists/* afterwards`).toBe(true);
+    }
+  });
+
+  it('build stage: native toolchain, npm ci with the node image headers, build, then prune dev dependencies', () => {
+    const packages = aptInstalls(build).flatMap((a) => a.packages);
+    expect(packages).toEqual(expect.arrayContaining(['python3', 'make', 'g++']));
+    const env = build.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
+    expect(env.some((e) => /\bnpm_config_nodedir[= ]\/usr\/local\b/.test(e)), 'npm_config_nodedir=/usr/local overrides .npmrc').toBe(true);
+    const runs = build.instructions.filter((i) => i.keyword === 'RUN').flatMap((i) => commandsOf(i.args));
+    const ci = runs.findIndex((c) => /^npm ci\b/.test(c));
+    const compile = runs.findIndex((c) => /^npm run build\b/.test(c));
+    const prune = runs.findIndex((c) => /^npm prune\b.*--omit=dev\b/.test(c));
+    expect(ci).toBeGreaterThanOrEqual(0);
+    expect(runs[ci]).not.toMatch(/--omit=dev|--production/); // dev deps are needed to compile
+    expect(compile).toBeGreaterThan(ci);
+    expect(prune).toBeGreaterThan(compile);
+  });
+
+  it('build stage copies what the build needs, from files that exist and are not .dockerignored', () => {
+    const sources = copies(build).filter((c) => !c.from).flatMap((c) => c.sources);
+    for (const s of sources) {
+      expect(existsSync(path.join(ROOT, s)), `${s} exists`).toBe(true);
+      expect(ignored(s.replace(/^\.\//, '')), `${s} is excluded by .dockerignore`).toBe(false);
+    }
+    const names = sources.map((s) => s.replace(/^\.\//, '').replace(/\/$/, ''));
+    expect(names).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'proto']));
+    // Every top-level directory tsconfig.json compiles must be in the build context.
+    const tsconfig = ts.readConfigFile(path.join(ROOT, 'tsconfig.json'), ts.sys.readFile).config as Obj;
+    for (const inc of tsconfig.include as string[]) expect(names, `tsconfig include ${inc}`).toContain(inc.split('/')[0]);
+  });
+
+  it('runtime stage: the OS tools the driver runs, and only production artifacts from the build stage', () => {
+    const packages = aptInstalls(runtime).flatMap((a) => a.packages);
+    expect(packages).toEqual(expect.arrayContaining(['util-linux', 'mount', 'xfsprogs', 'e2fsprogs']));
+    const runs = runtime.instructions.filter((i) => i.keyword === 'RUN').flatMap((i) => commandsOf(i.args));
+    expect(runs.filter((c) => /^(npm|yarn|pnpm)\s+(ci|install|i|add)\b/.test(c))).toEqual([]);
+
+    const cps = copies(runtime);
+    expect(cps.filter((c) => !c.from).map((c) => c.ins.line), 'nothing copied from the build context').toEqual([]);
+    const copied = cps.flatMap((c) => c.sources.map((s) => path.posix.relative(workdirOf(build), path.posix.resolve(workdirOf(build), s))));
+    expect(copied.sort()).toEqual(['dist', 'node_modules', 'package.json', 'proto']);
+    for (const c of cps) {
+      expect(c.from, `line ${c.ins.line}`).toBe(build.name);
+      // Each lands under the runtime WORKDIR with its own name (package.json beside proto/, see packageRoot()).
+      const src = path.posix.basename(c.sources[0]!);
+      const dest = path.posix.resolve(workdirOf(runtime), c.dest);
+      expect([dest, path.posix.join(dest, src)], `line ${c.ins.line}`).toContain(path.posix.join(workdirOf(runtime), src));
+    }
+  });
+
+  it('ENTRYPOINT is exec form, runs the package bin, and matches the DaemonSet command', () => {
+    const entrypoints = runtime.instructions.filter((i) => i.keyword === 'ENTRYPOINT');
+    expect(entrypoints).toHaveLength(1);
+    const argv = JSON.parse(entrypoints[0]!.args) as unknown;
+    expect(Array.isArray(argv) && argv.every((a) => typeof a === 'string')).toBe(true);
+    expect(argv).toEqual(['node', pkg.bin['hpp-csi-driver']]);
+    // tsconfig rootDir "." + outDir "dist": dist/cmd/x.js comes from cmd/x.ts.
+    const script = (argv as string[])[1]!;
+    expect(existsSync(path.join(ROOT, script.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${script} has a source`).toBe(true);
+    expect(container('hpp-csi-driver').command).toEqual(argv);
+    for (const cmd of runtime.instructions.filter((i) => i.keyword === 'CMD')) expect(cmd.args.startsWith('['), `CMD line ${cmd.line}`).toBe(true);
+  });
+
+  it('.dockerignore keeps dependencies, outputs, VCS, tests and bench results out of the context', () => {
+    for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/cmd/hpp-csi-driver.js', '.git', '.git/HEAD', 'test', 'test/unit/a.test.ts', 'bench/results/run.json']) {
+      expect(ignored(p), p).toBe(true);
+    }
+    for (const p of ['src/app.ts', 'cmd/hpp-csi-driver.ts', 'proto/csi.proto', 'package.json']) expect(ignored(p), p).toBe(false);
+  });
+});
