@@ -1,0 +1,86 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../../src/pools/config.js';
+
+// PoolConfig grows fields over time (device, overcommit...): compare the fields these tests are about.
+const pool = (name: string, p: string, useNamingPrefix = false): Partial<PoolConfig> => ({ name, path: p, useNamingPrefix });
+const full = (name: string, p: string): PoolConfig => ({ ...(parsePoolFlag(`${name}=${p}`) as PoolConfig) });
+
+describe('parsePoolFlag', () => {
+  it('parses NAME=/abs/path and normalises the path', () => {
+    expect(parsePoolFlag('fast=/var/hpp/fast')).toMatchObject(pool('fast', '/var/hpp/fast'));
+    expect(parsePoolFlag('a1=/var/hpp//x/../y/')).toMatchObject(pool('a1', '/var/hpp/y'));
+    // Only the first '=' separates.
+    expect(parsePoolFlag('p=/data/a=b').path).toBe('/data/a=b');
+  });
+
+  it('rejects a missing name, a bad name, a relative or missing path', () => {
+    for (const bad of ['', '=/p', 'noequals', '/p', 'Fast=/p', 'a_b=/p', '-a=/p', 'a-=/p', `${'a'.repeat(64)}=/p`, 'a=relative/p', 'a=', 'a=./p']) {
+      expect(() => parsePoolFlag(bad), JSON.stringify(bad)).toThrow(ConfigError);
+    }
+  });
+});
+
+describe('parsePoolsJson', () => {
+  it('accepts a list or {"pools": [...]}', () => {
+    const list = parsePoolsJson('[{"name":"a","path":"/a"},{"name":"b","path":"/b","useNamingPrefix":true}]', 'x');
+    expect(list).toMatchObject([pool('a', '/a'), pool('b', '/b', true)]);
+    expect(list).toHaveLength(2);
+    expect(parsePoolsJson('{"pools":[{"name":"a","path":"/a/"}]}', 'x')).toMatchObject([pool('a', '/a')]);
+    expect(parsePoolsJson('[]', 'x')).toEqual([]);
+  });
+
+  it('rejects bad JSON, a wrong shape and bad entries, naming where', () => {
+    for (const bad of ['not json', '{', '{"name":"a"}', '"a"', 'null', '[{"name":"a"}]', '[{"path":"/a"}]', '[{"name":"A","path":"/a"}]', '[{"name":"a","path":"rel"}]', '[{"name":"a","path":"/a","useNamingPrefix":"yes"}]']) {
+      expect(() => parsePoolsJson(bad, 'where-it-came-from'), bad).toThrow(ConfigError);
+      expect(() => parsePoolsJson(bad, 'where-it-came-from'), bad).toThrow(/where-it-came-from/);
+    }
+  });
+
+  // Product bug at the time of writing: fromRaw() reads raw.name of a null entry and throws a TypeError,
+  // so the daemon dies with a stack trace instead of the usage message (exit 1, not 2).
+  it('a null or non-object entry in the list is a ConfigError, not a crash', () => {
+    for (const bad of ['[null]', '[1]', '["a=/p"]', '{"pools":[null]}']) {
+      expect(() => parsePoolsJson(bad, 'where-it-came-from'), bad).toThrow(ConfigError);
+    }
+  });
+
+  it('loadPoolsFile reads the same format from a file', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hpp-unit-pools-'));
+    try {
+      const file = path.join(dir, 'pools.json');
+      writeFileSync(file, JSON.stringify([{ name: 'f', path: '/f' }]));
+      expect(loadPoolsFile(file)).toMatchObject([pool('f', '/f')]);
+      writeFileSync(file, '[{"name": 1}]');
+      expect(() => loadPoolsFile(file)).toThrow(new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
+      expect(() => loadPoolsFile(path.join(dir, 'missing.json'))).toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('checkPools', () => {
+  it('accepts distinct names on disjoint paths (including sibling prefixes)', () => {
+    const pools = [full('a', '/data/a'), full('b', '/data/ab'), full('c', '/other')];
+    expect(checkPools(pools)).toEqual(pools);
+  });
+
+  it('rejects no pools, duplicate names, equal paths and nested paths (either order)', () => {
+    expect(() => checkPools([])).toThrow(ConfigError);
+    expect(() => checkPools([full('a', '/x'), full('a', '/y')])).toThrow(/twice/);
+    expect(() => checkPools([full('a', '/x'), full('b', '/x')])).toThrow(/overlap/);
+    expect(() => checkPools([full('a', '/x'), full('b', '/x/y')])).toThrow(/overlap/);
+    expect(() => checkPools([full('a', '/x/y/z'), full('b', '/x')])).toThrow(/overlap/);
+    expect(() => checkPools([full('a', '/x/'), full('b', '/x/y')])).toThrow(/overlap/);
+  });
+
+  // Product bug at the time of writing: the nesting test builds `${a.path}/`, which is '//' for the root,
+  // so a pool at '/' is not seen to contain every other pool.
+  it('a pool at / overlaps every other pool', () => {
+    expect(() => checkPools([full('a', '/'), full('b', '/x')])).toThrow(/overlap/);
+    expect(() => checkPools([full('b', '/x'), full('a', '/')])).toThrow(/overlap/);
+  });
+});
