@@ -11,6 +11,8 @@ export interface DriverOptions {
   nodeName: string;
   driverName: string;
   pools: PoolConfig[];
+  /** Filesystem overhead for pools whose config names none (decimal string). */
+  defaultFilesystemOverhead?: string;
 }
 
 /** The daemon: pools and volumes reconciled, CSI served on the socket. */
@@ -23,7 +25,9 @@ export class DriverApp {
     private readonly log: Logger,
   ) {
     setExecLogger(log.child({ component: 'exec' }));
-    this.volumes = new VolumeManager(opts.nodeName, opts.pools.map((p) => new Pool(p, log.child({ component: 'pool', pool: p.name }))), log.child({ component: 'volumes' }));
+    this.volumes = new VolumeManager(opts.nodeName, opts.pools.map(
+        (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, log.child({ component: 'pool', pool: p.name })),
+      ), log.child({ component: 'volumes' }));
     this.server = new CsiServer(
       { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log },
       log.child({ component: 'csi' }),

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DriverOptions } from '../app.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
+import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
 
 export const DEFAULT_DRIVER_NAME = 'kubevirt.io.hostpath-provisioner';
@@ -18,6 +19,8 @@ export const USAGE = `Usage: hpp-csi-driver [flags]
   --pools-json JSON       the same list inline                  env HPP_POOLS_JSON
   --hostpath PATH         legacy single pool "${LEGACY_POOL_NAME}" (HPP pathConfig.path)   env HPP_HOSTPATH
   --use-naming-prefix     legacy: name directories <ns>-<pvc>-<pv>                     env HPP_USE_NAMING_PREFIX=true
+  --filesystem-overhead F share of a Filesystem volume kept from disk.img   env HPP_FILESYSTEM_OVERHEAD (default ${DEFAULT_FILESYSTEM_OVERHEAD})
+                          (per pool: "filesystemOverhead"; per StorageClass: parameter filesystemOverhead)
   --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
   --version               print the version and exit
   --help                  print this help
@@ -44,6 +47,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
         hostpath: { type: 'string' },
         'use-naming-prefix': { type: 'boolean' },
         'log-level': { type: 'string' },
+        'filesystem-overhead': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -59,7 +63,13 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
   const nodeName = values['node-name'] ?? env.NODE_NAME ?? os.hostname();
   const endpoint = values.endpoint ?? env.CSI_ENDPOINT ?? DEFAULT_ENDPOINT;
   const logLevel = values['log-level'] ?? env.LOG_LEVEL ?? 'info';
-  if (showVersion || showHelp) return { driverName, nodeName, endpoint, logLevel, pools: [], showVersion, showHelp };
+  const defaultFilesystemOverhead = values['filesystem-overhead'] ?? env.HPP_FILESYSTEM_OVERHEAD ?? DEFAULT_FILESYSTEM_OVERHEAD;
+  if (showVersion || showHelp) return { driverName, nodeName, endpoint, logLevel, pools: [], showVersion, showHelp, defaultFilesystemOverhead };
+  try {
+    parseOverhead(defaultFilesystemOverhead, '--filesystem-overhead');
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 
   if (!DRIVER_NAME_RE.test(driverName)) throw new ConfigError(`driver name ${JSON.stringify(driverName)} is not a valid CSI plugin name`);
   if (!isValidNodeName(nodeName)) throw new ConfigError(`node name ${JSON.stringify(nodeName)} is not valid`);
@@ -77,5 +87,5 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
     const prefix = values['use-naming-prefix'] ?? ['true', '1', 'yes'].includes((env.HPP_USE_NAMING_PREFIX ?? '').toLowerCase());
     pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`), useNamingPrefix: prefix });
   }
-  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp };
+  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp, defaultFilesystemOverhead };
 }

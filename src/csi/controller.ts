@@ -44,6 +44,10 @@ function fitsRange(capacity: bigint, r: CapacityRange): boolean {
   return (r.required === 0n || capacity >= r.required) && (r.limit === 0n || capacity <= r.limit);
 }
 
+function sortKeys(o: Record<string, string>): Array<[string, string]> {
+  return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 function topology(node: string) {
   return [{ segments: { [TOPOLOGY_KEY]: node } }];
 }
@@ -97,6 +101,9 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       const wanted = range.required > 0n ? range.required : range.limit;
       const capacity = accessType === 'block' ? blockCapacity(range) : wanted;
       const mode = accessType === 'block' ? 'block' : 'filesystem';
+      if (params.createDiskImage && mode === 'block') throw invalidArgument('createDiskImage applies to Filesystem volumes only');
+      if (params.createDiskImage && capacity === 0n) throw invalidArgument('createDiskImage needs a capacity_range to size disk.img');
+      const diskImageOverhead = params.createDiskImage ? (params.filesystemOverhead ?? pool.filesystemOverhead) : undefined;
       const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
 
       return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`], async () => {
@@ -105,10 +112,13 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(
-          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data },
+          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead },
           (existing) => {
             if (existing.mode !== mode) return `volume mode ${existing.mode}`;
             if (!fitsRange(BigInt(existing.capacityBytes), range)) return `capacity ${existing.capacityBytes} bytes`;
+            if (JSON.stringify(sortKeys(existing.parameters)) !== JSON.stringify(sortKeys(params.stored))) {
+              return `other parameters ${JSON.stringify(existing.parameters)}`;
+            }
             return undefined;
           },
         );

@@ -13,18 +13,49 @@ import type { Publication, VolumeRecord } from '../volumes/record.js';
 /** Per-mount flags a bind mount of a volume directory may carry. */
 const ALLOWED_MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'noatime', 'atime', 'relatime', 'nodiratime', 'strictatime']);
 
-function checkTargetPath(p: unknown, field: string, ctx: DriverContext): string {
+/**
+ * Validates a target path and finds where it really leads. mount(8) follows symlinks, so the checks
+ * run on the real path: a target that is itself a symlink, or whose real location overlaps a pool, is
+ * refused. Returns the path as given (the key kubelet uses) and the real one (what mountinfo shows).
+ */
+async function checkTargetPath(p: unknown, field: string, ctx: DriverContext): Promise<{ given: string; real: string }> {
   if (typeof p !== 'string' || p === '') throw invalidArgument(`${field} is required`);
-  const clean = path.normalize(p).replace(/(.)\/+$/, '$1');
-  if (p.includes('\0') || !path.isAbsolute(p) || clean !== p.replace(/(.)\/+$/, '$1') || clean === '/') {
+  const given = path.normalize(p).replace(/(.)\/+$/, '$1');
+  if (p.includes('\0') || !path.isAbsolute(p) || given !== p.replace(/(.)\/+$/, '$1') || given === '/') {
     throw invalidArgument(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
   }
+  const real = await realLocation(given);
+  if (real === '/') throw invalidArgument(`${field} ${given} resolves to /`);
+  if ((await fsp.lstat(given).catch(() => undefined))?.isSymbolicLink()) {
+    throw invalidArgument(`${field} ${given} is a symbolic link`);
+  }
   for (const pool of ctx.volumes.poolList()) {
-    if (clean === pool.root || clean.startsWith(`${pool.root}/`) || pool.root.startsWith(`${clean}/`)) {
-      throw invalidArgument(`${field} ${clean} overlaps storage pool ${pool.name}`);
+    for (const root of new Set([pool.root, await realLocation(pool.root)])) {
+      for (const t of new Set([given, real])) {
+        if (t === root || t.startsWith(`${root}/`) || root.startsWith(`${t}/`)) {
+          throw invalidArgument(`${field} ${given}${t !== given ? ` (really ${t})` : ''} overlaps storage pool ${pool.name}`);
+        }
+      }
     }
   }
-  return clean;
+  return { given, real };
+}
+
+/** The real path of `p`: symlinks of its nearest existing ancestor resolved, the rest appended. */
+async function realLocation(p: string): Promise<string> {
+  const rest: string[] = [];
+  let existing = p;
+  for (;;) {
+    try {
+      return path.join(await fsp.realpath(existing), ...rest.reverse());
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+      if (existing === '/') return p;
+      rest.push(path.basename(existing));
+      existing = path.dirname(existing);
+    }
+  }
 }
 
 function samePublication(a: Publication, b: Publication): boolean {
@@ -91,21 +122,21 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
 
     async NodePublishVolume(req) {
       if (!req.volume_id) throw invalidArgument('volume_id is required');
-      const target = checkTargetPath(req.target_path, 'target_path', ctx);
+      const { given: target, real } = await checkTargetPath(req.target_path, 'target_path', ctx);
       const { cap, wanted } = wantedPublication(req);
       const first = await requireVolume(req.volume_id);
-      return volumes.locks.withKeys([`name/${first.name}`, `target/${target}`], async () => {
+      return volumes.locks.withKeys([`name/${first.name}`, `target/${real}`], async () => {
         const rec = await requireVolume(req.volume_id);
         const asBlock = cap.access_type === 'block';
         if ((rec.mode === 'block') !== asBlock) {
           throw failedPrecondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
         }
         if (asBlock && wanted.mountFlags.length > 0) throw invalidArgument('mount flags do not apply to a block volume');
-        const mounted = mountAt(await readMounts(), target);
+        const mounted = mountAt(await readMounts(), real);
         const recorded = rec.publications[target];
 
         if (mounted) {
-          if (!(await targetHolds(rec, target))) {
+          if (!(await targetHolds(rec, real))) {
             throw alreadyExists(`target ${target} already has something else mounted (${mounted.source} ${mounted.root})`);
           }
           if (recorded && !samePublication(recorded, wanted)) {
@@ -122,10 +153,10 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
             throw failedPrecondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
           }
           if (asBlock) {
-            const dev = await publishBlock(dataOf(rec), target, { readOnly: wanted.readOnly });
+            const dev = await publishBlock(dataOf(rec), real, { readOnly: wanted.readOnly });
             wanted.device = dev.name;
           } else {
-            await publishDirectory(dataOf(rec), target, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
+            await publishDirectory(dataOf(rec), real, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
           }
         }
         await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
@@ -135,12 +166,12 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
 
     async NodeUnpublishVolume(req) {
       if (!req.volume_id) throw invalidArgument('volume_id is required');
-      const target = checkTargetPath(req.target_path, 'target_path', ctx);
+      const { given: target, real } = await checkTargetPath(req.target_path, 'target_path', ctx);
       const first = await requireVolume(req.volume_id);
-      return volumes.locks.withKeys([`name/${first.name}`, `target/${target}`], async () => {
+      return volumes.locks.withKeys([`name/${first.name}`, `target/${real}`], async () => {
         const rec = await requireVolume(req.volume_id);
         const recorded = rec.publications[target] !== undefined;
-        const removed = await unmountAndRemoveTarget(target, async () => recorded || targetHolds(rec, target));
+        const removed = await unmountAndRemoveTarget(real, async () => recorded || targetHolds(rec, real));
         if (!removed) throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
         const publications = { ...rec.publications };
         delete publications[target];

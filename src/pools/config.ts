@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseOverhead } from '../volumes/disk-image.js';
 import { POOL_NAME_RE } from '../volumes/ids.js';
 
 export interface PoolConfig {
@@ -15,6 +16,8 @@ export interface PoolConfig {
    * that no volume can grow into; 2.0 counts that reserve at half.
    */
   overcommitRatio: number;
+  /** Share of a Filesystem volume kept back from disk.img, as a decimal string ("0.055"); see disk-image.ts. */
+  filesystemOverhead?: string;
 }
 
 /** The pool name HPP uses for its legacy single-path configuration (`pathConfig.path`). */
@@ -28,15 +31,20 @@ interface RawPool {
   useNamingPrefix?: unknown;
   device?: unknown;
   overcommitRatio?: unknown;
+  filesystemOverhead?: unknown;
 }
 
 function fromRaw(raw: RawPool, where: string): PoolConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`${where}: each pool must be an object such as {"name": "local", "path": "/var/hpvolumes"}`);
+  }
   if (typeof raw.name !== 'string' || !POOL_NAME_RE.test(raw.name)) {
     throw new ConfigError(`${where}: pool name ${JSON.stringify(raw.name)} must be a DNS label (a-z, 0-9, -; 1-63 characters)`);
   }
   if (typeof raw.path !== 'string' || !path.isAbsolute(raw.path)) {
     throw new ConfigError(`${where}: pool ${raw.name} needs an absolute "path", got ${JSON.stringify(raw.path)}`);
   }
+  if (path.resolve(raw.path) === '/') throw new ConfigError(`${where}: pool ${raw.name} cannot be the root directory`);
   if (raw.useNamingPrefix !== undefined && typeof raw.useNamingPrefix !== 'boolean') {
     throw new ConfigError(`${where}: pool ${raw.name}: useNamingPrefix must be true or false`);
   }
@@ -53,7 +61,19 @@ function fromRaw(raw: RawPool, where: string): PoolConfig {
     useNamingPrefix: raw.useNamingPrefix === true,
     ...(raw.device ? { device: raw.device as string } : {}),
     overcommitRatio: ratio,
+    ...(raw.filesystemOverhead !== undefined ? { filesystemOverhead: checkOverhead(raw.filesystemOverhead, `${where}: pool ${raw.name}`) } : {}),
   };
+}
+
+function checkOverhead(v: unknown, where: string): string {
+  const text = typeof v === 'number' ? String(v) : v;
+  if (typeof text !== 'string') throw new ConfigError(`${where}: filesystemOverhead must be a decimal such as "0.055"`);
+  try {
+    parseOverhead(text, 'filesystemOverhead');
+  } catch (err) {
+    throw new ConfigError(`${where}: ${(err as Error).message}`);
+  }
+  return text;
 }
 
 /** `name=/path` or `name=/path:device=/dev/x` as given to --pool. */
@@ -66,6 +86,7 @@ export function parsePoolFlag(spec: string): PoolConfig {
     const [k, v] = o.split('=');
     if (k === 'device') raw.device = v;
     else if (k === 'overcommit') raw.overcommitRatio = Number(v);
+    else if (k === 'overhead') raw.filesystemOverhead = v;
     else throw new ConfigError(`--pool ${JSON.stringify(spec)}: unknown option ${JSON.stringify(k)}`);
   }
   return fromRaw(raw, '--pool');
@@ -99,7 +120,7 @@ export function checkPools(pools: PoolConfig[]): PoolConfig[] {
   for (const a of pools) {
     for (const b of pools) {
       if (a === b) continue;
-      if (a.path === b.path || b.path.startsWith(`${a.path}/`)) {
+      if (a.path === b.path || b.path.startsWith(a.path.endsWith('/') ? a.path : `${a.path}/`)) {
         throw new ConfigError(`pools ${a.name} (${a.path}) and ${b.name} (${b.path}) overlap`);
       }
     }

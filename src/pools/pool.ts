@@ -6,6 +6,7 @@ import { ProcessLock } from '../system/flock.js';
 import type { PoolConfig } from './config.js';
 import { ensureDevicePool } from './device.js';
 import { detectQuota, type QuotaBackend } from './quota.js';
+import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 
 export interface PoolHealth {
   ready: boolean;
@@ -30,6 +31,7 @@ export class Pool {
   readonly useNamingPrefix: boolean;
   readonly device?: string;
   readonly overcommitRatio: number;
+  readonly filesystemOverhead: Overhead;
   /** Known once prepare() succeeded. */
   quota?: QuotaBackend;
   readonly metaDir: string;
@@ -47,6 +49,7 @@ export class Pool {
     this.useNamingPrefix = cfg.useNamingPrefix;
     this.device = cfg.device;
     this.overcommitRatio = cfg.overcommitRatio ?? 1;
+    this.filesystemOverhead = parseOverhead(cfg.filesystemOverhead ?? DEFAULT_FILESYSTEM_OVERHEAD, `pool ${cfg.name} filesystemOverhead`);
     this.metaDir = path.join(this.root, '.hpp');
     this.volumesDir = path.join(this.metaDir, 'volumes');
     this.tmpDir = path.join(this.metaDir, 'tmp');

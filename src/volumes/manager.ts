@@ -9,7 +9,9 @@ import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { mountsBelow, readMounts } from '../system/mount.js';
 import { KeyedLock } from '../util/keyed-lock.js';
+import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 import { buildBlockImage, detachAll } from './block.js';
+import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import type { VolumeMode, VolumeRecord } from './record.js';
 import { reconcilePublications } from './reconcile-publications.js';
@@ -23,6 +25,9 @@ export interface CreateSpec {
   parameters: Record<string, string>;
   /** Where the data goes, relative to the pool root (see VolumeRecord.data). */
   data: string;
+  preallocate: boolean;
+  /** Create disk.img sized with this overhead (filesystem volumes). */
+  diskImageOverhead?: Overhead;
 }
 
 interface PoolState {
@@ -228,8 +233,17 @@ export class VolumeManager {
     const building = path.join(pool.tmpDir, spec.name);
     await fsp.rm(building, { recursive: true, force: true });
     let projectId: number | undefined;
-    if (spec.mode === 'block') await buildBlockImage(building, spec.capacityBytes);
-    else projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
+    let preallocation: PreallocationMethod = 'none';
+    if (spec.mode === 'block') {
+      await buildBlockImage(building, spec.capacityBytes);
+      if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
+    } else {
+      projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
+      if (spec.diskImageOverhead) {
+        const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
+        preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
+      }
+    }
     const rec: VolumeRecord = {
       version: 1,
       id,
@@ -241,6 +255,8 @@ export class VolumeManager {
       capacityBytes: spec.capacityBytes.toString(),
       parameters: spec.parameters,
       ...(projectId !== undefined ? { projectId } : {}),
+      preallocation,
+      ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : {}),
       createdAt: new Date().toISOString(),
       state: 'ready',
       publications: {},

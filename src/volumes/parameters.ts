@@ -1,4 +1,5 @@
 import { invalidArgument } from '../csi/errors.js';
+import { parseOverhead, type Overhead } from './disk-image.js';
 
 /** StorageClass parameters the driver understands. */
 export const PARAM_STORAGE_POOL = 'storagePool';
@@ -7,13 +8,20 @@ export const PARAM_PVC_NAME = 'csi.storage.k8s.io/pvc/name';
 export const PARAM_PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 export const PARAM_PV_NAME = 'csi.storage.k8s.io/pv/name';
 
-const KNOWN = new Set([PARAM_STORAGE_POOL]);
+export const PARAM_PREALLOCATION = 'preallocation';
+export const PARAM_FILESYSTEM_OVERHEAD = 'filesystemOverhead';
+export const PARAM_CREATE_DISK_IMAGE = 'createDiskImage';
+
+const KNOWN = new Set([PARAM_STORAGE_POOL, PARAM_PREALLOCATION, PARAM_FILESYSTEM_OVERHEAD, PARAM_CREATE_DISK_IMAGE]);
 const CO_PREFIX = 'csi.storage.k8s.io/';
 
 export interface VolumeParameters {
   storagePool?: string;
   pvcName?: string;
   pvcNamespace?: string;
+  preallocation: boolean;
+  createDiskImage: boolean;
+  filesystemOverhead?: Overhead;
   /** The parameters worth keeping with the volume (no CO bookkeeping). */
   stored: Record<string, string>;
 }
@@ -23,7 +31,7 @@ export interface VolumeParameters {
  * volume in the wrong pool without a word.
  */
 export function parseParameters(params: Record<string, string> | null | undefined): VolumeParameters {
-  const out: VolumeParameters = { stored: {} };
+  const out: VolumeParameters = { stored: {}, preallocation: false, createDiskImage: false };
   for (const [k, v] of Object.entries(params ?? {})) {
     if (k.startsWith(CO_PREFIX)) continue;
     if (!KNOWN.has(k)) {
@@ -35,7 +43,20 @@ export function parseParameters(params: Record<string, string> | null | undefine
   if (p[PARAM_STORAGE_POOL] !== undefined) out.storagePool = p[PARAM_STORAGE_POOL];
   if (p[PARAM_PVC_NAME]) out.pvcName = p[PARAM_PVC_NAME];
   if (p[PARAM_PVC_NAMESPACE]) out.pvcNamespace = p[PARAM_PVC_NAMESPACE];
+  out.preallocation = bool(p, PARAM_PREALLOCATION);
+  out.createDiskImage = bool(p, PARAM_CREATE_DISK_IMAGE);
+  if (p[PARAM_FILESYSTEM_OVERHEAD] !== undefined) {
+    out.filesystemOverhead = parseOverhead(p[PARAM_FILESYSTEM_OVERHEAD], `parameter ${PARAM_FILESYSTEM_OVERHEAD}`);
+  }
   return out;
+}
+
+function bool(params: Record<string, string>, key: string): boolean {
+  const v = params[key];
+  if (v === undefined || v === '') return false;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw invalidArgument(`parameter ${key} must be "true" or "false", got ${JSON.stringify(v)}`);
 }
 
 /** HPP's legacy directory name `<namespace>-<pvc>-<pv>`, or the volume name. */

@@ -23,12 +23,15 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
     const publications = { ...rec.publications };
     let dirty = false;
     for (const [target, pub] of entries) {
-      const holds = rec.mode === 'block' ? targetIsDeviceOf(target, data) : sameInode(target, data);
-      if (mountAt(mounts, target)) {
+      // mountinfo shows real paths: resolve the parent (kubelet's directory may sit behind a symlink).
+      const realParent = await fsp.realpath(path.dirname(target)).catch(() => undefined);
+      const real = realParent ? path.join(realParent, path.basename(target)) : target;
+      if (mountAt(mounts, real)) {
+        const holds = rec.mode === 'block' ? targetIsDeviceOf(real, data) : sameInode(real, data);
         if (!(await holds)) log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
         continue;
       }
-      const parentThere = await fsp.stat(path.dirname(target)).then((s) => s.isDirectory(), () => false);
+      const parentThere = realParent !== undefined && (await fsp.stat(realParent).then((s) => s.isDirectory(), () => false));
       if (!parentThere) {
         log.info({ volume: rec.id, target }, 'publication target is gone; forgetting it');
         delete publications[target];
@@ -37,10 +40,10 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
       }
       try {
         if (rec.mode === 'block') {
-          const dev = await publishBlock(data, target, { readOnly: pub.readOnly });
+          const dev = await publishBlock(data, real, { readOnly: pub.readOnly });
           publications[target] = { ...pub, device: dev.name };
         } else {
-          await publishDirectory(data, target, { readOnly: pub.readOnly, flags: pub.mountFlags });
+          await publishDirectory(data, real, { readOnly: pub.readOnly, flags: pub.mountFlags });
         }
         dirty = true;
         log.info({ volume: rec.id, target }, 'publication re-made after restart');

@@ -21,6 +21,10 @@ export interface VolumeRecord {
   /** Decimal string: JSON has no 64-bit integers. 0 means "no size requested". */
   capacityBytes: string;
   parameters: Record<string, string>;
+  /** How the data was allocated: sparse ('none'), fallocate(2), or written with zeros ('full'). */
+  preallocation?: 'none' | 'fallocate' | 'full';
+  /** Present when the volume holds a KubeVirt disk.img; the overhead its size was computed with. */
+  diskImage?: { overhead: string };
   /** XFS project id limiting a filesystem volume, when the pool enforces sizes with project quotas. */
   projectId?: number;
   createdAt: string;

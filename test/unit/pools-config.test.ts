@@ -77,8 +77,7 @@ describe('checkPools', () => {
     expect(() => checkPools([full('a', '/x/'), full('b', '/x/y')])).toThrow(/overlap/);
   });
 
-  // Product bug at the time of writing: the nesting test builds `${a.path}/`, which is '//' for the root,
-  // so a pool at '/' is not seen to contain every other pool.
+  // The nesting test must not build '//' for the root: a pool at '/' contains every other pool.
   it('a pool at / overlaps every other pool', () => {
     expect(() => checkPools([full('a', '/'), full('b', '/x')])).toThrow(/overlap/);
     expect(() => checkPools([full('b', '/x'), full('a', '/')])).toThrow(/overlap/);

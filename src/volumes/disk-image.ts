@@ -1,0 +1,73 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { invalidArgument } from '../csi/errors.js';
+import type { Logger } from '../observe/logger.js';
+import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
+
+/** CDI's default share of a Filesystem PVC kept back for the filesystem itself. */
+export const DEFAULT_FILESYSTEM_OVERHEAD = '0.055';
+export const DISK_IMAGE = 'disk.img';
+/** KubeVirt's qemu user and group. */
+export const QEMU_UID = 107;
+export const QEMU_GID = 107;
+const MiB = 1024n * 1024n;
+
+/** An overhead as an exact fraction, from a decimal string such as "0.055" (0 ≤ overhead < 1). */
+export interface Overhead {
+  text: string;
+  num: bigint;
+  den: bigint;
+}
+
+export function parseOverhead(text: string, where: string): Overhead {
+  const m = /^(0|1)?(?:\.(\d{1,9}))?$/.exec(text.trim());
+  if (!m || text.trim() === '' || text.trim() === '.') {
+    throw invalidArgument(`${where} ${JSON.stringify(text)} must be a decimal number from 0 up to (not including) 1, e.g. 0.055`);
+  }
+  const frac = m[2] ?? '';
+  const den = 10n ** BigInt(frac.length);
+  const num = BigInt(m[1] ?? '0') * den + BigInt(frac || '0');
+  if (num >= den) throw invalidArgument(`${where} ${text} must be below 1`);
+  return { text: text.trim(), num, den };
+}
+
+/**
+ * The size of disk.img on a Filesystem volume of `capacity` bytes, as CDI computes it:
+ * round down to 1 MiB of ceil((1 − overhead) × capacity).
+ */
+export function diskImageSize(capacity: bigint, overhead: Overhead): bigint {
+  const usable = ((overhead.den - overhead.num) * capacity + overhead.den - 1n) / overhead.den;
+  return (usable / MiB) * MiB;
+}
+
+/**
+ * Create (or grow) disk.img in `dir` to `size` bytes, owned by qemu (107:107), mode 0660; sparse unless
+ * `preallocated`, in which case the new range is allocated and the method used is returned.
+ */
+export async function ensureDiskImage(
+  dir: string,
+  size: bigint,
+  preallocated: boolean,
+  log: Logger,
+): Promise<PreallocationMethod> {
+  const file = path.join(dir, DISK_IMAGE);
+  const fh = await fsp.open(file, 'a', 0o660);
+  let from = 0n;
+  try {
+    from = (await fh.stat({ bigint: true })).size;
+    if (from < size) await fh.truncate(Number(size));
+    await fh.chown(QEMU_UID, QEMU_GID);
+    await fh.chmod(0o660);
+  } finally {
+    await fh.close();
+  }
+  let method: PreallocationMethod = 'none';
+  if (preallocated && size > from) method = await preallocate(file, from, size - from, log);
+  const sync = await fsp.open(file, 'r');
+  try {
+    await sync.sync();
+  } finally {
+    await sync.close();
+  }
+  return method;
+}
