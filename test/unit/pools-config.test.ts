@@ -77,9 +77,12 @@ describe('checkPools', () => {
     expect(() => checkPools([full('a', '/x/'), full('b', '/x/y')])).toThrow(/overlap/);
   });
 
-  // The nesting test must not build '//' for the root: a pool at '/' contains every other pool.
-  it('a pool at / overlaps every other pool', () => {
-    expect(() => checkPools([full('a', '/'), full('b', '/x')])).toThrow(/overlap/);
-    expect(() => checkPools([full('b', '/x'), full('a', '/')])).toThrow(/overlap/);
+  // A pool at '/' is refused when parsed; and should one reach checkPools anyway, the nesting test must
+  // not build '//' for the root: a pool at '/' contains every other pool.
+  it('a pool at / is refused, and overlaps every other pool', () => {
+    expect(() => full('a', '/')).toThrow(/cannot be the root directory/);
+    const root: PoolConfig = { ...full('a', '/r'), path: '/' };
+    expect(() => checkPools([root, full('b', '/x')])).toThrow(/overlap/);
+    expect(() => checkPools([full('b', '/x'), root])).toThrow(/overlap/);
   });
 });
