@@ -53,11 +53,12 @@ done
 
 # Skipped specs are the ones csi-sanity itself skips for capabilities we do not advertise:
 # controller publish (node-local volumes need no attach), staging (publish does all the work),
-# snapshots, cloning, expansion and modify, until those capabilities are offered.
+# snapshots, cloning and modify, until those capabilities are offered.
 "$sanity" \
   --csi.endpoint "unix://$sock" \
   --csi.mountdir "$work/mnt" \
   --csi.stagingdir "$work/stage" \
   --csi.testvolumeaccesstype "$mode" \
   --csi.testvolumesize 10485760 \
+  --csi.testvolumeexpandsize 20971520 \
   "$@"

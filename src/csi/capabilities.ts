@@ -4,18 +4,22 @@ import { invalidArgument, unimplemented } from './errors.js';
  * Everything the driver offers, declared once. Every RPC that depends on a capability checks it here,
  * so what we advertise and what we serve cannot drift apart.
  */
-export const PLUGIN_CAPABILITIES = ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS'] as const;
+export const PLUGIN_SERVICES = ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS'] as const;
+/** Volumes grow while published: the loop device is refreshed and disk.img grown in place. */
+export const PLUGIN_VOLUME_EXPANSION = 'ONLINE';
 
 export const CONTROLLER_CAPABILITIES = new Set<string>([
   'CREATE_DELETE_VOLUME',
   'LIST_VOLUMES',
   'GET_CAPACITY',
+  'EXPAND_VOLUME',
   'SINGLE_NODE_MULTI_WRITER',
 ]);
 
 export const NODE_CAPABILITIES = new Set<string>([
   'GET_VOLUME_STATS',
   'VOLUME_CONDITION',
+  'EXPAND_VOLUME',
   'SINGLE_NODE_MULTI_WRITER',
 ]);
 

@@ -7,7 +7,7 @@ import {
   type VolumeCapabilityMsg,
 } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { aborted, failedPrecondition, invalidArgument, notFound, resourceExhausted } from './errors.js';
+import { aborted, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
 import type { Handler, Msg } from './rpc.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
@@ -211,7 +211,32 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     DeleteSnapshot: unsupported('DeleteSnapshot', 'CREATE_DELETE_SNAPSHOT'),
     ListSnapshots: unsupported('ListSnapshots', 'LIST_SNAPSHOTS'),
     GetSnapshot: unsupported('GetSnapshot', 'GET_SNAPSHOT'),
-    ControllerExpandVolume: unsupported('ControllerExpandVolume', 'EXPAND_VOLUME'),
+    async ControllerExpandVolume(req) {
+      requireControllerCapability('EXPAND_VOLUME', 'ControllerExpandVolume');
+      const id = req.volume_id as string;
+      if (!id) throw invalidArgument('volume_id is required');
+      if (!req.capacity_range) throw invalidArgument('capacity_range is required');
+      const range = capacityRange(req.capacity_range);
+      if (range.required === 0n && range.limit === 0n) throw invalidArgument('capacity_range needs required_bytes or limit_bytes');
+      const first = await volumes.find(id);
+      if (!first) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+      return volumes.locks.withKey(`name/${first.name}`, async () => {
+        const rec = await volumes.find(id);
+        if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+        const cap = req.volume_capability as VolumeCapabilityMsg | null;
+        if (cap?.access_type && (cap.access_type === 'block') !== (rec.mode === 'block')) {
+          throw invalidArgument(`volume ${id} is a ${rec.mode} volume, not ${cap.access_type}`);
+        }
+        const wanted = rec.mode === 'block' ? blockCapacity(range) : range.required > 0n ? range.required : range.limit;
+        const current = BigInt(rec.capacityBytes);
+        if (wanted < current) {
+          throw outOfRange(`volume ${id} has ${current} bytes; shrinking to ${wanted} is not supported`);
+        }
+        const grown = await volumes.expand(rec, wanted);
+        // The node refreshes the loop device (block) or grows disk.img (filesystem with a disk image).
+        return { capacity_bytes: grown.capacityBytes, node_expansion_required: rec.mode === 'block' || rec.diskImage !== undefined };
+      });
+    },
     ControllerGetVolume: unsupported('ControllerGetVolume', 'GET_VOLUME'),
     ControllerModifyVolume: unsupported('ControllerModifyVolume', 'MODIFY_VOLUME'),
   };

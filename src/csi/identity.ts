@@ -1,4 +1,4 @@
-import { PLUGIN_CAPABILITIES } from './capabilities.js';
+import { PLUGIN_SERVICES, PLUGIN_VOLUME_EXPANSION } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import type { Handler } from './rpc.js';
 
@@ -9,7 +9,12 @@ export function identityService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async GetPluginCapabilities() {
-      return { capabilities: PLUGIN_CAPABILITIES.map((type) => ({ service: { type } })) };
+      return {
+        capabilities: [
+          ...PLUGIN_SERVICES.map((type) => ({ service: { type } })),
+          { volume_expansion: { type: PLUGIN_VOLUME_EXPANSION } },
+        ],
+      };
     },
 
     /** Ready only when every configured pool is there and writable (and its volumes are loaded). */

@@ -5,7 +5,8 @@ import type { DriverContext } from './context.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import type { Handler, Msg } from './rpc.js';
 import { mountAt, readMounts } from '../system/mount.js';
-import { blockDeviceSize, loopDevicesFor } from '../system/loop.js';
+import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
+import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-image.js';
 import { detachUnused, publishBlock, targetIsDeviceOf } from '../volumes/block.js';
 import { publishDirectory, sameInode, unmountAndRemoveTarget } from '../volumes/filesystem.js';
 import type { Publication, VolumeRecord } from '../volumes/record.js';
@@ -224,6 +225,31 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
 
     NodeStageVolume: unsupported('NodeStageVolume', 'STAGE_UNSTAGE_VOLUME'),
     NodeUnstageVolume: unsupported('NodeUnstageVolume', 'STAGE_UNSTAGE_VOLUME'),
-    NodeExpandVolume: unsupported('NodeExpandVolume', 'EXPAND_VOLUME'),
+    async NodeExpandVolume(req) {
+      requireNodeCapability('EXPAND_VOLUME', 'NodeExpandVolume');
+      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      if (!req.volume_path) throw invalidArgument('volume_path is required');
+      const first = await requireVolume(req.volume_id);
+      return volumes.locks.withKey(`name/${first.name}`, async () => {
+        const rec = await requireVolume(req.volume_id);
+        const volumePath = req.volume_path as string;
+        if (!(rec.publications[volumePath] || (await targetHolds(rec, volumePath)))) {
+          throw notFound(`volume ${rec.id} is not published at ${volumePath}`);
+        }
+        const capacity = BigInt(rec.capacityBytes);
+        const asked = BigInt((req.capacity_range?.required_bytes as string) || '0');
+        if (asked > capacity) {
+          throw failedPrecondition(`volume ${rec.id} has ${capacity} bytes; ControllerExpandVolume must grow it to ${asked} first`);
+        }
+        const data = dataOf(rec);
+        if (rec.mode === 'block') {
+          for (const d of await loopDevicesFor(data)) await refreshLoopCapacity(d.name);
+        } else if (rec.diskImage) {
+          const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
+          await ensureDiskImage(data, size, rec.preallocation !== undefined && rec.preallocation !== 'none', ctx.log);
+        }
+        return { capacity_bytes: capacity.toString() };
+      });
+    },
   };
 }

@@ -305,6 +305,46 @@ export class VolumeManager {
     return st.capacity.figures();
   }
 
+  /**
+   * Grow a volume to `capacity` bytes: the image file or the quota limit first, the record after, so a
+   * crash in between is finished by the CO's retry. Caller holds the volume's lock.
+   */
+  async expand(rec: VolumeRecord, capacity: bigint): Promise<VolumeRecord> {
+    const st = await this.ensureLoaded(rec.pool);
+    const current = BigInt(rec.capacityBytes);
+    if (capacity <= current) return rec;
+    const delta = capacity - current;
+    const release = await this.locks.withKey(`capacity/${rec.pool}`, async () => {
+      const figs = await st.capacity.figures();
+      if (delta > figs.availableBytes) {
+        throw resourceExhausted(`pool ${rec.pool} can promise ${figs.availableBytes} more bytes, not the ${delta} this expansion needs`);
+      }
+      return st.capacity.reserve(delta);
+    });
+    try {
+      const data = this.dataPath(st.pool, rec);
+      if (rec.mode === 'block') {
+        const fh = await fsp.open(data, 'r+');
+        try {
+          if ((await fh.stat({ bigint: true })).size < capacity) await fh.truncate(Number(capacity));
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        if (rec.preallocation && rec.preallocation !== 'none') await preallocate(data, current, delta, this.log);
+      } else {
+        await st.pool.quota!.setLimit(data, rec.projectId, capacity);
+      }
+      const grown = { ...rec, capacityBytes: capacity.toString() };
+      await this.update(grown);
+      release(true);
+      return grown;
+    } catch (err) {
+      release(false);
+      throw err;
+    }
+  }
+
   /** Persist a changed record (publications); memory follows only once the disk has it. */
   async update(rec: VolumeRecord): Promise<void> {
     const st = this.pools.get(rec.pool);
