@@ -146,5 +146,12 @@ export async function cleanupDir(dir: string): Promise<void> {
       execFileSync('umount', ['-l', t]);
     }
   }
+  // Loop devices whose image lives under `dir` (a test that failed while a block volume was published).
+  const loops = JSON.parse(execFileSync('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE']).toString() || '{}') as {
+    loopdevices?: Array<{ name: string; 'back-file': string | null }>;
+  };
+  for (const l of loops.loopdevices ?? []) {
+    if ((l['back-file'] ?? '').startsWith(`${dir}/`)) execFileSync('losetup', ['-d', l.name]);
+  }
   await fsp.rm(dir, { recursive: true, force: true });
 }
