@@ -65,7 +65,7 @@ export class Pool {
     if (this.device) {
       const dev = await ensureDevicePool(this.name, this.device, this.root, this.log);
       if (!dev.ready) return { ready: false, reason: dev.reason };
-      if (dev.formatted) this.log.info({ pool: this.name, device: this.device }, 'formatted blank device as XFS');
+      if (dev.formatted) this.log.info({ device: this.device }, 'formatted blank device as XFS');
     }
     const health = await this.health();
     if (!health.ready) return health;
@@ -76,8 +76,8 @@ export class Pool {
       return { ready: false, reason: `pool ${this.name}: ${this.root} is in use by another daemon (pid ${await this.lock.holder()})` };
     }
     this.quota = await detectQuota(this.root);
-    if (this.quota.kind === 'none') this.log.warn({ pool: this.name, detail: this.quota.detail }, 'volume sizes are not enforced in this pool');
-    else this.log.info({ pool: this.name, detail: this.quota.detail }, 'volume sizes are enforced');
+    if (this.quota.kind === 'none') this.log.warn({ detail: this.quota.detail }, 'volume sizes are not enforced in this pool');
+    else this.log.info({ detail: this.quota.detail }, 'volume sizes are enforced');
     return health;
   }
 
