@@ -2,6 +2,9 @@ import type { Logger } from './observe/logger.js';
 import type { PoolConfig } from './pools/config.js';
 import { Pool } from './pools/pool.js';
 import { CsiServer } from './csi/server.js';
+import { readiness, socketAnswers, type CheckResult } from './observe/health.js';
+import { ObserveServer, parseListenAddress } from './observe/http.js';
+import { DriverMetrics } from './observe/metrics.js';
 import { setExecLogger } from './system/exec.js';
 import { VolumeManager } from './volumes/manager.js';
 import { VERSION } from './version.js';
@@ -13,12 +16,19 @@ export interface DriverOptions {
   pools: PoolConfig[];
   /** Filesystem overhead for pools whose config names none (decimal string). */
   defaultFilesystemOverhead?: string;
+  /** `[HOST]:PORT` for /metrics, /healthz and /readyz; undefined, "" or "off": not served. */
+  metricsAddress?: string;
 }
 
-/** The daemon: pools and volumes reconciled, CSI served on the socket. */
+/** The daemon: pools and volumes reconciled, CSI served on the socket, metrics and health over HTTP. */
 export class DriverApp {
   readonly volumes: VolumeManager;
+  readonly metrics: DriverMetrics;
   private readonly server: CsiServer;
+  private readonly http?: ObserveServer;
+  /** The address /metrics is served on once started (the real port when asked for port 0). */
+  metricsAddress?: string;
+  private stopping?: Promise<void>;
 
   constructor(
     readonly opts: DriverOptions,
@@ -28,25 +38,94 @@ export class DriverApp {
     this.volumes = new VolumeManager(opts.nodeName, opts.pools.map(
         (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, log.child({ component: 'pool', pool: p.name })),
       ), log.child({ component: 'volumes' }));
+    this.metrics = new DriverMetrics(this.volumes, log.child({ component: 'metrics' }), { version: VERSION });
     this.server = new CsiServer(
       { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log },
       log.child({ component: 'csi' }),
+      this.metrics,
     );
+    if (parseListenAddress(opts.metricsAddress ?? '')) {
+      this.http = new ObserveServer(
+        {
+          metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render() }),
+          healthz: () => this.liveness(),
+          readyz: () => this.readiness(),
+        },
+        log.child({ component: 'http' }),
+      );
+    }
   }
 
   async start(): Promise<void> {
     const started = Date.now();
-    await this.volumes.start();
-    await this.server.listen(this.opts.endpoint);
+    // Metrics and health first, so that a slow start (formatting a device pool, reconciling many
+    // volumes) can be watched: /readyz says what is missing until the pools are loaded.
+    await this.startHttp();
+    try {
+      await this.volumes.start();
+      if (this.stopping) return;
+      await this.server.listen(this.opts.endpoint);
+    } catch (err) {
+      await this.http?.close();
+      throw err;
+    }
+    if (this.stopping) return;
     this.log.info(
-      { endpoint: this.opts.endpoint, driver: this.opts.driverName, node: this.opts.nodeName, version: VERSION, volumes: this.volumes.list().length, ms: Date.now() - started },
+      {
+        endpoint: this.opts.endpoint,
+        driver: this.opts.driverName,
+        node: this.opts.nodeName,
+        version: VERSION,
+        volumes: this.volumes.list().length,
+        metrics: this.metricsAddress ?? 'off',
+        ms: Date.now() - started,
+      },
       'serving CSI',
     );
   }
 
-  async stop(): Promise<void> {
-    await this.server.close();
-    await this.volumes.close();
-    this.log.info('stopped');
+  /**
+   * A port taken or refused is logged, not fatal: kubelet still needs the CSI socket to unmount
+   * volumes, and the readiness probe failing on the missing port makes the problem visible.
+   */
+  private async startHttp(): Promise<void> {
+    const addr = parseListenAddress(this.opts.metricsAddress ?? '');
+    if (!this.http || !addr) return;
+    try {
+      this.metricsAddress = await this.http.listen(addr);
+      this.log.info({ address: this.metricsAddress, paths: ['/metrics', '/healthz', '/readyz'] }, 'serving metrics and health');
+    } catch (err) {
+      this.log.error({ address: this.opts.metricsAddress, err: String(err) }, 'metrics and health endpoint not served');
+    }
+  }
+
+  /** Liveness: the CSI socket is bound, not shutting down, and accepts connections. */
+  async liveness(): Promise<CheckResult> {
+    const sock = this.server.servingSocket;
+    if (!sock) return { ok: false, problems: [this.stopping ? 'shutting down' : 'CSI socket not served yet'] };
+    const why = await socketAnswers(sock);
+    return why ? { ok: false, problems: [why] } : { ok: true, problems: [] };
+  }
+
+  /** Readiness: CSI served and every pool there, writable and loaded. */
+  async readiness(): Promise<CheckResult> {
+    const live = await this.liveness();
+    const pools = await readiness(this.volumes);
+    const problems = [...live.problems, ...pools.problems];
+    return { ok: problems.length === 0, problems };
+  }
+
+  /**
+   * Stops taking CSI calls and lets in-flight ones finish, removes the socket, closes the HTTP server
+   * and lets go of the pools. Idempotent: every call gets the same promise.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.server.close();
+      await this.http?.close();
+      await this.volumes.close();
+      this.log.info('stopped');
+    })();
+    return this.stopping;
   }
 }

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DriverOptions } from '../app.js';
+import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
@@ -21,6 +22,8 @@ export const USAGE = `Usage: hpp-csi-driver [flags]
   --use-naming-prefix     legacy: name directories <ns>-<pvc>-<pv>                     env HPP_USE_NAMING_PREFIX=true
   --filesystem-overhead F share of a Filesystem volume kept from disk.img   env HPP_FILESYSTEM_OVERHEAD (default ${DEFAULT_FILESYSTEM_OVERHEAD})
                           (per pool: "filesystemOverhead"; per StorageClass: parameter filesystemOverhead)
+  --metrics-address ADDR  HTTP [HOST]:PORT for /metrics, /healthz, /readyz; "" or off: none
+                                                        env METRICS_ADDRESS (default ${DEFAULT_METRICS_ADDRESS})
   --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
   --version               print the version and exit
   --help                  print this help
@@ -48,6 +51,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
         'use-naming-prefix': { type: 'boolean' },
         'log-level': { type: 'string' },
         'filesystem-overhead': { type: 'string' },
+        'metrics-address': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -64,7 +68,14 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
   const endpoint = values.endpoint ?? env.CSI_ENDPOINT ?? DEFAULT_ENDPOINT;
   const logLevel = values['log-level'] ?? env.LOG_LEVEL ?? 'info';
   const defaultFilesystemOverhead = values['filesystem-overhead'] ?? env.HPP_FILESYSTEM_OVERHEAD ?? DEFAULT_FILESYSTEM_OVERHEAD;
+  const metricsText = values['metrics-address'] ?? env.METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
   if (showVersion || showHelp) return { driverName, nodeName, endpoint, logLevel, pools: [], showVersion, showHelp, defaultFilesystemOverhead };
+  let metricsAddress: string | undefined;
+  try {
+    metricsAddress = parseListenAddress(metricsText) ? metricsText.trim() : undefined;
+  } catch (err) {
+    throw new ConfigError(`--metrics-address: ${(err as Error).message}`);
+  }
   try {
     parseOverhead(defaultFilesystemOverhead, '--filesystem-overhead');
   } catch (err) {
@@ -87,5 +98,5 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
     const prefix = values['use-naming-prefix'] ?? ['true', '1', 'yes'].includes((env.HPP_USE_NAMING_PREFIX ?? '').toLowerCase());
     pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`), useNamingPrefix: prefix });
   }
-  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp, defaultFilesystemOverhead };
+  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp, defaultFilesystemOverhead, metricsAddress };
 }

@@ -7,12 +7,14 @@ import {
   type VolumeCapabilityMsg,
 } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { aborted, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
+import { aborted, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
 import type { Handler, Msg } from './rpc.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
 import { parseParameters, volumeDirName } from '../volumes/parameters.js';
-import type { VolumeRecord } from '../volumes/record.js';
+import type { VolumeMode, VolumeRecord } from '../volumes/record.js';
+import type { SnapshotRecord } from '../volumes/snapshot-record.js';
+import type { ContentSource } from '../volumes/manager.js';
 
 function int64(value: unknown, field: string): bigint {
   if (value === undefined || value === null || value === '') return 0n;
@@ -44,6 +46,52 @@ function fitsRange(capacity: bigint, r: CapacityRange): boolean {
   return (r.required === 0n || capacity >= r.required) && (r.limit === 0n || capacity <= r.limit);
 }
 
+interface SourceRef {
+  kind: 'snapshot' | 'volume';
+  id: string;
+  node: string;
+  pool: string;
+  name: string;
+}
+
+/** The id a VolumeContentSource names; INVALID_ARGUMENT when it is empty, NOT_FOUND when it is not ours. */
+function contentSourceRef(src: Msg | null | undefined): SourceRef | undefined {
+  if (!src) return undefined;
+  const kind = src.type === 'snapshot' || src.snapshot ? 'snapshot' : src.type === 'volume' || src.volume ? 'volume' : undefined;
+  if (!kind) throw invalidArgument('volume_content_source names neither a snapshot nor a volume');
+  const id = (kind === 'snapshot' ? src.snapshot?.snapshot_id : src.volume?.volume_id) as string | undefined;
+  if (!id) throw invalidArgument(`volume_content_source.${kind} needs an id`);
+  const ref = parseVolumeId(id);
+  if (!ref) throw notFound(`${kind} ${id} does not exist`);
+  return { kind, id, ...ref };
+}
+
+function checkSourceFits(ref: SourceRef, sourceMode: VolumeMode, sourceSize: bigint, mode: VolumeMode, capacity: bigint): void {
+  if (sourceMode !== mode) throw invalidArgument(`${ref.kind} ${ref.id} holds a ${sourceMode} volume; it cannot fill a ${mode} volume`);
+  if (capacity !== 0n && capacity < sourceSize) {
+    throw outOfRange(`${ref.kind} ${ref.id} needs at least ${sourceSize} bytes; ${capacity} were asked for`);
+  }
+}
+
+/** Snapshot classes may carry parameters; this driver takes none (csi.storage.k8s.io/* are the CO's). */
+function parseParametersForSnapshot(params: Record<string, string> | null | undefined): void {
+  for (const k of Object.keys(params ?? {})) {
+    if (!k.startsWith('csi.storage.k8s.io/')) throw invalidArgument(`unknown snapshot parameter ${JSON.stringify(k)}; this driver takes none`);
+  }
+}
+
+export function snapshotMessage(s: SnapshotRecord) {
+  const ms = Date.parse(s.createdAt);
+  return {
+    size_bytes: s.sizeBytes,
+    snapshot_id: s.id,
+    source_volume_id: s.sourceVolumeId,
+    creation_time: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
+    ready_to_use: true,
+    group_snapshot_id: '',
+  };
+}
+
 function sortKeys(o: Record<string, string>): Array<[string, string]> {
   return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
@@ -62,11 +110,12 @@ function allowsNode(topologies: Msg[] | null | undefined, node: string): boolean
 }
 
 export function volumeMessage(rec: VolumeRecord) {
+  const src = rec.contentSource;
   return {
     volume_id: rec.id,
     capacity_bytes: rec.capacityBytes,
     volume_context: { storagePool: rec.pool },
-    content_source: null,
+    content_source: src ? (src.kind === 'snapshot' ? { snapshot: { snapshot_id: src.id } } : { volume: { volume_id: src.id } }) : null,
     accessible_topology: topology(rec.node),
   };
 }
@@ -79,6 +128,26 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     throw invalidArgument(`${rpc} is not implemented`);
   };
 
+  /** The snapshot or volume a CreateVolume names as its content source, found and checked. */
+  async function resolveContentSource(ref: SourceRef, mode: VolumeMode, capacity: bigint): Promise<ContentSource> {
+    if (ref.node !== ctx.node) {
+      throw failedPrecondition(`${ref.kind} ${ref.id} lives on node ${ref.node}; volumes from it are created there (this is ${ctx.node})`);
+    }
+    if (ref.kind === 'snapshot') {
+      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateVolume from a snapshot');
+      if (volumes.getPool(ref.pool)) await volumes.ensureLoaded(ref.pool);
+      const snap = volumes.findSnapshot(ref.id);
+      if (!snap) throw notFound(`snapshot ${ref.id} does not exist on node ${ctx.node}`);
+      checkSourceFits(ref, snap.mode, BigInt(snap.sizeBytes), mode, capacity);
+      return { kind: 'snapshot', id: snap.id, dataPath: volumes.snapshotDataPath(snap), mode: snap.mode, diskImage: snap.diskImage, sizeBytes: BigInt(snap.sizeBytes) };
+    }
+    requireControllerCapability('CLONE_VOLUME', 'CreateVolume from a volume');
+    const vol = await volumes.find(ref.id);
+    if (!vol) throw notFound(`source volume ${ref.id} does not exist on node ${ctx.node}`);
+    checkSourceFits(ref, vol.mode, BigInt(vol.capacityBytes), mode, capacity);
+    return { kind: 'volume', id: vol.id, dataPath: volumes.dataPath(volumes.getPool(vol.pool)!, vol), mode: vol.mode, diskImage: vol.diskImage, sizeBytes: BigInt(vol.capacityBytes) };
+  }
+
   return {
     async ControllerGetCapabilities() {
       return { capabilities: [...CONTROLLER_CAPABILITIES].map((type) => ({ rpc: { type } })) };
@@ -88,9 +157,6 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       requireControllerCapability('CREATE_DELETE_VOLUME', 'CreateVolume');
       const name = checkName('volume', req.name as string);
       const accessType = checkCapabilities(req.volume_capabilities);
-      if (req.volume_content_source) {
-        throw invalidArgument('creating a volume from a snapshot or another volume is not supported yet');
-      }
       const range = capacityRange(req.capacity_range);
       const params = parseParameters(req.parameters);
       const pool = volumes.resolvePool(params.storagePool);
@@ -99,22 +165,29 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         throw resourceExhausted(`node ${ctx.node} is not in the requisite topology of the request`);
       }
       const wanted = range.required > 0n ? range.required : range.limit;
-      const capacity = accessType === 'block' ? blockCapacity(range) : wanted;
+      // With a content source and no size asked for, the volume takes the source's size.
+      const sized = range.required > 0n || range.limit > 0n;
+      let capacity = accessType === 'block' ? blockCapacity(range) : wanted;
       const mode = accessType === 'block' ? 'block' : 'filesystem';
       if (params.createDiskImage && mode === 'block') throw invalidArgument('createDiskImage applies to Filesystem volumes only');
       if (params.createDiskImage && capacity === 0n) throw invalidArgument('createDiskImage needs a capacity_range to size disk.img');
       const diskImageOverhead = params.createDiskImage ? (params.filesystemOverhead ?? pool.filesystemOverhead) : undefined;
       const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
 
-      return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`], async () => {
+      const sourceRef = contentSourceRef(req.volume_content_source);
+      const sourceKeys = sourceRef ? [`name/${sourceRef.name}`, `snapname/${sourceRef.name}`] : [];
+      return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`, ...sourceKeys], async () => {
+        const source = sourceRef ? await resolveContentSource(sourceRef, mode, sized ? capacity : 0n) : undefined;
+        if (source && !sized) capacity = source.sizeBytes;
         const sameName = volumes.list().find((v) => v.name === name && v.pool !== pool.name);
         if (sameName) {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(
-          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead },
+          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
           (existing) => {
             if (existing.mode !== mode) return `volume mode ${existing.mode}`;
+            if ((existing.contentSource?.id ?? '') !== (source?.id ?? '')) return `content source ${existing.contentSource?.id ?? 'none'}`;
             if (!fitsRange(BigInt(existing.capacityBytes), range)) return `capacity ${existing.capacityBytes} bytes`;
             if (JSON.stringify(sortKeys(existing.parameters)) !== JSON.stringify(sortKeys(params.stored))) {
               return `other parameters ${JSON.stringify(existing.parameters)}`;
@@ -207,9 +280,63 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
 
     ControllerPublishVolume: unsupported('ControllerPublishVolume', 'PUBLISH_UNPUBLISH_VOLUME'),
     ControllerUnpublishVolume: unsupported('ControllerUnpublishVolume', 'PUBLISH_UNPUBLISH_VOLUME'),
-    CreateSnapshot: unsupported('CreateSnapshot', 'CREATE_DELETE_SNAPSHOT'),
-    DeleteSnapshot: unsupported('DeleteSnapshot', 'CREATE_DELETE_SNAPSHOT'),
-    ListSnapshots: unsupported('ListSnapshots', 'LIST_SNAPSHOTS'),
+    async CreateSnapshot(req) {
+      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateSnapshot');
+      const name = checkName('snapshot', req.name as string);
+      const sourceId = req.source_volume_id as string;
+      if (!sourceId) throw invalidArgument('source_volume_id is required');
+      parseParametersForSnapshot(req.parameters);
+      const ref = parseVolumeId(sourceId);
+      if (ref && ref.node !== ctx.node) {
+        throw failedPrecondition(`volume ${sourceId} lives on node ${ref.node}; its snapshots are taken there (this is ${ctx.node})`);
+      }
+      const source0 = await volumes.find(sourceId);
+      return volumes.locks.withKeys([`snapname/${name}`, ...(source0 ? [`name/${source0.name}`] : [])], async () => {
+        const existing = volumes.snapshotByName(name);
+        if (existing) {
+          if (existing.sourceVolumeId !== sourceId) {
+            throw alreadyExists(`snapshot ${name} already exists for volume ${existing.sourceVolumeId}`);
+          }
+          return { snapshot: snapshotMessage(existing) };
+        }
+        const source = await volumes.find(sourceId);
+        if (!source) throw notFound(`source volume ${sourceId} does not exist on node ${ctx.node}`);
+        return { snapshot: snapshotMessage(await volumes.createSnapshot(source, name)) };
+      });
+    },
+
+    async DeleteSnapshot(req) {
+      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'DeleteSnapshot');
+      const id = req.snapshot_id as string;
+      if (!id) throw invalidArgument('snapshot_id is required');
+      const ref = parseVolumeId(id);
+      if (!ref) return {};
+      if (ref.node !== ctx.node) throw failedPrecondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
+      return volumes.locks.withKey(`snapname/${ref.name}`, async () => {
+        if (volumes.getPool(ref.pool)) await volumes.ensureLoaded(ref.pool);
+        const snap = volumes.findSnapshot(id);
+        if (snap) await volumes.deleteSnapshot(snap);
+        return {};
+      });
+    },
+
+    async ListSnapshots(req) {
+      requireControllerCapability('LIST_SNAPSHOTS', 'ListSnapshots');
+      const max = Number(req.max_entries ?? 0);
+      if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
+      const token = (req.starting_token as string) || '';
+      if (token && !parseVolumeId(token)) throw aborted(`starting_token ${JSON.stringify(token)} is not one this driver gave out`);
+      const bySnap = (req.snapshot_id as string) || '';
+      const bySource = (req.source_volume_id as string) || '';
+      const all = volumes
+        .listSnapshots()
+        .filter((s) => (!bySnap || s.id === bySnap) && (!bySource || s.sourceVolumeId === bySource) && (!token || s.id > token));
+      const page = max > 0 ? all.slice(0, max) : all;
+      return {
+        entries: page.map((s) => ({ snapshot: snapshotMessage(s) })),
+        next_token: page.length < all.length ? page[page.length - 1]!.id : '',
+      };
+    },
     GetSnapshot: unsupported('GetSnapshot', 'GET_SNAPSHOT'),
     async ControllerExpandVolume(req) {
       requireControllerCapability('EXPAND_VOLUME', 'ControllerExpandVolume');

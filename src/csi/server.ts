@@ -19,6 +19,7 @@ export function socketPath(endpoint: string): string {
 export class CsiServer {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   private sock?: string;
+  private closing?: Promise<void>;
 
   constructor(ctx: DriverContext, log: Logger, observer?: RpcObserver) {
     const csi = loadCsi();
@@ -42,8 +43,18 @@ export class CsiServer {
     this.sock = sock;
   }
 
-  /** Stops taking calls, lets in-flight ones finish (up to graceMs), removes the socket. */
-  async close(graceMs = 10_000): Promise<void> {
+  /** The socket file while the server takes calls (bound and not closing); undefined otherwise. */
+  get servingSocket(): string | undefined {
+    return this.closing ? undefined : this.sock;
+  }
+
+  /** Stops taking calls, lets in-flight ones finish (up to graceMs), removes the socket. Idempotent. */
+  close(graceMs = 10_000): Promise<void> {
+    this.closing ??= this.shutdown(graceMs);
+    return this.closing;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();

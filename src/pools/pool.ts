@@ -24,6 +24,8 @@ export interface PoolCapacity {
  *   <root>/.hpp/volumes/<name>.json   volume metadata
  *   <root>/.hpp/tmp/                  volumes being built (moved into place when complete)
  *   <root>/.hpp/trash/                deleted volumes waiting to be removed
+ *   <root>/.hpp/snapshots/<name>      snapshot data (a directory tree, or an image file)
+ *   <root>/.hpp/snapshot-records/     snapshot metadata
  */
 export class Pool {
   readonly name: string;
@@ -38,6 +40,8 @@ export class Pool {
   readonly volumesDir: string;
   readonly tmpDir: string;
   readonly trashDir: string;
+  readonly snapshotsDir: string;
+  readonly snapshotRecordsDir: string;
   private readonly lock: ProcessLock;
 
   constructor(
@@ -54,6 +58,8 @@ export class Pool {
     this.volumesDir = path.join(this.metaDir, 'volumes');
     this.tmpDir = path.join(this.metaDir, 'tmp');
     this.trashDir = path.join(this.metaDir, 'trash');
+    this.snapshotsDir = path.join(this.metaDir, 'snapshots');
+    this.snapshotRecordsDir = path.join(this.metaDir, 'snapshot-records');
     this.lock = new ProcessLock(path.join(this.metaDir, 'daemon.lock'));
   }
 
@@ -69,7 +75,7 @@ export class Pool {
     }
     const health = await this.health();
     if (!health.ready) return health;
-    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir]) {
+    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }
     if (!(await this.lock.acquire())) {

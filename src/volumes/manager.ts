@@ -15,7 +15,9 @@ import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import type { VolumeMode, VolumeRecord } from './record.js';
 import { reconcilePublications } from './reconcile-publications.js';
-import { VolumeStore } from './store.js';
+import { RecordStore } from './store.js';
+import type { SnapshotRecord } from './snapshot-record.js';
+import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
 
 export interface CreateSpec {
   pool: Pool;
@@ -28,11 +30,24 @@ export interface CreateSpec {
   preallocate: boolean;
   /** Create disk.img sized with this overhead (filesystem volumes). */
   diskImageOverhead?: Overhead;
+  /** Fill the new volume from a snapshot or another volume (clone). */
+  source?: ContentSource;
+}
+
+export interface ContentSource {
+  kind: 'snapshot' | 'volume';
+  id: string;
+  /** Absolute path of the source's data (directory tree or image file). */
+  dataPath: string;
+  mode: VolumeMode;
+  diskImage?: { overhead: string };
+  sizeBytes: bigint;
 }
 
 interface PoolState {
   pool: Pool;
-  store: VolumeStore;
+  store: RecordStore<VolumeRecord>;
+  snapStore: RecordStore<SnapshotRecord>;
   capacity: CapacityTracker;
   loaded: boolean;
   /** Next XFS project id to hand out; ids only grow, so a trashed directory's id is never reused. */
@@ -51,6 +66,7 @@ export class VolumeManager {
   readonly locks = new KeyedLock();
   private readonly pools = new Map<string, PoolState>();
   private readonly index = new Map<string, VolumeRecord>();
+  private readonly snapshots = new Map<string, SnapshotRecord>();
   private trashSweep: Promise<void> = Promise.resolve();
 
   constructor(
@@ -60,7 +76,7 @@ export class VolumeManager {
   ) {
     for (const p of pools) {
       const capacity = new CapacityTracker(p, () => this.list().filter((v) => v.pool === p.name));
-      this.pools.set(p.name, { pool: p, store: new VolumeStore(p), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
+      this.pools.set(p.name, { pool: p, store: new RecordStore<VolumeRecord>(p.volumesDir, p.name), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
     }
   }
 
@@ -113,12 +129,20 @@ export class VolumeManager {
       const records = await st.store.loadAll((file, err) =>
         this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched'),
       );
+      for (const r of records) r.publications ??= {};
       const kept: VolumeRecord[] = [];
       for (const rec of records) {
         const r = await this.reconcile(st, rec);
         if (r) kept.push(r);
       }
-      await this.reconcileTmp(st, new Set(records.map((r) => r.name)));
+      const snaps = await st.snapStore.loadAll((file, err) =>
+        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable snapshot record left untouched'),
+      );
+      for (const snap of snaps) {
+        const kept = await this.reconcileSnapshot(st, snap);
+        if (kept) this.snapshots.set(kept.id, kept);
+      }
+      await this.reconcileTmp(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]));
       for (const rec of await reconcilePublications(st.pool, kept, this.log)) {
         await st.store.write(rec);
         kept[kept.findIndex((k) => k.id === rec.id)] = rec;
@@ -129,7 +153,7 @@ export class VolumeManager {
       this.sweepTrash(st.pool);
       await this.trashSweep;
       st.loaded = true;
-      this.log.info({ pool: poolName, root: st.pool.root, volumes: records.length }, 'pool loaded');
+      this.log.info({ pool: poolName, root: st.pool.root, volumes: kept.length, snapshots: snaps.length }, 'pool loaded');
       return st;
     });
   }
@@ -153,6 +177,23 @@ export class VolumeManager {
       this.log.warn({ volume: rec.id, recordedNode: rec.node, node: this.node }, 'volume was created on another node');
     }
     return rec;
+  }
+
+  private async reconcileSnapshot(st: PoolState, snap: SnapshotRecord): Promise<SnapshotRecord | undefined> {
+    const dataPath = st.pool.resolveInside(snap.data);
+    if (snap.state === 'deleting') {
+      this.log.info({ snapshot: snap.id }, 'finishing interrupted snapshot delete');
+      await this.moveToTrash(st.pool, dataPath);
+      await st.snapStore.remove(snap.name);
+      return undefined;
+    }
+    const building = path.join(st.pool.tmpDir, snapshotBuildName(snap.name));
+    if (!(await exists(dataPath)) && (await exists(building))) {
+      this.log.info({ snapshot: snap.id }, 'finishing interrupted snapshot');
+      await fsp.rename(building, dataPath);
+      await fsyncDir(path.dirname(dataPath));
+    }
+    return snap;
   }
 
   /** Whatever is in tmp/ without a record is a create that never committed: remove it. */
@@ -234,16 +275,22 @@ export class VolumeManager {
     await fsp.rm(building, { recursive: true, force: true });
     let projectId: number | undefined;
     let preallocation: PreallocationMethod = 'none';
-    if (spec.mode === 'block') {
+    let copyMethod: CopyMethod | undefined;
+    if (spec.mode === 'block' && spec.source) {
+      copyMethod = await copyFile(spec.source.dataPath, building);
+      await growFile(building, spec.capacityBytes);
+    } else if (spec.mode === 'block') {
       await buildBlockImage(building, spec.capacityBytes);
       if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
     } else {
       projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
+      if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
       if (spec.diskImageOverhead) {
         const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
         preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
       }
     }
+    if (spec.source) await fsyncTree(building);
     const rec: VolumeRecord = {
       version: 1,
       id,
@@ -256,7 +303,8 @@ export class VolumeManager {
       parameters: spec.parameters,
       ...(projectId !== undefined ? { projectId } : {}),
       preallocation,
-      ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : {}),
+      ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : spec.source?.diskImage ? { diskImage: spec.source.diskImage } : {}),
+      ...(spec.source ? { contentSource: { kind: spec.source.kind, id: spec.source.id, method: copyMethod! } } : {}),
       createdAt: new Date().toISOString(),
       state: 'ready',
       publications: {},
@@ -324,13 +372,7 @@ export class VolumeManager {
     try {
       const data = this.dataPath(st.pool, rec);
       if (rec.mode === 'block') {
-        const fh = await fsp.open(data, 'r+');
-        try {
-          if ((await fh.stat({ bigint: true })).size < capacity) await fh.truncate(Number(capacity));
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        await growFile(data, capacity);
         if (rec.preallocation && rec.preallocation !== 'none') await preallocate(data, current, delta, this.log);
       } else {
         await st.pool.quota!.setLimit(data, rec.projectId, capacity);
@@ -343,6 +385,81 @@ export class VolumeManager {
       release(false);
       throw err;
     }
+  }
+
+  findSnapshot(id: string): SnapshotRecord | undefined {
+    return this.snapshots.get(id);
+  }
+
+  snapshotByName(name: string): SnapshotRecord | undefined {
+    for (const s of this.snapshots.values()) if (s.name === name) return s;
+    return undefined;
+  }
+
+  listSnapshots(): SnapshotRecord[] {
+    return [...this.snapshots.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * A point-in-time copy of `source` in its pool's snapshot area: reflinked where the filesystem
+   * can (O(1)), else a sparse copy; built in tmp/, committed by its record, then moved into place.
+   * Caller holds the locks of the source and of the snapshot name.
+   */
+  async createSnapshot(source: VolumeRecord, name: string): Promise<SnapshotRecord> {
+    const st = await this.ensureLoaded(source.pool);
+    const pool = st.pool;
+    const id = formatVolumeId({ node: this.node, pool: pool.name, name });
+    const data = path.posix.join('.hpp', 'snapshots', name);
+    const dataPath = pool.resolveInside(data);
+    const building = path.join(pool.tmpDir, snapshotBuildName(name));
+    await fsp.rm(building, { recursive: true, force: true });
+    const sourcePath = this.dataPath(pool, source);
+    let method: CopyMethod;
+    try {
+      if (source.mode === 'block') {
+        method = await copyFile(sourcePath, building);
+      } else {
+        await fsp.mkdir(building, { mode: 0o700 });
+        method = await copyTree(sourcePath, building);
+      }
+      await fsyncTree(building);
+    } catch (err) {
+      await fsp.rm(building, { recursive: true, force: true });
+      throw err;
+    }
+    const rec: SnapshotRecord = {
+      version: 1,
+      id,
+      name,
+      pool: pool.name,
+      node: this.node,
+      sourceVolumeId: source.id,
+      mode: source.mode,
+      data,
+      sizeBytes: source.capacityBytes,
+      createdAt: new Date().toISOString(),
+      method,
+      ...(source.diskImage ? { diskImage: source.diskImage } : {}),
+      state: 'ready',
+    };
+    await st.snapStore.write(rec);
+    await fsp.rename(building, dataPath);
+    await fsyncDir(path.dirname(dataPath));
+    this.snapshots.set(id, rec);
+    return rec;
+  }
+
+  async deleteSnapshot(snap: SnapshotRecord): Promise<void> {
+    const st = await this.ensureLoaded(snap.pool);
+    await st.snapStore.write({ ...snap, state: 'deleting' });
+    await this.moveToTrash(st.pool, st.pool.resolveInside(snap.data));
+    await st.snapStore.remove(snap.name);
+    this.snapshots.delete(snap.id);
+    this.sweepTrash(st.pool);
+  }
+
+  snapshotDataPath(snap: SnapshotRecord): string {
+    return this.pools.get(snap.pool)!.pool.resolveInside(snap.data);
   }
 
   /** Persist a changed record (publications); memory follows only once the disk has it. */
@@ -396,5 +513,38 @@ async function exists(p: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
+  }
+}
+
+/** Snapshots are built in tmp/ under a name no volume can have ('@' is not allowed in names). */
+function snapshotBuildName(name: string): string {
+  return `@${name}`;
+}
+
+/** Extend a file to `size` bytes (sparse), never shrinking it, and flush it. */
+async function growFile(file: string, size: bigint): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    if ((await fh.stat({ bigint: true })).size < size) await fh.truncate(Number(size));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsync every file and directory of a freshly copied tree (or a single file). */
+async function fsyncTree(p: string): Promise<void> {
+  const st = await fsp.lstat(p);
+  if (st.isSymbolicLink()) return;
+  if (st.isDirectory()) {
+    for (const e of await fsp.readdir(p)) await fsyncTree(path.join(p, e));
+  }
+  if (st.isDirectory() || st.isFile()) {
+    const fh = await fsp.open(p, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
   }
 }

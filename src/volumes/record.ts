@@ -25,6 +25,8 @@ export interface VolumeRecord {
   preallocation?: 'none' | 'fallocate' | 'full';
   /** Present when the volume holds a KubeVirt disk.img; the overhead its size was computed with. */
   diskImage?: { overhead: string };
+  /** The snapshot or volume this one was filled from, and how the data was copied. */
+  contentSource?: { kind: 'snapshot' | 'volume'; id: string; method: 'reflink' | 'copy' };
   /** XFS project id limiting a filesystem volume, when the pool enforces sizes with project quotas. */
   projectId?: number;
   createdAt: string;

@@ -1,50 +1,63 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, isAtomicTempName, readJsonIfExists, writeFileAtomic } from '../system/atomic-file.js';
-import type { Pool } from '../pools/pool.js';
 import { isValidName } from './ids.js';
-import type { VolumeRecord } from './record.js';
 
-/** Durable volume metadata of one pool: each write is atomic (temp + fsync + rename + dir fsync). */
-export class VolumeStore {
-  constructor(private readonly pool: Pool) {}
+interface StoredRecord {
+  version: 1;
+  name: string;
+  pool: string;
+}
 
-  async write(rec: VolumeRecord): Promise<void> {
-    await writeFileAtomic(this.pool.metadataPath(rec.name), `${JSON.stringify(rec, null, 1)}\n`);
+/**
+ * Durable records of one kind in one pool, a JSON file per name in `dir`; each write is atomic
+ * (temp + fsync + rename + dir fsync).
+ */
+export class RecordStore<T extends StoredRecord> {
+  constructor(
+    private readonly dir: string,
+    private readonly pool: string,
+  ) {}
+
+  private file(name: string): string {
+    return path.join(this.dir, `${name}.json`);
   }
 
-  async read(name: string): Promise<VolumeRecord | undefined> {
-    return readJsonIfExists<VolumeRecord>(this.pool.metadataPath(name));
+  async write(rec: T): Promise<void> {
+    await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`);
+  }
+
+  async read(name: string): Promise<T | undefined> {
+    return readJsonIfExists<T>(this.file(name));
   }
 
   async remove(name: string): Promise<void> {
-    await fsp.rm(this.pool.metadataPath(name), { force: true });
-    await fsyncDir(this.pool.volumesDir);
+    await fsp.rm(this.file(name), { force: true });
+    await fsyncDir(this.dir);
   }
 
-  /** Every record in the pool. Leftover temp files from a crash are removed; unreadable files are reported. */
-  async loadAll(onBad: (file: string, err: unknown) => void): Promise<VolumeRecord[]> {
+  /** Every record. Leftover temp files from a crash are removed; unreadable files are reported and left alone. */
+  async loadAll(onBad: (file: string, err: unknown) => void): Promise<T[]> {
     let names: string[];
     try {
-      names = await fsp.readdir(this.pool.volumesDir);
+      names = await fsp.readdir(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
-    const out: VolumeRecord[] = [];
+    const out: T[] = [];
     for (const n of names) {
-      const file = path.join(this.pool.volumesDir, n);
+      const file = path.join(this.dir, n);
       if (isAtomicTempName(n)) {
         await fsp.rm(file, { force: true });
         continue;
       }
       if (!n.endsWith('.json') || !isValidName(n.slice(0, -5))) continue;
       try {
-        const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as VolumeRecord;
-        if (rec.version !== 1 || rec.name !== n.slice(0, -5) || rec.pool !== this.pool.name) {
+        const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as T;
+        if (rec.version !== 1 || rec.name !== n.slice(0, -5) || rec.pool !== this.pool) {
           throw new Error('record does not match its file name or pool');
         }
-        rec.publications ??= {};
         out.push(rec);
       } catch (err) {
         onBad(file, err);

@@ -1,0 +1,95 @@
+import { promises as fsp } from 'node:fs';
+import net from 'node:net';
+import type { Pool } from '../pools/pool.js';
+import type { QuotaBackend } from '../pools/quota.js';
+import type { VolumeManager } from '../volumes/manager.js';
+
+/** The outcome of a health check: ok, or the reasons it is not. */
+export interface CheckResult {
+  ok: boolean;
+  problems: string[];
+}
+
+/** What health and metrics need from a pool (a Pool, or a fake in unit tests). */
+export type PoolView = Pick<Pool, 'name' | 'health' | 'capacity'> & { quota?: Pick<QuotaBackend, 'kind'> };
+
+/** What health and metrics need from the volume manager. */
+export interface VolumeSource {
+  list: VolumeManager['list'];
+  poolList(): PoolView[];
+  capacityOf: VolumeManager['capacityOf'];
+  /** Resolves once the pool's volumes are loaded (loading them if the pool has become reachable). */
+  ensureLoaded(pool: string): Promise<unknown>;
+}
+
+export interface PoolStatus {
+  name: string;
+  /** The pool is there, writable, and its volumes are loaded. */
+  ready: boolean;
+  reason?: string;
+  /** How volume sizes are enforced; known once the pool was prepared. */
+  backend?: QuotaBackend['kind'];
+}
+
+/** Rejects with a "did not answer" error when `p` takes longer than `ms`. */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Every pool's readiness, as Identity Probe sees it: the directory is there and writable
+ * (Pool.health()) and its volumes are loaded (loading them now if the pool appeared since start).
+ * Pools are looked at in parallel; a pool still loading after `loadTimeoutMs` is reported as such.
+ */
+export async function poolStatuses(volumes: VolumeSource, loadTimeoutMs = 3_000): Promise<PoolStatus[]> {
+  return Promise.all(
+    volumes.poolList().map(async (pool): Promise<PoolStatus> => {
+      try {
+        const h = await pool.health();
+        if (!h.ready) return { name: pool.name, ready: false, reason: h.reason ?? `pool ${pool.name} is not ready` };
+        await withTimeout(volumes.ensureLoaded(pool.name), loadTimeoutMs, `loading pool ${pool.name}`);
+        return { name: pool.name, ready: true, backend: pool.quota?.kind };
+      } catch (err) {
+        const msg = (err as Error).message ?? String(err);
+        return { name: pool.name, ready: false, reason: msg.includes(pool.name) ? msg : `pool ${pool.name}: ${msg}`, backend: pool.quota?.kind };
+      }
+    }),
+  );
+}
+
+/** Readiness: every pool ready and loaded. */
+export async function readiness(volumes: VolumeSource, loadTimeoutMs?: number): Promise<CheckResult> {
+  const problems = (await poolStatuses(volumes, loadTimeoutMs)).filter((s) => !s.ready).map((s) => s.reason ?? `pool ${s.name} is not ready`);
+  return { ok: problems.length === 0, problems };
+}
+
+/**
+ * Is a unix socket there and accepting connections? Connects and hangs up at once (no gRPC call, so
+ * nothing is logged or counted per probe); undefined when it answered, else why not.
+ */
+export async function socketAnswers(sock: string, timeoutMs = 1_000): Promise<string | undefined> {
+  const st = await fsp.lstat(sock).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) return `CSI socket ${sock} is missing (${st.code ?? st.message})`;
+  if (!st.isSocket()) return `${sock} is not a socket`;
+  return new Promise((resolve) => {
+    const conn = net.connect({ path: sock });
+    const done = (why: string | undefined) => {
+      clearTimeout(timer);
+      conn.removeAllListeners();
+      conn.on('error', () => {});
+      conn.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(`CSI socket ${sock} did not accept a connection within ${timeoutMs} ms`), timeoutMs);
+    conn.once('connect', () => done(undefined));
+    conn.once('error', (err: NodeJS.ErrnoException) => done(`CSI socket ${sock} refuses connections (${err.code ?? err.message})`));
+  });
+}
