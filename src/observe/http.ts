@@ -19,9 +19,9 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
   const s = text.trim();
   if (s === '' || s.toLowerCase() === 'off') return undefined;
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(s);
-  if (!m) throw new Error(`metrics address ${JSON.stringify(text)} is not [HOST]:PORT (or "off")`);
+  if (!m) throw new Error(`${JSON.stringify(text)} is not [HOST]:PORT (or "off")`);
   const port = Number(m[3]);
-  if (port > 65535) throw new Error(`metrics address ${JSON.stringify(text)}: port ${port} is out of range`);
+  if (port > 65535) throw new Error(`${JSON.stringify(text)}: port ${port} is out of range`);
   const host = m[1] ?? m[2];
   return { host: host ? host : undefined, port };
 }
