@@ -28,7 +28,14 @@ async function main(): Promise<void> {
   const app = new DriverApp(opts, log);
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // Ctrl-C again at a terminal: stop waiting for in-flight calls. A repeated SIGTERM changes nothing.
+      if (signal === 'SIGINT') {
+        log.warn({ signal }, 'second interrupt: exiting now');
+        process.exit(1);
+      }
+      return;
+    }
     stopping = true;
     log.info({ signal }, 'shutting down');
     app.stop().then(
