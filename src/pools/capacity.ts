@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import { allocatedBytes } from '../system/du.js';
 import type { VolumeRecord } from '../volumes/record.js';
 import type { Pool } from './pool.js';
 
@@ -73,8 +74,8 @@ export class CapacityTracker {
         const st = await fsp.stat(data, { bigint: true }).catch(() => undefined);
         used = st ? st.blocks * 512n : 0n;
       } else {
-        // Without a quota usage is unknown: the whole capacity stays reserved (never over-promise).
-        used = lookup(data, rec.projectId)?.usedBytes ?? 0n;
+        // Without a quota report, walk the directory (recomputed at most every REFRESH_MS).
+        used = lookup(data, rec.projectId)?.usedBytes ?? (await allocatedBytes(data));
       }
       if (capacity > used) reserved += capacity - used;
     }

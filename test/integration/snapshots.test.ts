@@ -1,0 +1,245 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, statfsSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
+import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** `mib` MiB of non-repeating data (each MiB differs), written and flushed. */
+function fillFile(file: string, mib: number): void {
+  const fd = openSync(file, 'w');
+  const block = randomBytes(MiB);
+  try {
+    for (let i = 0; i < mib; i++) {
+      block.writeUInt32LE(i, 0);
+      writeSync(fd, block);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  execFileSync('sync');
+}
+
+function freeBytes(p: string): number {
+  const s = statfsSync(p);
+  return s.bavail * s.bsize;
+}
+
+function record(pool: string, kind: 'volumes' | 'snapshot-records', name: string) {
+  return JSON.parse(readFileSync(`${pool}/.hpp/${kind}/${name}.json`, 'utf8'));
+}
+
+describe('snapshots and clones on an XFS pool with reflink', () => {
+  let dir: string;
+  let loop: TestLoop;
+  let d: DriverProcess;
+  let pool: string;
+  const snapId = (name: string) => `test-node:x:${name}`;
+
+  beforeAll(async () => {
+    dir = scratchDir('snap-xfs');
+    loop = makeLoopDevice(`${dir}/disk.img`, 12 * 1024);
+    pool = `${dir}/xfs`;
+    mkdirSync(`${dir}/pods`);
+    d = await startDriver({ dir, args: ['--pool', `x=${pool}:device=${loop.device}`] });
+  }, 120_000);
+  afterAll(async () => {
+    await d?.stop();
+    await cleanupDir(`${dir}/pods`).catch(() => {});
+    unmountAll(pool);
+    loop?.detach();
+    await cleanupDir(dir);
+  });
+
+  it('snapshots a 2 GiB volume in O(1): extents shared, free space barely moves; restores byte-identical; clones are independent', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({ name: 'src', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(3 * GiB) } });
+    const target = `${dir}/pods/src`;
+    await d.clients.node.NodePublishVolume({ volume_id: volume.volume_id, target_path: target, volume_capability: MOUNT_CAP });
+    fillFile(`${target}/data.bin`, 2048);
+    mkdirSync(`${target}/sub`);
+    execFileSync('ln', ['-s', '../data.bin', `${target}/sub/link`]);
+    const srcHash = await sha256(`${target}/data.bin`);
+
+    const freeBefore = freeBytes(pool);
+    const started = process.hrtime.bigint();
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'snap1', source_volume_id: volume.volume_id });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    expect(snapshot.ready_to_use).toBe(true);
+    expect(snapshot.size_bytes).toBe(String(3 * GiB));
+    expect(snapshot.source_volume_id).toBe(volume.volume_id);
+    expect(Number(snapshot.creation_time.seconds)).toBeGreaterThan(Date.now() / 1000 - 60);
+    // A copy of 2 GiB would take seconds and 2 GiB of space; a reflink takes neither.
+    expect(ms).toBeLessThan(1000);
+    expect(freeBefore - freeBytes(pool)).toBeLessThan(64 * MiB);
+    expect(record(pool, 'snapshot-records', 'snap1').method).toBe('reflink');
+    expect(execFileSync('filefrag', ['-v', `${pool}/.hpp/snapshots/snap1/data.bin`]).toString()).toMatch(/shared/);
+
+    // Restore: byte-identical, symlinks kept as symlinks.
+    const restored = await d.clients.controller.CreateVolume({
+      name: 'restored',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(3 * GiB) },
+      volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+    });
+    expect(restored.volume.content_source.snapshot.snapshot_id).toBe(snapshot.snapshot_id);
+    expect(await sha256(`${pool}/restored/data.bin`)).toBe(srcHash);
+    expect(statSync(`${pool}/restored/data.bin`).size).toBe(2 * GiB);
+    expect(execFileSync('readlink', [`${pool}/restored/sub/link`]).toString().trim()).toBe('../data.bin');
+
+    // Clone of the volume itself; writing to the clone leaves the source alone.
+    const clone = await d.clients.controller.CreateVolume({
+      name: 'clone',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(3 * GiB) },
+      volume_content_source: { volume: { volume_id: volume.volume_id } },
+    });
+    expect(clone.volume.content_source.volume.volume_id).toBe(volume.volume_id);
+    const fd = openSync(`${pool}/clone/data.bin`, 'r+');
+    writeSync(fd, Buffer.alloc(MiB, 0x55), 0, MiB, 5 * MiB);
+    closeSync(fd);
+    expect(await sha256(`${target}/data.bin`)).toBe(srcHash);
+    expect(await sha256(`${pool}/clone/data.bin`)).not.toBe(srcHash);
+    // And writing to the source leaves the snapshot alone.
+    const fd2 = openSync(`${target}/data.bin`, 'r+');
+    writeSync(fd2, Buffer.alloc(MiB, 0x66), 0, MiB, 7 * MiB);
+    closeSync(fd2);
+    expect(await sha256(`${pool}/.hpp/snapshots/snap1/data.bin`)).toBe(srcHash);
+
+    // Deleting the source is allowed: snapshots are independent copies.
+    await d.clients.node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
+    const again = await d.clients.controller.CreateVolume({
+      name: 'after-source-gone',
+      volume_capabilities: [MOUNT_CAP],
+      volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+    });
+    expect(again.volume.capacity_bytes).toBe(String(3 * GiB));
+    expect(await sha256(`${pool}/after-source-gone/data.bin`)).toBe(srcHash);
+    for (const n of ['restored', 'clone', 'after-source-gone']) await d.clients.controller.DeleteVolume({ volume_id: snapId(n) });
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+  }, 120_000);
+
+  it('snapshots and restores a block volume, larger restore grows the image', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({ name: 'blk', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(64 * MiB) } });
+    const target = `${dir}/pods/blk/dev`;
+    await d.clients.node.NodePublishVolume({ volume_id: volume.volume_id, target_path: target, volume_capability: BLOCK_CAP });
+    execFileSync('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=8', 'seek=3', 'oflag=direct'], { stdio: 'ignore' });
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'blk-snap', source_volume_id: volume.volume_id });
+    await d.clients.node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
+    const src = await sha256(`${pool}/.hpp/block/blk.img`);
+    const restored = await d.clients.controller.CreateVolume({
+      name: 'blk-restored',
+      volume_capabilities: [BLOCK_CAP],
+      capacity_range: { required_bytes: String(128 * MiB) },
+      volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+    });
+    expect(restored.volume.capacity_bytes).toBe(String(128 * MiB));
+    const img = `${pool}/.hpp/block/blk-restored.img`;
+    expect(statSync(img).size).toBe(128 * MiB);
+    const head = createHash('sha256').update(readFileSync(img).subarray(0, 64 * MiB)).digest('hex');
+    expect(head).toBe(src);
+    await expectCode(
+      d.clients.controller.CreateVolume({ name: 'blk-small', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(32 * MiB) }, volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } } }),
+      'OUT_OF_RANGE',
+    );
+    await expectCode(
+      d.clients.controller.CreateVolume({ name: 'blk-as-fs', volume_capabilities: [MOUNT_CAP], volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } } }),
+      'INVALID_ARGUMENT',
+    );
+    await d.clients.controller.DeleteVolume({ volume_id: restored.volume.volume_id });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+  });
+
+  it('is idempotent by name, refuses a name taken by another source, lists with filters and pages', async () => {
+    const a = await d.clients.controller.CreateVolume({ name: 'la', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(MiB) } });
+    const b = await d.clients.controller.CreateVolume({ name: 'lb', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(MiB) } });
+    const s1 = await d.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: a.volume.volume_id });
+    const s1again = await d.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: a.volume.volume_id });
+    expect(s1again.snapshot.snapshot_id).toBe(s1.snapshot.snapshot_id);
+    expect(s1again.snapshot.creation_time).toEqual(s1.snapshot.creation_time);
+    await expectCode(d.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: b.volume.volume_id }), 'ALREADY_EXISTS');
+    await expectCode(d.clients.controller.CreateSnapshot({ name: 'sx', source_volume_id: 'test-node:x:nope' }), 'NOT_FOUND');
+    await expectCode(d.clients.controller.CreateSnapshot({ name: '../evil', source_volume_id: a.volume.volume_id }), 'INVALID_ARGUMENT');
+    await d.clients.controller.CreateSnapshot({ name: 's2', source_volume_id: a.volume.volume_id });
+    await d.clients.controller.CreateSnapshot({ name: 's3', source_volume_id: b.volume.volume_id });
+
+    const bySource = await d.clients.controller.ListSnapshots({ source_volume_id: a.volume.volume_id });
+    expect(bySource.entries.map((e: { snapshot: { snapshot_id: string } }) => e.snapshot.snapshot_id).sort()).toEqual([snapId('s1'), snapId('s2')]);
+    const byId = await d.clients.controller.ListSnapshots({ snapshot_id: snapId('s3') });
+    expect(byId.entries).toHaveLength(1);
+    expect((await d.clients.controller.ListSnapshots({ snapshot_id: snapId('zz') })).entries).toHaveLength(0);
+
+    const seen: string[] = [];
+    let token = '';
+    do {
+      const page = await d.clients.controller.ListSnapshots({ max_entries: 2, starting_token: token });
+      expect(page.entries.length).toBeLessThanOrEqual(2);
+      seen.push(...page.entries.map((e: { snapshot: { snapshot_id: string } }) => e.snapshot.snapshot_id));
+      token = page.next_token;
+    } while (token);
+    expect(seen).toEqual([snapId('s1'), snapId('s2'), snapId('s3')]);
+    await expectCode(d.clients.controller.ListSnapshots({ starting_token: 'bogus' }), 'ABORTED');
+
+    for (const s of ['s1', 's2', 's3']) await d.clients.controller.DeleteSnapshot({ snapshot_id: snapId(s) });
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapId('s1') });
+    expect((await d.clients.controller.ListSnapshots({})).entries).toHaveLength(0);
+    for (const v of [a, b]) await d.clients.controller.DeleteVolume({ volume_id: v.volume.volume_id });
+  });
+
+  it('keeps snapshots across a restart', async () => {
+    const a = await d.clients.controller.CreateVolume({ name: 'keep', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(MiB) } });
+    const s = await d.clients.controller.CreateSnapshot({ name: 'kept', source_volume_id: a.volume.volume_id });
+    await d.stop();
+    d = await startDriver({ dir, args: ['--pool', `x=${pool}:device=${loop.device}`] });
+    const list = await d.clients.controller.ListSnapshots({ snapshot_id: s.snapshot.snapshot_id });
+    expect(list.entries[0].snapshot).toEqual(s.snapshot);
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: s.snapshot.snapshot_id });
+    await d.clients.controller.DeleteVolume({ volume_id: a.volume.volume_id });
+  });
+});
+
+describe('snapshots on a pool without reflink (ext4)', () => {
+  let dir: string;
+  let d: DriverProcess;
+  beforeAll(async () => {
+    dir = scratchDir('snap-ext4');
+    mkdirSync(`${dir}/pool`);
+    d = await startDriver({ dir, args: ['--pool', `e=${dir}/pool`] });
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await cleanupDir(dir);
+  });
+
+  it('falls back to a sparse copy that still matches', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({ name: 'v', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(GiB) }, parameters: { createDiskImage: 'true' } });
+    const img = `${dir}/pool/v/disk.img`;
+    const fd = openSync(img, 'r+');
+    writeSync(fd, randomBytes(MiB), 0, MiB, 100 * MiB);
+    closeSync(fd);
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'vs', source_volume_id: volume.volume_id });
+    expect(record(`${dir}/pool`, 'snapshot-records', 'vs').method).toBe('copy');
+    const snapImg = `${dir}/pool/.hpp/snapshots/vs/disk.img`;
+    expect(await sha256(snapImg)).toBe(await sha256(img));
+    // Sparse: a ~967 MiB image with 1 MiB of data stays small.
+    expect(statSync(snapImg).blocks * 512).toBeLessThan(8 * MiB);
+    expect([statSync(snapImg).uid, statSync(snapImg).mode & 0o777]).toEqual([107, 0o660]);
+    const r = await d.clients.controller.CreateVolume({ name: 'r', volume_capabilities: [MOUNT_CAP], volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } } });
+    expect(record(`${dir}/pool`, 'volumes', 'r').contentSource).toEqual({ kind: 'snapshot', id: snapshot.snapshot_id, method: 'copy' });
+    expect(record(`${dir}/pool`, 'volumes', 'r').diskImage).toEqual({ overhead: '0.055' });
+    expect(await sha256(`${dir}/pool/r/disk.img`)).toBe(await sha256(img));
+    await d.clients.controller.DeleteVolume({ volume_id: r.volume.volume_id });
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
+  });
+});
