@@ -269,7 +269,13 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       if (params.storagePool && !volumes.getPool(params.storagePool)) return zero;
       // No pool named and no default one: CreateVolume would refuse, so nothing can be promised.
       const pool = params.storagePool || volumes.hasDefaultPool() ? volumes.resolvePool(params.storagePool) : undefined;
-      if (!pool || !(await pool.health()).ready) return zero;
+      if (!pool) return zero;
+      try {
+        await volumes.ensureLoaded(pool.name);
+      } catch {
+        return zero;
+      }
+      if (!(await pool.health()).ready) return zero;
       const { availableBytes } = await volumes.capacityOf(pool.name);
       return {
         available_capacity: availableBytes.toString(),

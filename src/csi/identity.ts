@@ -17,16 +17,21 @@ export function identityService(ctx: DriverContext): Record<string, Handler> {
       };
     },
 
-    /** Ready only when every configured pool is there and writable (and its volumes are loaded). */
+    /**
+     * Ready only when every configured pool is loaded, present and writable. A pool not loaded yet is
+     * loaded here (a device pool is formatted if blank and mounted), so pools that appear later come in.
+     */
     async Probe() {
       const problems: string[] = [];
       for (const pool of ctx.volumes.poolList()) {
-        const h = await pool.health();
-        if (!h.ready) {
-          problems.push(h.reason ?? pool.name);
+        try {
+          await ctx.volumes.ensureLoaded(pool.name);
+        } catch (err) {
+          problems.push((err as Error).message);
           continue;
         }
-        await ctx.volumes.ensureLoaded(pool.name).catch((err: Error) => problems.push(err.message));
+        const h = await pool.health();
+        if (!h.ready) problems.push(h.reason ?? pool.name);
       }
       if (problems.length > 0) ctx.log.warn({ problems }, 'probe: not ready');
       return { ready: { value: problems.length === 0 } };

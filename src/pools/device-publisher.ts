@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from '../observe/logger.js';
 import { fsyncDir } from '../system/atomic-file.js';
-import { run } from '../system/exec.js';
+import { ExecError, run } from '../system/exec.js';
 import { devString } from '../system/loop.js';
 import { ConfigError } from './config.js';
 
@@ -13,7 +13,7 @@ import { ConfigError } from './config.js';
  * The pool device publisher runs in a per-node "pool device pod" that consumes the node's Block PVC
  * (volumeDevices). kubelet maps the PVC into that pod only; the driver DaemonSet runs in another pod and
  * cannot see it. The publisher makes a block device node with the same major:minor in a host directory
- * that both pods mount (/var/lib/hpp/devices), where the daemon finds it through the pool's "device"
+ * that both pods mount (/run/hpp/devices), where the daemon finds it through the pool's "device"
  * setting, formats it XFS if blank and mounts it. The publisher never opens, formats or mounts the device.
  */
 
@@ -24,7 +24,7 @@ with the same major:minor at PATH, in a host directory shared with the hpp-csi-d
 stays running: the PVC stays mapped only while a pod uses it. SIGTERM/SIGINT exit 0 and leave the node.
 
   --device PATH     the PVC's device in this pod, e.g. /dev/hpp-pool      env POOL_DEVICE
-  --publish PATH    where to create the node, e.g. /var/lib/hpp/devices/<pool>   env POOL_PUBLISH_PATH
+  --publish PATH    where to create the node, e.g. /run/hpp/devices/<pool>   env POOL_PUBLISH_PATH
   --version         print the version and exit
   --help            print this help
 `;
@@ -159,7 +159,16 @@ export async function publishDevice(device: string, publishPath: string, log: Lo
 
   const tmp = path.join(dir, `${tempPrefix(publishPath)}${process.pid}-${randomBytes(4).toString('hex')}`);
   // Only root (the privileged daemon) opens the node: mode 0600.
-  await run('mknod', ['-m', '0600', tmp, 'b', major, minor]);
+  try {
+    await run('mknod', ['-m', '0600', tmp, 'b', major, minor]);
+  } catch (err) {
+    if (err instanceof ExecError && /Operation not permitted|Permission denied/.test(err.result.stderr)) {
+      throw new PublishError(
+        `cannot create a device node in ${dir}: ${err.result.stderr.trim()}; the container must run as uid 0 with CAP_MKNOD (securityContext.capabilities.add: ["MKNOD"]) and may write to ${dir}`,
+      );
+    }
+    throw err;
+  }
   try {
     await fsp.rename(tmp, publishPath);
   } catch (err) {

@@ -15,10 +15,22 @@ export function makeLoopDevice(file: string, mib: number): TestLoop {
     device,
     file,
     detach() {
+      // Only if the device still backs our file: cleanupDir may have detached it already and the number
+      // may belong to someone else's test by now.
+      let back = '';
       try {
-        execFileSync('losetup', ['-d', device]);
+        back = execFileSync('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE', device], { stdio: ['ignore', 'pipe', 'ignore'] })
+          .toString()
+          .trim();
       } catch {
-        /* already gone */
+        /* not attached */
+      }
+      if (back === file || back === `${file} (deleted)`) {
+        try {
+          execFileSync('losetup', ['-d', device]);
+        } catch {
+          /* already gone */
+        }
       }
       rmSync(file, { force: true });
     },
