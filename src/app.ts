@@ -77,7 +77,7 @@ export class DriverApp {
         node: this.opts.nodeName,
         version: VERSION,
         volumes: this.volumes.list().length,
-        metrics: this.metricsAddress ?? 'off',
+        metrics: this.metricsAddress ?? (this.http ? 'unavailable' : 'off'),
         ms: Date.now() - started,
       },
       'serving CSI',
@@ -109,8 +109,7 @@ export class DriverApp {
 
   /** Readiness: CSI served and every pool there, writable and loaded. */
   async readiness(): Promise<CheckResult> {
-    const live = await this.liveness();
-    const pools = await readiness(this.volumes);
+    const [live, pools] = await Promise.all([this.liveness(), readiness(this.volumes, 2_000)]);
     const problems = [...live.problems, ...pools.problems];
     return { ok: problems.length === 0, problems };
   }

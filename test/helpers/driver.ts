@@ -89,7 +89,8 @@ export async function startDriver(opts: { dir: string; args: string[]; node?: st
   if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' before the tests`);
   const socket = path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`);
   const endpoint = `unix://${socket}`;
-  const child = spawn(process.execPath, [DRIVER_JS, '--endpoint', endpoint, '--node-name', opts.node ?? 'test-node', '--log-level', 'debug', ...opts.args], {
+  // Metrics off unless a test asks (a later flag wins): parallel daemons must not fight over :8080.
+  const child = spawn(process.execPath, [DRIVER_JS, '--endpoint', endpoint, '--node-name', opts.node ?? 'test-node', '--log-level', 'debug', '--metrics-address', 'off', ...opts.args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -479,13 +479,22 @@ describe('DaemonSet hpp-csi-node', () => {
       expect(volume(cfg.name).configMap?.name).toBe('hpp-pools');
     });
 
-    it('is probed through the livenessprobe sidecar on /healthz:9808', () => {
+    // Liveness must not depend on pools: CSI Probe is not-ready while a pool is missing, and restarting
+    // the driver would not bring a disk back but would disturb every other pool on the node. So kubelet
+    // asks the driver's own /healthz (process and socket alive); pool state goes to /readyz. The
+    // livenessprobe sidecar still serves CSI Probe on 9808 for anyone who wants it.
+    it('is kept alive by its own /healthz on the metrics port, ready by /readyz; the livenessprobe sidecar still serves 9808', () => {
       const c = container('hpp-csi-driver');
-      const probe = c.livenessProbe?.httpGet;
-      expect(probe?.path).toBe('/healthz');
-      const port = typeof probe?.port === 'string' ? (c.ports as Obj[] | undefined)?.find((p) => p.name === probe.port)?.containerPort : probe?.port;
-      expect(port).toBe(9808);
-      expect(flag(container('liveness-probe').args, 'health-port')).toBe(String(port));
+      const portOf = (probe: Obj | undefined) =>
+        typeof probe?.port === 'string' ? (c.ports as Obj[] | undefined)?.find((p) => p.name === probe.port)?.containerPort : probe?.port;
+      const live = c.livenessProbe?.httpGet;
+      expect(live?.path).toBe('/healthz');
+      expect(portOf(live)).toBe(8080);
+      const ready = c.readinessProbe?.httpGet;
+      expect(ready?.path).toBe('/readyz');
+      expect(portOf(ready)).toBe(8080);
+      expect(flag(c.args, 'metrics-address')).toBe(':8080');
+      expect(flag(container('liveness-probe').args, 'health-port')).toBe('9808');
     });
   });
 
