@@ -2,6 +2,8 @@ import type { Logger } from './observe/logger.js';
 import type { PoolConfig } from './pools/config.js';
 import { Pool } from './pools/pool.js';
 import { CsiServer } from './csi/server.js';
+import type { PeerTls } from './csi/peer-auth.js';
+import { PeerServer } from './csi/peer-server.js';
 import { readiness, socketAnswers, type CheckResult } from './observe/health.js';
 import { ObserveServer, parseListenAddress } from './observe/http.js';
 import { DriverMetrics } from './observe/metrics.js';
@@ -18,6 +20,8 @@ export interface DriverOptions {
   defaultFilesystemOverhead?: string;
   /** `[HOST]:PORT` for /metrics, /healthz and /readyz; undefined, "" or "off": not served. */
   metricsAddress?: string;
+  /** The TCP endpoint the routing controller calls for snapshots and expansion (token required). */
+  peer?: { address: string; token: string; tls?: PeerTls };
 }
 
 /** The daemon: pools and volumes reconciled, CSI served on the socket, metrics and health over HTTP. */
@@ -26,6 +30,9 @@ export class DriverApp {
   readonly metrics: DriverMetrics;
   private readonly server: CsiServer;
   private readonly http?: ObserveServer;
+  private readonly peer?: PeerServer;
+  /** The port the peer endpoint listens on once started. */
+  peerPort?: number;
   /** The address /metrics is served on once started (the real port when asked for port 0). */
   metricsAddress?: string;
   private stopping?: Promise<void>;
@@ -44,6 +51,10 @@ export class DriverApp {
       log.child({ component: 'csi' }),
       this.metrics,
     );
+    if (opts.peer) {
+      const ctx = { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log };
+      this.peer = new PeerServer(ctx, log.child({ component: 'peer' }), opts.peer.token, opts.peer.tls, this.metrics);
+    }
     if (parseListenAddress(opts.metricsAddress ?? '')) {
       this.http = new ObserveServer(
         {
@@ -65,6 +76,7 @@ export class DriverApp {
       await this.volumes.start();
       if (this.stopping) return;
       await this.server.listen(this.opts.endpoint);
+      if (this.peer && this.opts.peer) this.peerPort = await this.peer.listen(this.opts.peer.address);
     } catch (err) {
       await this.http?.close();
       throw err;
@@ -78,6 +90,7 @@ export class DriverApp {
         version: VERSION,
         volumes: this.volumes.list().length,
         metrics: this.metricsAddress ?? (this.http ? 'unavailable' : 'off'),
+        peerPort: this.peerPort,
         ms: Date.now() - started,
       },
       'serving CSI',
@@ -120,7 +133,7 @@ export class DriverApp {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await this.server.close();
+      await Promise.all([this.server.close(), this.peer?.close()]);
       await this.http?.close();
       await this.volumes.close();
       this.log.info('stopped');

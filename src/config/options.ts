@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DriverOptions } from '../app.js';
+import { readToken } from '../csi/peer-auth.js';
 import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
@@ -24,6 +25,10 @@ export const USAGE = `Usage: hpp-csi-driver [flags]
                           (per pool: "filesystemOverhead"; per StorageClass: parameter filesystemOverhead)
   --metrics-address ADDR  HTTP [HOST]:PORT for /metrics, /healthz, /readyz; "" or off: none
                                                         env METRICS_ADDRESS (default ${DEFAULT_METRICS_ADDRESS})
+  --peer-address ADDR     HOST:PORT of the endpoint the snapshot router calls          env PEER_ADDRESS
+  --peer-token-file FILE  shared token every peer call must carry (required with it)  env PEER_TOKEN_FILE
+  --peer-tls-cert FILE    serve the peer endpoint over TLS with this cert ...        env PEER_TLS_CERT
+  --peer-tls-key FILE     ... and key                                                 env PEER_TLS_KEY
   --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
   --version               print the version and exit
   --help                  print this help
@@ -52,6 +57,10 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
         'log-level': { type: 'string' },
         'filesystem-overhead': { type: 'string' },
         'metrics-address': { type: 'string' },
+        'peer-address': { type: 'string' },
+        'peer-token-file': { type: 'string' },
+        'peer-tls-cert': { type: 'string' },
+        'peer-tls-key': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -98,5 +107,23 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
     const prefix = values['use-naming-prefix'] ?? ['true', '1', 'yes'].includes((env.HPP_USE_NAMING_PREFIX ?? '').toLowerCase());
     pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`), useNamingPrefix: prefix });
   }
-  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp, defaultFilesystemOverhead, metricsAddress };
+  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env) };
+}
+
+function peerOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv): DriverOptions['peer'] {
+  const address = (values['peer-address'] as string | undefined) ?? env.PEER_ADDRESS;
+  if (!address) return undefined;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address)) throw new ConfigError(`--peer-address ${JSON.stringify(address)}: expected HOST:PORT`);
+  const tokenFile = (values['peer-token-file'] as string | undefined) ?? env.PEER_TOKEN_FILE;
+  if (!tokenFile) throw new ConfigError('--peer-address needs --peer-token-file: the peer endpoint is never open without a token');
+  let token: string;
+  try {
+    token = readToken(tokenFile);
+  } catch (err) {
+    throw new ConfigError(`--peer-token-file: ${(err as Error).message}`);
+  }
+  const certFile = (values['peer-tls-cert'] as string | undefined) ?? env.PEER_TLS_CERT;
+  const keyFile = (values['peer-tls-key'] as string | undefined) ?? env.PEER_TLS_KEY;
+  if (!!certFile !== !!keyFile) throw new ConfigError('--peer-tls-cert and --peer-tls-key go together');
+  return { address, token, ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}) };
 }

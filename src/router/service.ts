@@ -59,6 +59,29 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     return address;
   }
 
+  /** Every snapshot of every known node; UNAVAILABLE when a node does not answer (a partial list would mislead). */
+  async function everySnapshot(): Promise<Msg[]> {
+    const peers = await opts.peers.all();
+    const lists = await Promise.all(
+      [...peers].map(async ([node, address]) => {
+        const all: Msg[] = [];
+        let next = '';
+        do {
+          const page = await forward(address, 'ListSnapshots', { starting_token: next, max_entries: 0 }).catch((err: Error) => {
+            opts.log.warn({ node, address, err: err.message }, 'ListSnapshots: a node did not answer');
+            throw unavailable(`node ${node} did not answer ListSnapshots: ${err.message}`);
+          });
+          all.push(...(page.entries as Msg[]));
+          next = page.next_token as string;
+        } while (next);
+        return all;
+      }),
+    );
+    const merged = lists.flat();
+    merged.sort((a, b) => (a.snapshot.snapshot_id < b.snapshot.snapshot_id ? -1 : 1));
+    return merged;
+  }
+
   const identity: Record<string, Handler> = {
     async GetPluginInfo() {
       return { name: opts.driverName, vendor_version: opts.version, manifest: { role: 'snapshot-router' } };
@@ -83,7 +106,14 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     async CreateSnapshot(req) {
       if (!req.name) throw invalidArgument('name is required');
       if (!req.source_volume_id) throw invalidArgument('source_volume_id is required');
-      return forward(await nodeAddress(req.source_volume_id, 'source volume'), 'CreateSnapshot', req);
+      const address = await nodeAddress(req.source_volume_id, 'source volume');
+      // Names are unique across the driver, but each daemon knows only its own snapshots: a name taken
+      // on another node by another volume's snapshot is ALREADY_EXISTS, as the CSI spec asks.
+      const taken = (await everySnapshot()).find((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === req.name);
+      if (taken && taken.snapshot.source_volume_id !== req.source_volume_id) {
+        throw new CsiError(grpc.status.ALREADY_EXISTS, `snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
+      }
+      return forward(address, 'CreateSnapshot', req);
     },
 
     async DeleteSnapshot(req) {
@@ -115,24 +145,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
       if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
       const token = (req.starting_token as string) || '';
       if (token && !parseVolumeId(token)) throw new CsiError(grpc.status.ABORTED, `starting_token ${JSON.stringify(token)} is not one this driver gave out`);
-      const peers = await opts.peers.all();
-      const lists = await Promise.all(
-        [...peers].map(async ([node, address]) => {
-          const all: Msg[] = [];
-          let next = '';
-          do {
-            const page = await forward(address, 'ListSnapshots', { starting_token: next, max_entries: 0 }).catch((err: Error) => {
-              opts.log.warn({ node, address, err: err.message }, 'ListSnapshots: a node did not answer; its snapshots are missing from this list');
-              throw unavailable(`node ${node} did not answer ListSnapshots: ${err.message}`);
-            });
-            all.push(...(page.entries as Msg[]));
-            next = page.next_token as string;
-          } while (next);
-          return all;
-        }),
-      );
-      const merged = lists.flat().filter((e) => !token || e.snapshot.snapshot_id > token);
-      merged.sort((a, b) => (a.snapshot.snapshot_id < b.snapshot.snapshot_id ? -1 : 1));
+      const merged = (await everySnapshot()).filter((e) => !token || e.snapshot.snapshot_id > token);
       const page = max > 0 ? merged.slice(0, max) : merged;
       return { entries: page, next_token: page.length < merged.length ? page[page.length - 1]!.snapshot.snapshot_id : '' };
     },

@@ -1,0 +1,165 @@
+import * as grpc from '@grpc/grpc-js';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCsi } from '../../src/csi/proto.js';
+import { MOUNT_CAP, ROOT, cleanupDir, connect, expectCode, scratchDir, startDriver, type Clients, type DriverProcess } from '../helpers/driver.js';
+
+const ROUTER_JS = path.join(ROOT, 'dist/cmd/hpp-snapshot-controller.js');
+const TOKEN = 'test-token-0123456789abcdef';
+
+function peerPort(d: DriverProcess): number {
+  const line = d.logs().split('\n').find((l) => l.includes('"serving CSI"'))!;
+  return JSON.parse(line).peerPort as number;
+}
+
+async function startRouter(dir: string, args: string[]): Promise<{ clients: Clients; child: ChildProcess; logs: () => string; stop: () => Promise<void> }> {
+  const sock = path.join(dir, `router-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const child = spawn(process.execPath, [ROUTER_JS, '--endpoint', `unix://${sock}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  const deadline = Date.now() + 10_000;
+  while (!out.includes('serving snapshot router')) {
+    if (child.exitCode !== null) throw new Error(`router exited ${child.exitCode}: ${out}`);
+    if (Date.now() > deadline) throw new Error(`router did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const clients = connect(`unix://${sock}`);
+  return {
+    clients,
+    child,
+    logs: () => out,
+    async stop() {
+      clients.close();
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+describe('snapshot router in front of two daemons (two nodes on one machine)', () => {
+  let dir: string;
+  let n1: DriverProcess;
+  let n2: DriverProcess;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  const tokenFile = () => path.join(dir, 'token');
+
+  beforeAll(async () => {
+    dir = scratchDir('router');
+    writeFileSync(tokenFile(), `${TOKEN}\n`, { mode: 0o600 });
+    for (const n of ['n1', 'n2']) mkdirSync(`${dir}/${n}`);
+    const peerArgs = ['--peer-address', '127.0.0.1:0', '--peer-token-file', tokenFile()];
+    n1 = await startDriver({ dir, node: 'n1', args: ['--pool', `p=${dir}/n1`, ...peerArgs] });
+    n2 = await startDriver({ dir, node: 'n2', args: ['--pool', `p=${dir}/n2`, ...peerArgs] });
+    router = await startRouter(dir, ['--token-file', tokenFile(), '--peer', `n1=127.0.0.1:${peerPort(n1)}`, '--peer', `n2=127.0.0.1:${peerPort(n2)}`]);
+  });
+  afterAll(async () => {
+    await router?.stop();
+    await n1?.stop();
+    await n2?.stop();
+    await cleanupDir(dir);
+  });
+
+  it('routes CreateSnapshot, ListSnapshots, ControllerExpandVolume and DeleteSnapshot to the owning node', async () => {
+    const v1 = await n1.clients.controller.CreateVolume({ name: 'a', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '1048576' } });
+    const v2 = await n2.clients.controller.CreateVolume({ name: 'b', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '1048576' } });
+    writeFileSync(`${dir}/n1/a/hello`, 'from n1');
+
+    const caps = await router.clients.controller.ControllerGetCapabilities({});
+    expect(caps.capabilities.map((c: { rpc: { type: string } }) => c.rpc.type).sort()).toEqual(['CREATE_DELETE_SNAPSHOT', 'EXPAND_VOLUME', 'LIST_SNAPSHOTS']);
+    const info = await router.clients.identity.GetPluginInfo({});
+    expect(info.name).toBe('kubevirt.io.hostpath-provisioner');
+
+    const s1 = await router.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: v1.volume.volume_id });
+    const s2 = await router.clients.controller.CreateSnapshot({ name: 's2', source_volume_id: v2.volume.volume_id });
+    expect(s1.snapshot.snapshot_id).toBe('n1:p:s1');
+    expect(s2.snapshot.snapshot_id).toBe('n2:p:s2');
+    // The data is on the node that owns the volume, and only there.
+    expect(execFileSync('cat', [`${dir}/n1/.hpp/snapshots/s1/hello`]).toString()).toBe('from n1');
+    expect(() => execFileSync('ls', [`${dir}/n2/.hpp/snapshots/s1`], { stdio: 'ignore' })).toThrow();
+
+    const all = await router.clients.controller.ListSnapshots({});
+    expect(all.entries.map((e: { snapshot: { snapshot_id: string } }) => e.snapshot.snapshot_id)).toEqual(['n1:p:s1', 'n2:p:s2']);
+    const page1 = await router.clients.controller.ListSnapshots({ max_entries: 1 });
+    expect(page1.entries).toHaveLength(1);
+    const page2 = await router.clients.controller.ListSnapshots({ max_entries: 1, starting_token: page1.next_token });
+    expect(page2.entries[0].snapshot.snapshot_id).toBe('n2:p:s2');
+    expect(page2.next_token).toBe('');
+    const bySource = await router.clients.controller.ListSnapshots({ source_volume_id: v2.volume.volume_id });
+    expect(bySource.entries.map((e: { snapshot: { snapshot_id: string } }) => e.snapshot.snapshot_id)).toEqual(['n2:p:s2']);
+
+    const grown = await router.clients.controller.ControllerExpandVolume({ volume_id: v2.volume.volume_id, capacity_range: { required_bytes: '2097152' } });
+    expect(grown.capacity_bytes).toBe('2097152');
+    expect((await n2.clients.controller.ListVolumes({})).entries[0].volume.capacity_bytes).toBe('2097152');
+
+    // Errors of the owning daemon come back as they are.
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: v2.volume.volume_id }), 'ALREADY_EXISTS');
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 'sx', source_volume_id: 'n1:p:nope' }), 'NOT_FOUND');
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 'sy', source_volume_id: 'n9:p:a' }), 'UNAVAILABLE');
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 'sz', source_volume_id: 'garbage' }), 'INVALID_ARGUMENT');
+    await expectCode(router.clients.controller.CreateVolume({ name: 'x', volume_capabilities: [MOUNT_CAP] }), 'UNIMPLEMENTED');
+
+    await router.clients.controller.DeleteSnapshot({ snapshot_id: s1.snapshot.snapshot_id });
+    await router.clients.controller.DeleteSnapshot({ snapshot_id: s2.snapshot.snapshot_id });
+    await router.clients.controller.DeleteSnapshot({ snapshot_id: 'not-ours' });
+    expect((await router.clients.controller.ListSnapshots({})).entries).toEqual([]);
+  });
+
+  it('the peer endpoint refuses calls without the right token, before doing anything', async () => {
+    const csi = loadCsi();
+    const raw = new csi.Controller(`127.0.0.1:${peerPort(n1)}`, grpc.credentials.createInsecure());
+    const call = (md: grpc.Metadata) =>
+      new Promise((resolve, reject) =>
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (raw as any).CreateSnapshot({ name: 'evil', source_volume_id: 'n1:p:a' }, md, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))),
+      );
+    await expectCode(call(new grpc.Metadata()), 'UNAUTHENTICATED');
+    const wrong = new grpc.Metadata();
+    wrong.set('authorization', 'Bearer not-the-token-at-all-xx');
+    await expectCode(call(wrong), 'UNAUTHENTICATED');
+    // Only the routed methods exist on the peer endpoint.
+    const right = new grpc.Metadata();
+    right.set('authorization', `Bearer ${TOKEN}`);
+    await expectCode(
+      new Promise((resolve, reject) =>
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (raw as any).DeleteVolume({ volume_id: 'n1:p:a' }, right, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))),
+      ),
+      'UNIMPLEMENTED',
+    );
+    raw.close();
+    expect(execFileSync('ls', [`${dir}/n1/.hpp/snapshots`]).toString().trim()).toBe('');
+    expect((await n1.clients.controller.ListVolumes({})).entries).toHaveLength(1);
+  });
+
+  it('a daemon refuses to open a peer endpoint without a token', () => {
+    let code = 0;
+    try {
+      execFileSync(process.execPath, [path.join(ROOT, 'dist/cmd/hpp-csi-driver.js'), '--endpoint', `unix://${dir}/x.sock`, '--pool', `p=${dir}/n1`, '--peer-address', '127.0.0.1:0'], { stdio: 'pipe' });
+    } catch (err) {
+      code = (err as { status: number }).status;
+    }
+    expect(code).toBe(2);
+  });
+
+  it('works over TLS', async () => {
+    const key = path.join(dir, 'tls.key');
+    const cert = path.join(dir, 'tls.crt');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+    mkdirSync(`${dir}/n3`);
+    const n3 = await startDriver({ dir, node: 'n3', args: ['--pool', `p=${dir}/n3`, '--peer-address', '127.0.0.1:0', '--peer-token-file', tokenFile(), '--peer-tls-cert', cert, '--peer-tls-key', key] });
+    const r = await startRouter(dir, ['--token-file', tokenFile(), '--peer', `n3=localhost:${peerPort(n3)}`, '--peer-ca', cert]);
+    try {
+      const v = await n3.clients.controller.CreateVolume({ name: 'tv', volume_capabilities: [MOUNT_CAP] });
+      const s = await r.clients.controller.CreateSnapshot({ name: 'ts', source_volume_id: v.volume.volume_id });
+      expect(s.snapshot.snapshot_id).toBe('n3:p:ts');
+      await r.clients.controller.DeleteSnapshot({ snapshot_id: s.snapshot.snapshot_id });
+    } finally {
+      await r.stop();
+      await n3.stop();
+    }
+  });
+});
