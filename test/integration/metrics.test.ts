@@ -47,7 +47,9 @@ function parseExposition(text: string): Scrape {
     const labels: Record<string, string> = {};
     for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`bad value in ${line}`);
+    // Prometheus reads floats with Go's ParseFloat, where "NaN" is case-insensitive; prom-client writes
+    // "Nan" for a summary with no samples yet (the event-loop lag right after start).
+    if (Number.isNaN(value) && m[3]!.toLowerCase() !== 'nan') throw new Error(`bad value in ${line}`);
     values.set(key(m[1]!, labels), value);
     parsed.push({ name: m[1]!, labels, value });
   }
