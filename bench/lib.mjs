@@ -2,7 +2,7 @@
 // socket, cleanup that never leaks mounts or loop devices, statistics, tables, machine facts and a
 // dependency-free SVG bar chart. Plain Node ESM; the CSI proto comes from the build (dist/).
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, statfsSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,6 +110,7 @@ export function formatTable({ title, columns, rows }) {
 
 export function fmtNum(x) {
   if (!Number.isFinite(x)) return String(x);
+  if (Number.isInteger(x)) return String(x);
   const a = Math.abs(x);
   if (a >= 1000) return x.toFixed(0);
   if (a >= 100) return x.toFixed(1);
@@ -318,13 +319,16 @@ export async function connect(endpoint) {
  * Start the built daemon on `<dir>/csi.sock` with one pool and wait until it serves. Its log lines
  * (pino JSON) are kept and parsed, so a benchmark can read the daemon's own timings.
  */
-async function startDaemon(bench, { pool, logLevel = 'info' }) {
+async function startDaemon(bench, { pool, logLevel = 'info', nodeArgs = [], args = [] }) {
   if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' first`);
   const socket = path.join(bench.dir, `csi-${bench.daemons.length}.sock`);
   const endpoint = `unix://${socket}`;
+  // `pool` is a directory, or `MOUNT:device=/dev/loopN` for a pool the daemon formats and mounts itself.
+  const spawnedAtEpochMs = Date.now();
+  const spawnedAt = nowMs();
   const child = spawn(
     process.execPath,
-    [DRIVER_JS, '--endpoint', endpoint, '--node-name', NODE_NAME, '--pool', `${POOL_NAME}=${pool}`, '--log-level', logLevel],
+    [...nodeArgs, DRIVER_JS, '--endpoint', endpoint, '--node-name', NODE_NAME, '--pool', `${POOL_NAME}=${pool}`, '--log-level', logLevel, ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const entries = [];
@@ -336,10 +340,12 @@ async function startDaemon(bench, { pool, logLevel = 'info' }) {
     partial = lines.pop();
     for (const l of lines) {
       if (raw.length < 4 * MiB) raw += `${l}\n`;
+        // `at`: when this process read the line (nowMs clock), for start-up timelines.
+      const at = nowMs();
       try {
-        entries.push(JSON.parse(l));
+        entries.push({ ...JSON.parse(l), at });
       } catch {
-        entries.push({ msg: l });
+        entries.push({ msg: l, at });
       }
     }
   };
@@ -353,7 +359,21 @@ async function startDaemon(bench, { pool, logLevel = 'info' }) {
     child,
     entries,
     clients: undefined,
+    /** nowMs() and Date.now() just before the spawn. */
+    spawnedAt,
+    spawnedAtEpochMs,
+    /** Resolves with the exit code or signal name. */
+    exited,
     logText: () => raw + partial,
+    /** Resident set size of the daemon process (VmRSS of /proc/<pid>/status), bytes. */
+    rssBytes: () => procStatusBytes(child.pid, 'VmRSS'),
+    /** Kill with SIGKILL (a crash) and wait until it is gone; the pool's lock dies with it. */
+    async kill9() {
+      d.clients?.close();
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
     /** Wait until `pred(entries)` holds (log lines travel through a pipe and may trail the reply). */
     async waitForLog(pred, timeoutMs = 5000) {
       const deadline = Date.now() + timeoutMs;
@@ -379,7 +399,7 @@ async function startDaemon(bench, { pool, logLevel = 'info' }) {
   while (!entries.some((e) => e.msg === 'serving CSI')) {
     if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode}:\n${d.logText()}`);
     if (Date.now() > deadline) throw new Error(`driver did not start within 20 s:\n${d.logText()}`);
-    await sleep(20);
+    await sleep(5);
   }
   d.clients = await connect(endpoint);
   return d;
@@ -472,6 +492,100 @@ export function openBench(name) {
   open.add(bench);
   return bench;
 }
+
+// ---------------------------------------------------------------- processes, space, loop devices
+
+/** A `... kB` field of /proc/<pid>/status in bytes (VmRSS, VmHWM, ...); NaN when unreadable. */
+export function procStatusBytes(pid, field) {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Space an unprivileged writer could still use on the filesystem holding `p` (statfs bavail), bytes. */
+export function freeBytes(p) {
+  const s = statfsSync(p);
+  return s.bavail * s.bsize;
+}
+
+/** Bytes allocated on disk for one file (stat blocks x 512). */
+export function allocatedBytes(file) {
+  return statSync(file).blocks * 512;
+}
+
+/** Flush dirty data everywhere and, unless BENCH_DROP_CACHES=0, drop the page cache (cold reads). */
+export async function settleCaches() {
+  await runTool('sync', []);
+  if (process.env.BENCH_DROP_CACHES !== '0') writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+
+/**
+ * A sparse file of `bytes` under the benchmark's directory attached to a loop device (direct I/O on,
+ * as a disk would behave, unless directIo is false). Returns { file, device }. The harness's cleanup
+ * detaches it and removes the file; releaseLoop() does it earlier.
+ */
+export function makeLoopDevice(bench, rel, bytes, { directIo = true } = {}) {
+  const file = path.join(bench.dir, rel);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, '');
+  truncateSync(file, bytes);
+  let device;
+  try {
+    device = sh('losetup', ['--find', '--show', ...(directIo ? ['--direct-io=on'] : []), file]).trim();
+  } catch (err) {
+    if (!directIo) throw err;
+    device = sh('losetup', ['--find', '--show', file]).trim();
+  }
+  return { file, device };
+}
+
+/** Unmount `mountPoint` when mounted, detach `device`, remove its backing file: a pool's teardown mid-benchmark. */
+export async function releaseLoop({ file, device }, mountPoint) {
+  if (mountPoint && readMountPoints().includes(mountPoint)) sh('umount', [mountPoint]);
+  if (device) {
+    try {
+      sh('losetup', ['--detach', device]);
+    } catch {
+      // already gone (autoclear)
+    }
+  }
+  for (let i = 0; i < 50 && loopDevices().some((l) => l.name === device && l.backFile === file); i++) await sleep(100);
+  if (file) rmSync(file, { force: true });
+}
+
+/** Wait until `<pool>/.hpp/trash` is empty (deleted data is removed in the background); false on timeout. */
+export async function waitTrashEmpty(pool, timeoutMs = 120_000) {
+  const trash = path.join(pool, '.hpp', 'trash');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let n = 0;
+    try {
+      n = readdirSync(trash).length;
+    } catch {
+      n = 0;
+    }
+    if (n === 0) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+}
+
+/** Capacity whose disk.img (CDI formula, overhead 0.055) is exactly `imageBytes` (a whole number of MiB). */
+export function capacityForDiskImage(imageBytes, overheadPermille = 55) {
+  const img = BigInt(imageBytes);
+  const keep = 1000n - BigInt(overheadPermille);
+  let cap = (img * 1000n + keep - 1n) / keep;
+  const MiBn = BigInt(MiB);
+  const imageOf = (c) => (((keep * c + 999n) / 1000n) / MiBn) * MiBn;
+  while (imageOf(cap) < img) cap += 1n;
+  if (imageOf(cap) !== img) throw new Error(`no capacity gives a disk.img of exactly ${imageBytes} bytes`);
+  return cap;
+}
+
+export const fmtBytes = (b) => (Math.abs(b) >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / MiB).toFixed(1)} MiB`);
 
 // ---------------------------------------------------------------- SVG chart
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { RESULTS_DIR, cleanupAll, formatTable, openBench, renderSvg, roundDeep, waitQuiet } from './lib.mjs';
 
 /** The benchmarks, in the order they run when none are named. Each is bench/<name>.mjs exporting run(). */
-export const BENCHMARKS = ['cycle', 'loop-io'];
+export const BENCHMARKS = ['cycle', 'loop-io', 'prealloc', 'snapshot', 'throughput'];
 
 async function main() {
   const args = process.argv.slice(2);
@@ -77,6 +77,7 @@ async function main() {
       benchmark: name,
       title: mod.title,
       goal: result.goal,
+      headlines: result.headlines,
       summary: result.summary,
       config: result.config,
       machine: bench.facts,

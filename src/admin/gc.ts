@@ -32,7 +32,10 @@ const PHASE: Record<Orphan['action'], number> = { unmount: 0, detach: 1, remove:
  */
 export async function runGc(scan: NodeScan, orphans: Orphan[], opts: GcOptions, report: (s: GcStep) => void): Promise<GcStep[]> {
   const views = new Map(scan.views.map((v) => [v.name, v]));
-  const order = [...orphans].sort((a, b) => PHASE[a.action] - PHASE[b.action] || (a.action === 'unmount' ? b.path.length - a.path.length : 0));
+  // Unmounts deepest first, and the later (upper) of two mounts on one point first.
+  const order = [...orphans].sort(
+    (a, b) => PHASE[a.action] - PHASE[b.action] || (a.action === 'unmount' ? b.path.length - a.path.length || (b.mountId ?? 0) - (a.mountId ?? 0) : 0),
+  );
   const steps: GcStep[] = [];
   // Mounts and loop devices gc let go (or, in a dry run, would have) do not hold back what follows:
   // a detached loop device may linger until its last opener (udev) closes it.
@@ -83,12 +86,13 @@ function pastVerb(o: Orphan): string {
   return { unmount: 'unmounted', detach: 'detached', remove: 'removed', 'remove-record': 'removed record', none: 'left' }[o.action];
 }
 
-/** Why the orphan must not be acted on any more (it changed since the scan), or undefined. */
+/** Mounts (by id) and loop devices that gc has let go of, or in a dry run would have. */
 interface Planned {
   mountIds: Set<number>;
   loops: Set<string>;
 }
 
+/** Why the orphan must not be acted on any more (it changed since the scan), or undefined. */
 async function stillValid(o: Orphan, view: PoolView, planned: Planned): Promise<string | undefined> {
   switch (o.action) {
     case 'unmount': {

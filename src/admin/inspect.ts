@@ -186,12 +186,16 @@ function checkRecord(raw: unknown, stem: string, view: PoolView): VolumeRecord {
   view.pool.resolveInside(r.data);
   if (typeof r.capacityBytes !== 'string' || !/^\d+$/.test(r.capacityBytes)) throw new Error(`bad capacityBytes ${JSON.stringify(r.capacityBytes)}`);
   if (typeof r.id !== 'string') throw new Error('has no id');
+  if (r.publications !== undefined && (typeof r.publications !== 'object' || r.publications === null || Array.isArray(r.publications))) {
+    throw new Error('bad publications');
+  }
   return { ...(r as VolumeRecord), publications: r.publications ?? {} };
 }
 
 async function claimsOf(file: string, stem: string, view: PoolView): Promise<string[]> {
   const claims = [stem, `${BLOCK_DIR}/${stem}.img`, `.hpp/tmp/${stem}`];
   try {
+    if (!(await fsp.lstat(file)).isFile()) return claims;
     const raw = JSON.parse(await fsp.readFile(file, 'utf8')) as { data?: unknown };
     if (typeof raw?.data === 'string') claims.push(path.relative(view.root, view.pool.resolveInside(raw.data)));
   } catch {
@@ -354,7 +358,8 @@ export async function scanNode(views: PoolView[], mounts?: MountInfo[], loops?: 
         via = 'loop-device';
       }
     }
-    if (lu && via) {
+    // Only loop devices of the driver's own files (.hpp/...) count: not, say, a disk.img a user attached.
+    if (lu && via && (lu.owner || lu.rel.startsWith('.hpp/'))) {
       const published = via === 'loop-device' && lu.owner !== undefined && lu.owner.targets.has(m.mountPoint);
       mountUses.push({ mount: m, view: lu.view, via, rel: lu.rel, deleted: lu.deleted, loop: lu.loop, ...(lu.owner ? { owner: lu.owner } : {}), subdir: false, published, claimed: lu.claimed });
     }

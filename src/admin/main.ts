@@ -104,11 +104,11 @@ async function poolsCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<n
       totalBytes: cap?.totalBytes ?? null,
       usedBytes: cap?.usedBytes ?? null,
       freeBytes: cap?.availableBytes ?? null,
-      committedBytes: committed,
+      committedBytes: isScannable(v) ? committed : null,
       overcommit: cap && cap.totalBytes > 0n ? Number((committed * 1_000_000n) / cap.totalBytes) / 1_000_000 : null,
       overcommitRatio: v.pool.overcommitRatio,
       promisableBytes: promise?.availableBytes ?? null,
-      volumes: live.length,
+      volumes: isScannable(v) ? live.length : null,
       ...(v.records.length > live.length ? { volumesBeingDeleted: v.records.length - live.length } : {}),
       problems: [...v.problems, ...v.badRecords.map((b) => `unreadable record ${b.file}: ${b.error}`)],
     });
@@ -143,7 +143,7 @@ async function poolsCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<n
         formatBytes(r.freeBytes),
         formatBytes(r.committedBytes),
         formatRatio(r.overcommit),
-        String(r.volumes),
+        r.volumes === null ? '-' : String(r.volumes),
       ]),
     ),
   );
@@ -320,8 +320,8 @@ async function gcCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<numb
     }
     for (const v of views) if (!isScannable(v)) warn(`pool ${v.name} not read: ${v.reason ?? v.state}`);
     const scan = await scanAll(views);
-    for (const v of views) for (const p of v.problems) warn(`pool ${v.name}: ${p}`);
     const orphans = await findOrphans(scan);
+    for (const v of views) for (const p of v.problems) warn(`pool ${v.name}: ${p}`);
     const steps = await runGc(scan, orphans, cli, (s) => {
       if (!cli.json) io.out(`${stepPrefix(s)}${s.message}\n`);
     });

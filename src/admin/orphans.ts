@@ -62,8 +62,10 @@ export function gcText(o: Orphan): string {
   }
 }
 
-function mountsInside(scan: NodeScan, p: string): string[] {
-  return [...scan.mountPoints].filter((mp) => mp === p || mp.startsWith(`${p}/`));
+/** Mount points at or below `p` that gc will not unmount (`orphanMounts` are mount ids gc unmounts). */
+function keptMountsInside(scan: NodeScan, p: string, orphanMounts: Set<number>): string[] {
+  const kept = scan.mounts.filter((m) => !orphanMounts.has(m.mountId) && (m.mountPoint === p || m.mountPoint.startsWith(`${p}/`)));
+  return [...new Set(kept.map((m) => m.mountPoint))];
 }
 
 async function sizeText(p: string, scan: NodeScan): Promise<string> {
@@ -71,18 +73,24 @@ async function sizeText(p: string, scan: NodeScan): Promise<string> {
   return `${formatBytes(du.bytes)} allocated in ${du.entries} ${du.entries === 1 ? 'entry' : 'entries'}`;
 }
 
-async function readdirIfPlain(dir: string): Promise<string[]> {
+/** The entries of one of the pool's own directories; one that is a symlink is reported, never followed. */
+async function readdirIfPlain(dir: string, view: PoolView): Promise<string[]> {
   const st = await lstatOrUndefined(dir);
-  if (!st?.isDirectory()) return [];
+  if (!st) return [];
+  if (!st.isDirectory()) {
+    view.problems.push(`${dir} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: not read, never followed`);
+    return [];
+  }
   return (await fsp.readdir(dir)).sort();
 }
 
 /** Everything in the pools that has no metadata, and metadata that has no data. */
 export async function findOrphans(scan: NodeScan): Promise<Orphan[]> {
   const out: Orphan[] = [];
-  for (const view of scan.views.filter(isScannable)) out.push(...(await poolOrphans(view, scan)));
-  for (const u of scan.mountUses) {
-    if (isLegitimateUse(u, scan)) continue;
+  const strayMounts = scan.mountUses.filter((u) => !isLegitimateUse(u, scan));
+  const orphanMounts = new Set(strayMounts.map((u) => u.mount.mountId));
+  for (const view of scan.views.filter(isScannable)) out.push(...(await poolOrphans(view, scan, orphanMounts)));
+  for (const u of strayMounts) {
     const m = u.mount;
     let what: string;
     if (u.via === 'directory') {
@@ -108,7 +116,7 @@ export async function findOrphans(scan: NodeScan): Promise<Orphan[]> {
   return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
-async function poolOrphans(view: PoolView, scan: NodeScan): Promise<Orphan[]> {
+async function poolOrphans(view: PoolView, scan: NodeScan, orphanMounts: Set<number>): Promise<Orphan[]> {
   const out: Orphan[] = [];
   const pool = view.name;
   const { root } = view;
@@ -118,14 +126,19 @@ async function poolOrphans(view: PoolView, scan: NodeScan): Promise<Orphan[]> {
   const ownedTop = new Set(records.map((r) => r.rel.split('/')[0]!));
   const claimed = (p: string) => isClaimed(view, path.relative(root, p));
   const rootIsMount = scan.mountPoints.has(root);
-  for (const n of await readdirIfPlain(root)) {
+  for (const n of await readdirIfPlain(root, view)) {
     if (n === '.hpp' || ownedTop.has(n) || (n === 'lost+found' && rootIsMount) || claimed(path.join(root, n))) continue;
     const p = path.join(root, n);
     const st = await lstatOrUndefined(p);
     if (!st?.isDirectory()) continue;
-    const inside = mountsInside(scan, p);
+    const inside = keptMountsInside(scan, p, orphanMounts);
     if (inside.length > 0) {
       out.push({ kind: 'directory', pool, path: p, detail: `no record owns it; mount points inside (${inside.join(', ')}): left alone`, action: 'none' });
+      continue;
+    }
+    if (!view.initialized) {
+      // No .hpp: no daemon has served this path (or the path is wrong). Nothing here is ours to remove.
+      out.push({ kind: 'directory', pool, path: p, detail: `no record owns it, but ${root} has no .hpp: not a pool this driver has used; left alone`, action: 'none' });
       continue;
     }
     const img = await lstatOrUndefined(path.join(p, 'disk.img'));
@@ -137,7 +150,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan): Promise<Orphan[]> {
   // (b) files in the block area that no block volume owns.
   const bdir = blockDir(view);
   const ownedImages = new Set(records.filter((r) => r.rec.mode === 'block').map((r) => r.dataPath));
-  for (const n of await readdirIfPlain(bdir)) {
+  for (const n of await readdirIfPlain(bdir, view)) {
     const p = path.join(bdir, n);
     if (ownedImages.has(p) || claimed(p)) continue;
     const st = await lstatOrUndefined(p);
@@ -150,7 +163,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan): Promise<Orphan[]> {
 
   // (c) builds in tmp/ that no record will finish; everything in trash/.
   const byName = new Map(records.map((r) => [r.rec.name, r]));
-  for (const n of await readdirIfPlain(view.pool.tmpDir)) {
+  for (const n of await readdirIfPlain(view.pool.tmpDir, view)) {
     const p = path.join(view.pool.tmpDir, n);
     if (n.startsWith('@') && view.snapshotNames.has(n.slice(1))) continue;
     const owner = byName.get(n);
@@ -158,7 +171,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan): Promise<Orphan[]> {
     const detail = owner ? `build of volume ${n}, whose data is already in place` : 'uncommitted build (no record)';
     out.push({ kind: 'tmp', pool, path: p, detail: `${detail}; ${await sizeText(p, scan)}`, action: 'remove' });
   }
-  for (const n of await readdirIfPlain(view.pool.trashDir)) {
+  for (const n of await readdirIfPlain(view.pool.trashDir, view)) {
     const p = path.join(view.pool.trashDir, n);
     out.push({ kind: 'trash', pool, path: p, detail: `deleted data not yet swept; ${await sizeText(p, scan)}`, action: 'remove' });
   }

@@ -34,7 +34,7 @@ export function unary(method: string, handler: Handler, log: Logger, observer?: 
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         observer?.observe(method, 'OK', ms / 1000);
         log.info({ method, ...subject(req), ms: round(ms), code: 'OK' }, 'rpc');
-        log.debug({ method, req: redactSecrets(req) }, 'rpc request');
+        if (log.isLevelEnabled('debug')) log.debug({ method, req: redactSecrets(req) }, 'rpc request');
         callback(null, res);
       },
       (err: unknown) => {
