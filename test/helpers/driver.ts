@@ -12,21 +12,47 @@ export const DRIVER_JS = path.join(ROOT, 'dist/cmd/hpp-csi-driver.js');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Msg = Record<string, any>;
 type Rpc = (req: Msg) => Promise<Msg>;
-export type ServiceClient = Record<string, Rpc>;
+type IdentityMethod = 'GetPluginInfo' | 'GetPluginCapabilities' | 'Probe';
+type ControllerMethod =
+  | 'CreateVolume'
+  | 'DeleteVolume'
+  | 'ControllerPublishVolume'
+  | 'ControllerUnpublishVolume'
+  | 'ValidateVolumeCapabilities'
+  | 'ListVolumes'
+  | 'GetCapacity'
+  | 'ControllerGetCapabilities'
+  | 'CreateSnapshot'
+  | 'DeleteSnapshot'
+  | 'ListSnapshots'
+  | 'GetSnapshot'
+  | 'ControllerExpandVolume'
+  | 'ControllerGetVolume'
+  | 'ControllerModifyVolume';
+type NodeMethod =
+  | 'NodeStageVolume'
+  | 'NodeUnstageVolume'
+  | 'NodePublishVolume'
+  | 'NodeUnpublishVolume'
+  | 'NodeGetVolumeStats'
+  | 'NodeExpandVolume'
+  | 'NodeGetCapabilities'
+  | 'NodeGetInfo';
+export type ServiceClient<M extends string = string> = Record<M, Rpc>;
 
 export interface Clients {
-  identity: ServiceClient;
-  controller: ServiceClient;
-  node: ServiceClient;
+  identity: ServiceClient<IdentityMethod>;
+  controller: ServiceClient<ControllerMethod>;
+  node: ServiceClient<NodeMethod>;
   close(): void;
 }
 
-function promisify(client: grpc.Client, service: grpc.ServiceClientConstructor): ServiceClient {
-  const out: ServiceClient = {};
+function promisify<M extends string>(client: grpc.Client, service: grpc.ServiceClientConstructor): ServiceClient<M> {
+  const out = {} as ServiceClient<M>;
   for (const name of Object.keys(service.service)) {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const fn = (client as any)[name].bind(client);
-    out[name] = (req: Msg) =>
+    out[name as M] = (req: Msg) =>
       new Promise((resolve, reject) => fn(req, (err: grpc.ServiceError | null, res: Msg) => (err ? reject(err) : resolve(res))));
   }
   return out;
