@@ -4,6 +4,7 @@ import type { DriverContext } from './context.js';
 import { controllerService } from './controller.js';
 import { identityService } from './identity.js';
 import { hasToken, serverCredentials, type PeerTls } from './peer-auth.js';
+import { shutdownGracefully } from './grpc-server.js';
 import { loadCsi } from './proto.js';
 import { unary, type Handler, type RpcObserver } from './rpc.js';
 
@@ -56,15 +57,6 @@ export class PeerServer {
   }
 
   async close(graceMs = 10_000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownGracefully(this.server, graceMs);
   }
 }

@@ -1,6 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { DriverContext } from './context.js';
 import { controllerService } from './controller.js';
@@ -8,13 +7,8 @@ import { identityService } from './identity.js';
 import { nodeService } from './node.js';
 import { loadCsi } from './proto.js';
 import { bindService, type RpcObserver } from './rpc.js';
+import { bindUnixSocket, shutdownGracefully } from './grpc-server.js';
 
-/** Where a `unix:///abs/path` (or plain absolute path) endpoint puts its socket. */
-export function socketPath(endpoint: string): string {
-  const p = endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
-  if (!path.isAbsolute(p)) throw new Error(`endpoint ${endpoint} must be unix:///absolute/path`);
-  return p;
-}
 
 export class CsiServer {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
@@ -30,17 +24,7 @@ export class CsiServer {
 
   /** Binds the unix socket, replacing a stale socket file left by a previous run. */
   async listen(endpoint: string): Promise<void> {
-    const sock = socketPath(endpoint);
-    await fsp.mkdir(path.dirname(sock), { recursive: true });
-    const st = await fsp.lstat(sock).catch(() => undefined);
-    if (st) {
-      if (!st.isSocket()) throw new Error(`${sock} exists and is not a socket; refusing to remove it`);
-      await fsp.unlink(sock);
-    }
-    await new Promise<void>((resolve, reject) =>
-      this.server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    this.sock = sock;
+    this.sock = await bindUnixSocket(this.server, endpoint);
   }
 
   /** The socket file while the server takes calls (bound and not closing); undefined otherwise. */
@@ -55,16 +39,7 @@ export class CsiServer {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownGracefully(this.server, graceMs);
     if (this.sock) await fsp.rm(this.sock, { force: true });
   }
 }

@@ -1,9 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
 import { loadCsi } from '../csi/proto.js';
 import { bindService } from '../csi/rpc.js';
-import { socketPath } from '../csi/server.js';
+import { bindUnixSocket, shutdownGracefully } from '../csi/grpc-server.js';
 import type { Logger } from '../observe/logger.js';
 import { routerServices, type RouterOptions } from './service.js';
 
@@ -25,22 +24,13 @@ export class RouterApp {
   }
 
   async start(): Promise<void> {
-    const sock = socketPath(this.opts.endpoint);
-    await fsp.mkdir(path.dirname(sock), { recursive: true });
-    const st = await fsp.lstat(sock).catch(() => undefined);
-    if (st) {
-      if (!st.isSocket()) throw new Error(`${sock} exists and is not a socket; refusing to remove it`);
-      await fsp.unlink(sock);
-    }
-    await new Promise<void>((resolve, reject) =>
-      this.server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
+    const sock = await bindUnixSocket(this.server, this.opts.endpoint);
     this.sock = sock;
     this.log.info({ endpoint: this.opts.endpoint, driver: this.opts.driverName }, 'serving snapshot router');
   }
 
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    await shutdownGracefully(this.server, 10_000);
     this.services.close();
     if (this.sock) await fsp.rm(this.sock, { force: true });
   }
