@@ -11,7 +11,8 @@ dev=$(losetup --find --show "$work/disk.img")
 
 cleanup() {
   status=$?
-  findmnt -rn -o TARGET | grep "^$work/" | sort -r | while read -r m; do umount "$m" || umount -l "$m"; done
+  # grep finding nothing (all clean) is not a failure, even under pipefail.
+  { findmnt -rn -o TARGET | grep "^$work/" || true; } | sort -r | while read -r m; do umount "$m" || umount -l "$m" || true; done
   losetup -d "$dev" 2>/dev/null || true
   rm -rf "$work"
   exit $status

@@ -31,7 +31,8 @@ cleanup() {
     wait "$driver_pid" 2>/dev/null || true
   fi
   # Anything csi-sanity left mounted under our temp dir (a failed test) must not outlive the run.
-  findmnt -rn -o TARGET | grep "^$work/" | sort -r | while read -r m; do umount "$m" || umount -l "$m" || true; done
+  # grep finding nothing (all clean) is not a failure, even under pipefail.
+  { findmnt -rn -o TARGET | grep "^$work/" || true; } | sort -r | while read -r m; do umount "$m" || umount -l "$m" || true; done
   if [ $status -ne 0 ] && [ -f "$log" ]; then
     echo "---- driver log (last 60 lines) ----" >&2
     tail -n 60 "$log" >&2
