@@ -7,7 +7,7 @@ import { mountAt, unmount } from '../system/mount.js';
 import { loopBackingFile, type NodeScan, type PoolView } from './inspect.js';
 import { mountSource, readMountsFull, relativeInside } from './mounts.js';
 import type { Orphan } from './orphans.js';
-import { removeTree } from './walk.js';
+import { removeTree } from '../system/walk.js';
 
 export interface GcOptions {
   dryRun: boolean;

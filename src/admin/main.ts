@@ -10,7 +10,7 @@ import { isScannable, loadRecords, lstatOrUndefined, mountedTargets, openPool, s
 import { daemonLockState, takeDaemonLock } from './locks.js';
 import { readMountsFull } from './mounts.js';
 import { findOrphans, gcText, type Orphan } from './orphans.js';
-import { diskUsage } from './walk.js';
+import { diskUsage } from '../system/walk.js';
 
 export interface Io {
   out(text: string): void;

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { formatBytes } from './format.js';
 import { blockDir, isClaimed, isLegitimateUse, isScannable, lstatOrUndefined, type NodeScan, type PoolView } from './inspect.js';
-import { diskUsage } from './walk.js';
+import { diskUsage } from '../system/walk.js';
 
 export type OrphanKind =
   /** (a) a directory in the pool root that no record owns */

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
-import { allocatedBytes } from '../system/du.js';
+import { readMounts } from '../system/mount.js';
+import { diskUsage } from '../system/walk.js';
 import type { VolumeRecord } from '../volumes/record.js';
 import type { Pool } from './pool.js';
 
@@ -64,6 +65,7 @@ export class CapacityTracker {
 
   private async recompute(): Promise<void> {
     const lookup = this.pool.quota ? await this.pool.quota.usageLookup() : () => undefined;
+    let mountPoints: Set<string> | undefined;
     let reserved = 0n;
     for (const rec of this.volumes()) {
       const capacity = BigInt(rec.capacityBytes);
@@ -75,7 +77,12 @@ export class CapacityTracker {
         used = st ? st.blocks * 512n : 0n;
       } else {
         // Without a quota report, walk the directory (recomputed at most every REFRESH_MS).
-        used = lookup(data, rec.projectId)?.usedBytes ?? (await allocatedBytes(data));
+        const known = lookup(data, rec.projectId)?.usedBytes;
+        if (known !== undefined) used = known;
+        else {
+          mountPoints ??= new Set((await readMounts()).map((m) => m.mountPoint));
+          used = (await diskUsage(data, { mountPoints })).bytes;
+        }
       }
       if (capacity > used) reserved += capacity - used;
     }

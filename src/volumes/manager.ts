@@ -8,6 +8,7 @@ import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { mountsBelow, readMounts } from '../system/mount.js';
+import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 import { buildBlockImage, detachAll } from './block.js';
@@ -201,7 +202,7 @@ export class VolumeManager {
     for (const entry of await fsp.readdir(st.pool.tmpDir)) {
       if (names.has(entry)) continue;
       this.log.info({ pool: st.pool.name, entry }, 'removing uncommitted volume from tmp');
-      await fsp.rm(path.join(st.pool.tmpDir, entry), { recursive: true, force: true });
+      await removeTree(path.join(st.pool.tmpDir, entry), new Set((await readMounts()).map((m) => m.mountPoint)));
     }
   }
 
@@ -485,8 +486,10 @@ export class VolumeManager {
   private sweepTrash(pool: Pool): void {
     this.trashSweep = this.trashSweep.then(async () => {
       try {
+        // Never follow a symlink or descend into a mount that somehow ended up in the trash.
+        const mountPoints = new Set((await readMounts()).map((m) => m.mountPoint));
         for (const entry of await fsp.readdir(pool.trashDir)) {
-          await fsp.rm(path.join(pool.trashDir, entry), { recursive: true, force: true });
+          await removeTree(path.join(pool.trashDir, entry), mountPoints);
         }
       } catch (err) {
         this.log.warn({ pool: pool.name, err: String(err) }, 'trash sweep failed; retried on next delete or start');

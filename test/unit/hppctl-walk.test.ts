@@ -3,7 +3,7 @@ import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSy
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RefusedError, diskUsage, removeTree } from '../../src/admin/walk.js';
+import { RefusedError, diskUsage, removeTree } from '../../src/system/walk.js';
 
 const isRoot = process.getuid?.() === 0;
 
