@@ -1,178 +1,64 @@
 /**
  * Offline checks of the Kubernetes side of the product: the manifests in deploy/ and the Dockerfile.
  *
- * - Every YAML file in deploy/ is listed in kustomization.yaml and the other way round; each parses the
- *   way kubectl reads it (YAML 1.1, no duplicate keys).
+ * - Every YAML file in deploy/ (and in the directories kustomization.yaml includes, such as
+ *   snapshot-controller/) is listed and the other way round; each parses the way kubectl reads it
+ *   (YAML 1.1, no duplicate keys).
  * - Every object is validated against the Kubernetes OpenAPI schema shipped by `kubernetes-models`
  *   (v4.5.1: Kubernetes v1.33.0), which checks types, enums and required fields. Those schemas allow
  *   unknown fields, as the API server's OpenAPI does, so a second pass type-checks each object as a
  *   TypeScript literal of the package's interface: excess-property errors catch misspelled fields
- *   (what `kubectl apply --validate=strict` would reject).
+ *   (what `kubectl apply --validate=strict` would reject). Custom resources (VolumeSnapshotClass) have
+ *   no schema there and get a structural check written from their CRD (./manifests.ts).
  * - Then the facts this driver depends on: CSIDriver settings, the node DaemonSet and its sidecars,
  *   pools, StorageClasses, RBAC for csi-provisioner, cross-checked with the daemon's own flag parser.
  * - A Dockerfile lint (hadolint-like rules) and its agreement with package.json, tsconfig.json,
  *   .dockerignore and the DaemonSet.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { CONTROLLER_CAPABILITIES } from '../../src/csi/capabilities.js';
 import { parseCli } from '../../src/config/options.js';
 import { LEGACY_POOL_NAME, parsePoolsJson } from '../../src/pools/config.js';
+import { ROUTER_CONTROLLER_CAPABILITIES } from '../../src/router/service.js';
 import { parseParameters } from '../../src/volumes/parameters.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const DEPLOY = path.join(ROOT, 'deploy');
-const NAMESPACE = 'hostpath-provisioner';
-const DRIVER_NAME = 'kubevirt.io.hostpath-provisioner';
-const SCHEMA_VERSION = 'Kubernetes v1.33 (kubernetes-models 4.5.1)';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Obj = Record<string, any>;
-
-interface Loaded {
-  file: string;
-  index: number;
-  label: string;
-  obj: Obj;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Loading
-// ---------------------------------------------------------------------------------------------------
-
-/** Parse a multi-document YAML file as kubectl does (YAML 1.1), reporting anything doubtful. */
-function loadYaml(file: string): { docs: Obj[]; problems: string[] } {
-  const text = readFileSync(file, 'utf8');
-  const rel = path.relative(ROOT, file);
-  const problems: string[] = [];
-  const docs: Obj[] = [];
-  // kubectl (sigs.k8s.io/yaml on go-yaml) reads YAML 1.1: `yes`, `on`, `010` are not strings there.
-  const v11 = parseAllDocuments(text, { version: '1.1', uniqueKeys: true, prettyErrors: true });
-  const v12 = parseAllDocuments(text, { version: '1.2', uniqueKeys: true, prettyErrors: true });
-  [...v11].forEach((doc, i) => {
-    for (const e of [...doc.errors, ...doc.warnings]) problems.push(`${rel} document ${i}: ${e.message}`);
-    const js = doc.toJS() as unknown;
-    if (js === null || js === undefined) return; // empty document (e.g. a trailing ---)
-    const js12 = [...v12][i]?.toJS() as unknown;
-    if (JSON.stringify(js) !== JSON.stringify(js12)) {
-      problems.push(`${rel} document ${i}: reads differently as YAML 1.1 and 1.2; quote the ambiguous scalar`);
-    }
-    if (typeof js !== 'object' || Array.isArray(js)) {
-      problems.push(`${rel} document ${i}: not a mapping`);
-      return;
-    }
-    docs.push(js as Obj);
-  });
-  return { docs, problems };
-}
-
-const kustomizationFile = loadYaml(path.join(DEPLOY, 'kustomization.yaml'));
-const kustomization: Obj = kustomizationFile.docs[0] ?? {};
-const listedResources: string[] = Array.isArray(kustomization.resources) ? kustomization.resources : [];
-const yamlFilesInDeploy = readdirSync(DEPLOY)
-  .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
-  .sort();
-
-const parsedFiles = new Map<string, { docs: Obj[]; problems: string[] }>();
-for (const f of new Set([...yamlFilesInDeploy, ...listedResources.filter((r) => existsSync(path.join(DEPLOY, r)))])) {
-  parsedFiles.set(f, loadYaml(path.join(DEPLOY, f)));
-}
-
-const objects: Loaded[] = listedResources.flatMap((file) =>
-  (parsedFiles.get(file)?.docs ?? []).map((obj, index) => ({
-    file,
-    index,
-    obj,
-    label: `${file}#${index} ${obj.kind}/${obj.metadata?.name}`,
-  })),
-);
-
-function all(kind: string): Obj[] {
-  return objects.filter((o) => o.obj.kind === kind).map((o) => o.obj);
-}
-
-function one(kind: string, name: string): Obj {
-  const found = all(kind).filter((o) => o.metadata?.name === name);
-  if (found.length !== 1) throw new Error(`expected exactly one ${kind}/${name} in deploy/, found ${found.length}`);
-  return found[0]!;
-}
+import {
+  CUSTOM_RESOURCES,
+  DEPLOY,
+  DRIVER_NAME,
+  NAMESPACE,
+  ROOT,
+  SCHEMA_VERSION,
+  all,
+  allows,
+  expandArgs,
+  fieldRef,
+  flag,
+  isCustomResource,
+  kustomization,
+  kustomizations,
+  listedResources,
+  mountAt,
+  objects,
+  one,
+  parsedFiles,
+  removesNamespace,
+  saRules,
+  schemaError,
+  strictFieldErrors,
+  yamlFilesInListedDirs,
+  type Obj,
+} from './manifests.js';
 
 // ---------------------------------------------------------------------------------------------------
-// Schema validation (kubernetes-models) and strict field check (TypeScript)
+// Scopes (loading, schemas and helpers are in ./manifests.ts, shared with the other manifest tests)
 // ---------------------------------------------------------------------------------------------------
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'CSIDriver', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding']);
-const NAMESPACED = new Set(['ServiceAccount', 'ConfigMap', 'DaemonSet', 'Deployment', 'Role', 'RoleBinding', 'Service', 'Secret']);
-
-function modelOf(obj: Obj): { module: string; type: string } {
-  const apiVersion = String(obj.apiVersion);
-  const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
-  const module = group ? `kubernetes-models/${group}/${version}/${obj.kind}` : `kubernetes-models/${version}/${obj.kind}`;
-  return { module, type: `I${obj.kind}` };
-}
-
-/** The OpenAPI schema check: undefined when valid, else the validator's message. */
-async function schemaError(obj: Obj): Promise<string | undefined> {
-  const { module } = modelOf(obj);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(/* @vite-ignore */ module)) as Record<string, unknown>;
-  } catch {
-    return `no Kubernetes schema for ${obj.apiVersion} ${obj.kind} (${module})`;
-  }
-  const Model = mod[obj.kind] as (new (data: Obj) => { validate(): void }) | undefined;
-  if (!Model) return `${module} has no model ${obj.kind}`;
-  try {
-    new Model(structuredClone(obj)).validate();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-/**
- * Type-check each object as a literal of its kubernetes-models interface. TypeScript's excess-property
- * check on object literals rejects any field the API type does not have, at any depth.
- */
-function strictFieldErrors(items: { label: string; obj: Obj }[]): string[] {
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    types: [],
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.ESNext,
-    moduleResolution: ts.ModuleResolutionKind.Bundler,
-  };
-  const virtual = new Map<string, { text: string; label: string }>();
-  items.forEach(({ label, obj }, i) => {
-    const { module, type } = modelOf(obj);
-    const fileName = path.join(ROOT, 'test', 'manifests', `__strict_fields_${i}.ts`);
-    const text = `import type { ${type} as T } from ${JSON.stringify(module)};\nexport const obj: T = ${JSON.stringify(obj, null, 2)};\n`;
-    virtual.set(fileName, { text, label });
-  });
-  const host = ts.createCompilerHost(options, true);
-  const { getSourceFile, fileExists, readFile } = host;
-  host.fileExists = (f) => virtual.has(f) || fileExists.call(host, f);
-  host.readFile = (f) => virtual.get(f)?.text ?? readFile.call(host, f);
-  host.getSourceFile = (f, lang, onError, create) => {
-    const v = virtual.get(f);
-    return v ? ts.createSourceFile(f, v.text, lang, true) : getSourceFile.call(host, f, lang, onError, create);
-  };
-  const program = ts.createProgram([...virtual.keys()], options, host);
-  return ts.getPreEmitDiagnostics(program).map((d) => {
-    const msg = ts.flattenDiagnosticMessageText(d.messageText, ' ');
-    const v = d.file ? virtual.get(d.file.fileName) : undefined;
-    if (!d.file || !v || d.start === undefined) return msg;
-    const { line } = d.file.getLineAndCharacterOfPosition(d.start);
-    return `${v.label}: \`${v.text.split('\n')[line]?.trim()}\`: ${msg}`;
-  });
-}
+const CLUSTER_SCOPED = new Set(['Namespace', 'CSIDriver', 'StorageClass', 'ClusterRole', 'ClusterRoleBinding', 'VolumeSnapshotClass']);
+const NAMESPACED = new Set(['ServiceAccount', 'ConfigMap', 'DaemonSet', 'Deployment', 'Role', 'RoleBinding', 'Service', 'Secret', 'NetworkPolicy']);
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers for pod specs
@@ -192,34 +78,6 @@ function volume(name: string): Obj {
   const v = (podSpec().volumes as Obj[]).find((x) => x.name === name);
   if (!v) throw new Error(`DaemonSet hpp-csi-node has no volume ${name}`);
   return v;
-}
-
-function mountAt(c: Obj, mountPath: string): Obj | undefined {
-  return (c.volumeMounts as Obj[] | undefined)?.find((m) => m.mountPath === mountPath);
-}
-
-/** Value of `--name=value` (or a bare `--name`, as 'true'); undefined when absent. */
-function flag(args: string[], name: string): string | undefined {
-  for (const a of args) {
-    if (a === `--${name}`) return 'true';
-    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3);
-  }
-  return undefined;
-}
-
-function fieldRef(c: Obj, envName: string): string | undefined {
-  return (c.env as Obj[] | undefined)?.find((e) => e.name === envName)?.valueFrom?.fieldRef?.fieldPath;
-}
-
-/** kubelet's $(VAR) expansion in args, from the container's literal env and fieldRefs (given values). */
-function expandArgs(c: Obj, values: Record<string, string>): string[] {
-  return (c.args as string[]).map((a) =>
-    a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (_, v: string) => {
-      const env = (c.env as Obj[] | undefined)?.find((e) => e.name === v);
-      if (!env) throw new Error(`container ${c.name}: $(${v}) in args but no env ${v}`);
-      return env.value ?? values[v] ?? `<${v}>`;
-    }),
-  );
 }
 
 function tolerates(tolerations: Obj[], taint: { key: string; value?: string; effect: string }): boolean {
@@ -246,26 +104,49 @@ function driverSocket(): string {
 // ---------------------------------------------------------------------------------------------------
 
 describe('deploy/kustomization.yaml', () => {
+  const KNOWN_KEYS = ['apiVersion', 'kind', 'namespace', 'resources', 'images', 'labels', 'commonAnnotations', 'patches', 'transformers', 'configMapGenerator', 'generatorOptions'];
+
   it('is a Kustomization for namespace hostpath-provisioner', () => {
-    expect(kustomizationFile.problems).toEqual([]);
+    expect(kustomizations[0]!.problems).toEqual([]);
     expect(kustomization.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
     expect(kustomization.kind).toBe('Kustomization');
     expect(kustomization.namespace).toBe(NAMESPACE);
-    const known = ['apiVersion', 'kind', 'namespace', 'resources', 'images', 'labels', 'commonAnnotations', 'patches', 'configMapGenerator', 'generatorOptions'];
-    expect(Object.keys(kustomization).filter((k) => !known.includes(k))).toEqual([]);
+    expect(Object.keys(kustomization).filter((k) => !KNOWN_KEYS.includes(k))).toEqual([]);
   });
 
-  it('lists every manifest in deploy/, each once, and nothing that is not there', () => {
+  it('the directories it includes are Kustomizations too, that leave the namespace to the objects', () => {
+    for (const k of kustomizations.slice(1)) {
+      expect(k.problems, k.dir).toEqual([]);
+      expect(k.obj.apiVersion, k.dir).toBe('kustomize.config.k8s.io/v1beta1');
+      expect(k.obj.kind, k.dir).toBe('Kustomization');
+      expect(Object.keys(k.obj).filter((key) => !KNOWN_KEYS.includes(key)), k.dir).toEqual([]);
+      // Applied on its own (kubectl apply -k deploy/<dir>) it must land in the same namespace, and a
+      // `namespace:` here would also stamp the cluster-scoped custom resources.
+      expect(k.obj.namespace, `${k.dir}/kustomization.yaml sets no namespace`).toBeUndefined();
+      for (const o of objects.filter((x) => x.file.startsWith(`${k.dir}/`) && NAMESPACED.has(x.obj.kind))) {
+        expect(o.obj.metadata.namespace, `${o.label} names its namespace`).toBe(NAMESPACE);
+      }
+    }
+  });
+
+  it('lists every manifest in deploy/ and in the directories it includes, each once, and nothing that is not there', () => {
     expect(listedResources.length).toBeGreaterThan(0);
     expect(new Set(listedResources).size).toBe(listedResources.length);
     expect(listedResources.filter((r) => !existsSync(path.join(DEPLOY, r)))).toEqual([]);
-    expect([...listedResources].sort()).toEqual(yamlFilesInDeploy);
+    expect([...listedResources].sort()).toEqual(yamlFilesInListedDirs);
   });
 
   it('every manifest parses as kubectl reads it (YAML 1.1, no duplicate keys) and holds objects', () => {
     const problems = [...parsedFiles.values()].flatMap((p) => p.problems);
     expect(problems).toEqual([]);
     for (const [file, parsed] of parsedFiles) expect(parsed.docs.length, `${file} holds no object`).toBeGreaterThan(0);
+  });
+
+  // kustomize knows the scope of Kubernetes kinds only: `namespace:` stamps custom resources too.
+  it('takes the namespace off cluster-scoped custom resources again (kustomize does not know their scope)', () => {
+    const custom = objects.filter((o) => isCustomResource(o.obj) && CUSTOM_RESOURCES[o.obj.kind]!.scope === 'Cluster');
+    expect(custom.length).toBeGreaterThan(0);
+    for (const o of custom) expect(removesNamespace(kustomizations[0]!, CUSTOM_RESOURCES[o.obj.kind]!.group, o.obj.kind), o.label).toBe(true);
   });
 });
 
@@ -281,7 +162,8 @@ describe(`manifests against the ${SCHEMA_VERSION} schemas`, () => {
   }
 
   it('no object has a field its API type does not define', () => {
-    expect(strictFieldErrors(objects)).toEqual([]);
+    // Custom resources have no TypeScript interface; their structural check (above) rejects unknown fields.
+    expect(strictFieldErrors(objects.filter((o) => !isCustomResource(o.obj)))).toEqual([]);
   });
 
   it('every object is named, unique, and in the right namespace', () => {
@@ -319,6 +201,21 @@ describe('the validators catch mistakes (negative controls)', () => {
     expect(await schemaError(ds2)).toMatch(/selector/);
 
     expect(await schemaError({ apiVersion: 'example.com/v1', kind: 'Nothing', metadata: { name: 'x' } })).toMatch(/no Kubernetes schema/);
+  });
+
+  it('the structural check of VolumeSnapshotClass rejects what its CRD rejects, and unknown fields', async () => {
+    const good = { apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshotClass', metadata: { name: 'x' }, driver: DRIVER_NAME, deletionPolicy: 'Delete' };
+    expect(await schemaError(good)).toBeUndefined();
+    expect(await schemaError({ ...good, deletionPolicy: 'Remove' })).toMatch(/deletionPolicy/);
+    const { driver: _d, ...noDriver } = good;
+    expect(await schemaError(noDriver)).toMatch(/driver is required/);
+    const { deletionPolicy: _p, ...noPolicy } = good;
+    expect(await schemaError(noPolicy)).toMatch(/deletionPolicy/);
+    expect(await schemaError({ ...good, spec: { driver: DRIVER_NAME } })).toMatch(/unknown field spec/);
+    expect(await schemaError({ ...good, parameters: { a: 1 } })).toMatch(/parameters\.a must be a string/);
+    expect(await schemaError({ ...good, metadata: { name: 'X_y' } })).toMatch(/metadata\.name/);
+    expect(await schemaError({ ...good, metadata: { name: 'x', namespace: 'ns' } })).toMatch(/metadata\.namespace/);
+    expect(await schemaError({ ...good, apiVersion: 'snapshot.storage.k8s.io/v1beta1' })).toMatch(/apiVersion/);
   });
 
   it('the strict field check rejects misspelled fields at any depth, and passes correct ones', () => {
@@ -431,7 +328,7 @@ describe('DaemonSet hpp-csi-node', () => {
 
     it('its arguments are accepted by the daemon (src/config/options.ts) and name this CSIDriver and these pools', () => {
       const c = container('hpp-csi-driver');
-      const args = expandArgs(c, { NODE_NAME: 'worker-1' });
+      const args = expandArgs(c, { NODE_NAME: 'worker-1', POD_IP: '10.244.1.5' });
       // Serve the pools file from the ConfigMap the pod mounts, as kubelet would.
       const poolsFile = flag(args, 'pools-file')!;
       const cmMount = mountAt(c, path.posix.dirname(poolsFile));
@@ -443,14 +340,21 @@ describe('DaemonSet hpp-csi-node', () => {
       try {
         const local = path.join(dir, 'pools.json');
         writeFileSync(local, content);
+        // The peer token comes from a Secret created at install time (test/manifests/snapshot-controller.test.ts
+        // checks the mount); here any token of the right form.
+        const token = path.join(dir, 'token');
+        writeFileSync(token, `${'a'.repeat(64)}\n`);
         const opts = parseCli(
-          args.map((a) => (a.startsWith('--pools-file=') ? `--pools-file=${local}` : a)),
+          args.map((a) => (a.startsWith('--pools-file=') ? `--pools-file=${local}` : a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a)),
           {},
         );
         expect(opts.driverName).toBe(one('CSIDriver', DRIVER_NAME).metadata.name);
         expect(opts.nodeName).toBe('worker-1');
         expect(opts.endpoint).toBe(`unix://${driverSocket()}`);
         expect(opts.pools).toEqual(poolsFromConfigMap());
+        expect(opts.peer?.address).toBe('10.244.1.5:9700');
+        expect(opts.peer?.token).toBe('a'.repeat(64));
+        expect(opts.peer?.tls, 'TLS is optional and off by default').toBeUndefined();
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -574,17 +478,40 @@ describe('pools', () => {
   });
 });
 
+/**
+ * Is ControllerExpandVolume reachable in the cluster? external-resizer must run beside a CSI endpoint that
+ * offers EXPAND_VOLUME for every volume: the router (hpp-snapshot-controller), which forwards it to the
+ * daemon of the volume's node. A resizer in the DaemonSet would only reach its own node's daemon.
+ */
+function expansionRouted(): boolean {
+  return all('Deployment').some((d) => {
+    const containers = d.spec.template.spec.containers as Obj[];
+    const router = containers.find((c) => (c.command ?? []).join(' ') === 'node dist/cmd/hpp-snapshot-controller.js');
+    const resizer = containers.find((c) => c.name === 'csi-resizer');
+    const endpoint = router && flag(router.args ?? [], 'endpoint');
+    return !!resizer && !!endpoint && `unix://${flag(resizer.args ?? [], 'csi-address')}` === endpoint;
+  });
+}
+
 describe('StorageClasses', () => {
   it('are served by this CSIDriver, delete with the claim and bind where the pod lands', () => {
     const driver = one('CSIDriver', DRIVER_NAME);
     const classes = all('StorageClass');
-    expect(classes.map((s) => s.metadata.name).sort()).toEqual(['hostpath-csi', 'hostpath-csi-legacy']);
+    expect(classes.map((s) => s.metadata.name).sort()).toEqual(['hostpath-csi', 'hostpath-csi-legacy', 'hostpath-csi-vm']);
     for (const sc of classes) {
       expect(sc.provisioner, sc.metadata.name).toBe(driver.metadata.name);
       expect(sc.reclaimPolicy, sc.metadata.name).toBe('Delete');
       expect(sc.volumeBindingMode, sc.metadata.name).toBe('WaitForFirstConsumer');
       if (!CONTROLLER_CAPABILITIES.has('EXPAND_VOLUME')) expect(sc.allowVolumeExpansion ?? false, sc.metadata.name).toBe(false);
     }
+  });
+
+  // Claims may grow exactly when every step of it is there: the daemon expands (EXPAND_VOLUME), the
+  // router offers and forwards it, and external-resizer calls the router.
+  it('allow volume expansion exactly when the daemon, the router and a routed csi-resizer support it', () => {
+    const routed = CONTROLLER_CAPABILITIES.has('EXPAND_VOLUME') && (ROUTER_CONTROLLER_CAPABILITIES as readonly string[]).includes('EXPAND_VOLUME') && expansionRouted();
+    expect(routed, 'expansion is routed in this deployment').toBe(true);
+    for (const sc of all('StorageClass')) expect(sc.allowVolumeExpansion ?? false, sc.metadata.name).toBe(routed);
   });
 
   it('parameters are ones the driver accepts (it refuses unknown keys)', () => {
@@ -595,6 +522,16 @@ describe('StorageClasses', () => {
     const sc = one('StorageClass', 'hostpath-csi');
     expect(sc.parameters).toEqual({ storagePool: 'local' });
     expect(poolsFromConfigMap().map((p) => p.name)).toContain(sc.parameters.storagePool);
+  });
+
+  it('hostpath-csi-vm creates a sparse disk.img with CDI\'s default overhead in a configured pool', () => {
+    const sc = one('StorageClass', 'hostpath-csi-vm');
+    expect(sc.parameters).toEqual({ storagePool: 'local', createDiskImage: 'true', preallocation: 'false', filesystemOverhead: '0.055' });
+    expect(poolsFromConfigMap().map((p) => p.name)).toContain(sc.parameters.storagePool);
+    const params = parseParameters(sc.parameters);
+    expect(params.createDiskImage).toBe(true);
+    expect(params.preallocation).toBe(false);
+    expect(params.filesystemOverhead?.text).toBe('0.055');
   });
 
   it('hostpath-csi-legacy has no storagePool, and the driver can resolve one for it', () => {
@@ -609,33 +546,6 @@ describe('StorageClasses', () => {
 // ---------------------------------------------------------------------------------------------------
 // RBAC
 // ---------------------------------------------------------------------------------------------------
-
-function allows(rules: Obj[], group: string, resource: string, verb: string): boolean {
-  return rules.some(
-    (r) =>
-      (r.apiGroups ?? []).some((g: string) => g === group || g === '*') &&
-      (r.resources ?? []).some((x: string) => x === resource || x === '*') &&
-      (r.verbs ?? []).some((v: string) => v === verb || v === '*'),
-  );
-}
-
-function boundTo(binding: Obj, sa: { name: string; namespace: string }): boolean {
-  return ((binding.subjects ?? []) as Obj[]).some((s) => s.kind === 'ServiceAccount' && s.name === sa.name && (s.namespace ?? binding.metadata.namespace) === sa.namespace);
-}
-
-function roleRules(ref: Obj, namespace?: string): Obj[] {
-  const role = ref.kind === 'ClusterRole' ? all('ClusterRole').find((r) => r.metadata.name === ref.name) : all('Role').find((r) => r.metadata.name === ref.name && (r.metadata.namespace ?? NAMESPACE) === namespace);
-  return (role?.rules ?? []) as Obj[];
-}
-
-/** Rules the ServiceAccount has cluster-wide, and in its own namespace. */
-function saRules(sa: { name: string; namespace: string }): { cluster: Obj[]; namespaced: Obj[] } {
-  const cluster = all('ClusterRoleBinding').filter((b) => boundTo(b, sa)).flatMap((b) => roleRules(b.roleRef));
-  const local = all('RoleBinding')
-    .filter((b) => (b.metadata.namespace ?? NAMESPACE) === sa.namespace && boundTo(b, sa))
-    .flatMap((b) => roleRules(b.roleRef, sa.namespace));
-  return { cluster, namespaced: [...cluster, ...local] };
-}
 
 describe('RBAC', () => {
   const sa = { name: 'hpp-csi-node', namespace: NAMESPACE };
@@ -662,6 +572,9 @@ describe('RBAC', () => {
     ['', 'events', ['list', 'watch', 'create', 'update', 'patch']],
     ['storage.k8s.io', 'csinodes', ['get', 'list', 'watch']],
     ['', 'nodes', ['get', 'list', 'watch']],
+    // Restores: the snapshot handle from the claim's VolumeSnapshot and its bound content.
+    ['snapshot.storage.k8s.io', 'volumesnapshots', ['get', 'list']],
+    ['snapshot.storage.k8s.io', 'volumesnapshotcontents', ['get', 'list']],
   ];
   const NAMESPACE_NEEDS: [string, string, string[]][] = [
     ['storage.k8s.io', 'csistoragecapacities', ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']],

@@ -398,7 +398,12 @@ describe('the daemon side: pools.json entry, DaemonSet patch, StorageClass', () 
     const dir = mkdtempSync(path.join(scratch, 'pools-'));
     const file = path.join(dir, 'pools.json');
     writeFileSync(file, poolsJson);
-    const args = (c.args as string[]).map((a) => (a.startsWith('--pools-file=') ? `--pools-file=${file}` : a.replace('$(NODE_NAME)', 'worker-1')));
+    // The peer token is a Secret made at install time: any token of the right form here.
+    const token = path.join(dir, 'token');
+    writeFileSync(token, 'b'.repeat(64));
+    const args = (c.args as string[]).map((a) =>
+      a.startsWith('--pools-file=') ? `--pools-file=${file}` : a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a.replace('$(NODE_NAME)', 'worker-1').replace('$(POD_IP)', '10.244.1.5'),
+    );
     const opts = parseCli(args, {});
     expect(opts.pools.map((p) => p.name)).toEqual(['local', POOL]);
   });
