@@ -19,9 +19,11 @@ node that owns the volume, for external-snapshotter and external-resizer running
   --peers-file FILE     JSON {"node": "host:port"}, re-read when it changes
   --discover-kubernetes find daemon pods through the Kubernetes API (in-cluster service account)
   --namespace NS        namespace of the daemon pods               env POD_NAMESPACE
-  --selector SEL        label selector of the daemon pods          (default app.kubernetes.io/name=hpp-csi-node)
+  --selector SEL        label selector of the daemon pods          (default app.kubernetes.io/name=hostpath-provisioner-csi,app.kubernetes.io/component=node-plugin)
   --peer-port PORT      daemons' peer port                         (default 9700)
   --peer-ca FILE        CA of the daemons' peer TLS certificates (plain TCP when absent)
+  --peer-tls-server-name NAME  name to check the daemons' certificates against, instead of the
+                        address dialled (one certificate for all daemons, e.g. hpp-peer.<namespace>)
   --log-level LEVEL     pino level                                 env LOG_LEVEL (default info)
   --version, --help
 `;
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
         selector: { type: 'string' },
         'peer-port': { type: 'string' },
         'peer-ca': { type: 'string' },
+        'peer-tls-server-name': { type: 'string' },
         'log-level': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
   if (values['discover-kubernetes']) {
     const namespace = values.namespace ?? process.env.POD_NAMESPACE;
     if (!namespace) fail('--discover-kubernetes needs --namespace (or POD_NAMESPACE)');
-    peers = new KubernetesPeers({ namespace, selector: values.selector ?? 'app.kubernetes.io/name=hpp-csi-node', port: Number(values['peer-port'] ?? 9700) });
+    peers = new KubernetesPeers({ namespace, selector: values.selector ?? 'app.kubernetes.io/name=hostpath-provisioner-csi,app.kubernetes.io/component=node-plugin', port: Number(values['peer-port'] ?? 9700) });
   } else {
     const fixed = new Map<string, string>();
     for (const p of values.peer ?? []) {
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
       token,
       peers,
       caFile: values['peer-ca'],
+      tlsServerName: values['peer-tls-server-name'],
       log,
     },
     log,

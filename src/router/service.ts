@@ -17,6 +17,8 @@ export interface RouterOptions {
   peers: PeerResolver;
   /** CA of the daemons' peer endpoints when they serve TLS. */
   caFile?: string;
+  /** Check the daemons' certificates against this name rather than the address dialled. */
+  tlsServerName?: string;
   log: Logger;
 }
 
@@ -33,7 +35,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
   function client(address: string): grpc.Client {
     let c = clients.get(address);
     if (!c) {
-      c = new csi.Controller(address, creds);
+      c = new csi.Controller(address, creds, opts.tlsServerName ? { 'grpc.ssl_target_name_override': opts.tlsServerName, 'grpc.default_authority': opts.tlsServerName } : {});
       clients.set(address, c);
     }
     return c;

@@ -152,14 +152,29 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     mkdirSync(`${dir}/n3`);
     const n3 = await startDriver({ dir, node: 'n3', args: ['--pool', `p=${dir}/n3`, '--peer-address', '127.0.0.1:0', '--peer-token-file', tokenFile(), '--peer-tls-cert', cert, '--peer-tls-key', key] });
     const r = await startRouter(dir, ['--token-file', tokenFile(), '--peer', `n3=localhost:${peerPort(n3)}`, '--peer-ca', cert]);
+    // One certificate for every daemon: checked against a fixed name, not the address dialled.
+    const shared = path.join(dir, 'shared');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${shared}.key`, '-out', `${shared}.crt`, '-days', '1', '-subj', '/CN=hpp-peer', '-addext', 'subjectAltName=DNS:hpp-peer.hostpath-provisioner'], { stdio: 'ignore' });
+    mkdirSync(`${dir}/n4`);
+    const n4 = await startDriver({ dir, node: 'n4', args: ['--pool', `p=${dir}/n4`, '--peer-address', '127.0.0.1:0', '--peer-token-file', tokenFile(), '--peer-tls-cert', `${shared}.crt`, '--peer-tls-key', `${shared}.key`] });
+    const named = await startRouter(dir, ['--token-file', tokenFile(), '--peer', `n4=127.0.0.1:${peerPort(n4)}`, '--peer-ca', `${shared}.crt`, '--peer-tls-server-name', 'hpp-peer.hostpath-provisioner']);
+    const unnamed = await startRouter(dir, ['--token-file', tokenFile(), '--peer', `n4=127.0.0.1:${peerPort(n4)}`, '--peer-ca', `${shared}.crt`]);
     try {
       const v = await n3.clients.controller.CreateVolume({ name: 'tv', volume_capabilities: [MOUNT_CAP] });
       const s = await r.clients.controller.CreateSnapshot({ name: 'ts', source_volume_id: v.volume.volume_id });
       expect(s.snapshot.snapshot_id).toBe('n3:p:ts');
       await r.clients.controller.DeleteSnapshot({ snapshot_id: s.snapshot.snapshot_id });
+
+      const v4 = await n4.clients.controller.CreateVolume({ name: 'tv4', volume_capabilities: [MOUNT_CAP] });
+      const s4 = await named.clients.controller.CreateSnapshot({ name: 'ts4', source_volume_id: v4.volume.volume_id });
+      expect(s4.snapshot.snapshot_id).toBe('n4:p:ts4');
+      // Without the name the certificate does not match 127.0.0.1: the call never reaches the daemon.
+      await expectCode(unnamed.clients.controller.DeleteSnapshot({ snapshot_id: s4.snapshot.snapshot_id }), 'UNAVAILABLE');
+      await named.clients.controller.DeleteSnapshot({ snapshot_id: s4.snapshot.snapshot_id });
     } finally {
-      await r.stop();
+      await Promise.all([r.stop(), named.stop(), unnamed.stop()]);
       await n3.stop();
+      await n4.stop();
     }
   });
 });
