@@ -16,13 +16,20 @@ export interface CapacityFigures {
 const REFRESH_MS = 2_000;
 
 /**
- * The promise-able capacity of one pool. Free space is read fresh on every call (statfs is cheap);
- * how much existing volumes may still grow into needs a quota report and a stat per block image, so it
- * is recomputed at most every 2 s and adjusted in memory as volumes come and go in between.
+ * The promise-able capacity of one pool. Free space is read fresh on every call (statfs is cheap).
+ * What each volume may still grow into (capacity − used) needs a quota report, or a walk of the
+ * directory, or a stat of the image; it is recomputed in the background at most every 2 s, and kept
+ * exact in between from what this process does: a created volume reserves its whole capacity, an
+ * expansion its growth, a deleted volume gives back exactly what it held. Only the first call waits.
  */
 export class CapacityTracker {
+  /** Reserve per volume id. */
+  private reserves = new Map<string, bigint>();
   private reserved = 0n;
   private computedAt = 0;
+  private refreshing?: Promise<void>;
+  /** Ids changed while a recompute runs: its older view must not overwrite them. */
+  private touched?: Set<string>;
   /** Capacity promised to creates still in flight. */
   private pending = 0n;
 
@@ -32,7 +39,8 @@ export class CapacityTracker {
   ) {}
 
   async figures(): Promise<CapacityFigures> {
-    if (Date.now() - this.computedAt > REFRESH_MS) await this.recompute();
+    if (this.computedAt === 0) await this.refresh();
+    else if (Date.now() - this.computedAt > REFRESH_MS) void this.refresh().catch(() => {});
     const { totalBytes, availableBytes: freeBytes } = await this.pool.capacity();
     const reservedBytes = this.reserved + this.pending;
     const ratio = BigInt(Math.round(this.pool.overcommitRatio * 1000));
@@ -41,32 +49,46 @@ export class CapacityTracker {
     return { totalBytes, freeBytes, reservedBytes, availableBytes };
   }
 
-  /** Hold `bytes` for a create in flight; the returned function commits (true) or drops (false) it. */
-  reserve(bytes: bigint): (committed: boolean) => void {
+  /** Hold `bytes` for volume `id` (a create or an expansion in flight); commit(true) keeps it, commit(false) drops it. */
+  reserve(id: string, bytes: bigint): (committed: boolean) => void {
     this.pending += bytes;
     let done = false;
     return (committed) => {
       if (done) return;
       done = true;
       this.pending -= bytes;
-      if (committed) this.reserved += bytes;
+      if (committed) this.set(id, (this.reserves.get(id) ?? 0n) + bytes);
     };
   }
 
-  /** A volume went away: its reserve goes with it until the next recompute. */
-  forget(rec: VolumeRecord): void {
-    this.reserved -= BigInt(rec.capacityBytes);
-    if (this.reserved < 0n) this.reserved = 0n;
+  /** A volume went away: exactly its reserve goes with it. */
+  forget(id: string): void {
+    this.set(id, undefined);
   }
 
-  invalidate(): void {
-    this.computedAt = 0;
+  private set(id: string, value: bigint | undefined): void {
+    this.reserved -= this.reserves.get(id) ?? 0n;
+    if (value === undefined) this.reserves.delete(id);
+    else {
+      this.reserves.set(id, value);
+      this.reserved += value;
+    }
+    this.touched?.add(id);
+  }
+
+  private refresh(): Promise<void> {
+    this.refreshing ??= this.recompute().finally(() => {
+      this.refreshing = undefined;
+      this.touched = undefined;
+    });
+    return this.refreshing;
   }
 
   private async recompute(): Promise<void> {
+    this.touched = new Set();
     const lookup = this.pool.quota ? await this.pool.quota.usageLookup() : () => undefined;
     let mountPoints: Set<string> | undefined;
-    let reserved = 0n;
+    const computed = new Map<string, bigint>();
     for (const rec of this.volumes()) {
       const capacity = BigInt(rec.capacityBytes);
       if (capacity === 0n) continue;
@@ -84,9 +106,16 @@ export class CapacityTracker {
           used = (await diskUsage(data, { mountPoints })).bytes;
         }
       }
-      if (capacity > used) reserved += capacity - used;
+      computed.set(rec.id, capacity > used ? capacity - used : 0n);
     }
-    this.reserved = reserved;
+    // What changed while we walked is newer than what we saw.
+    for (const id of this.touched ?? []) {
+      const v = this.reserves.get(id);
+      if (v === undefined) computed.delete(id);
+      else computed.set(id, v);
+    }
+    this.reserves = computed;
+    this.reserved = [...computed.values()].reduce((a, b) => a + b, 0n);
     this.computedAt = Date.now();
   }
 }

@@ -258,7 +258,7 @@ export class VolumeManager {
           `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}`,
         );
       }
-      return st.capacity.reserve(spec.capacityBytes);
+      return st.capacity.reserve(id, spec.capacityBytes);
     });
     try {
       const rec = await this.build(st, spec, id, dataPath);
@@ -343,7 +343,7 @@ export class VolumeManager {
     await this.moveToTrash(st.pool, dataPath);
     await st.store.remove(rec.name);
     this.index.delete(rec.id);
-    st.capacity.forget(rec);
+    st.capacity.forget(rec.id);
     await st.pool.quota?.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
     this.sweepTrash(st.pool);
   }
@@ -368,7 +368,7 @@ export class VolumeManager {
       if (delta > figs.availableBytes) {
         throw resourceExhausted(`pool ${rec.pool} can promise ${figs.availableBytes} more bytes, not the ${delta} this expansion needs`);
       }
-      return st.capacity.reserve(delta);
+      return st.capacity.reserve(rec.id, delta);
     });
     try {
       const data = this.dataPath(st.pool, rec);
