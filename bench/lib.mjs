@@ -319,7 +319,7 @@ export async function connect(endpoint) {
  * Start the built daemon on `<dir>/csi.sock` with one pool and wait until it serves. Its log lines
  * (pino JSON) are kept and parsed, so a benchmark can read the daemon's own timings.
  */
-async function startDaemon(bench, { pool, logLevel = 'info', nodeArgs = [], args = [] }) {
+async function startDaemon(bench, { pool, logLevel = 'info', nodeArgs = [], args = [], env = {} }) {
   if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' first`);
   const socket = path.join(bench.dir, `csi-${bench.daemons.length}.sock`);
   const endpoint = `unix://${socket}`;
@@ -329,7 +329,7 @@ async function startDaemon(bench, { pool, logLevel = 'info', nodeArgs = [], args
   const child = spawn(
     process.execPath,
     [...nodeArgs, DRIVER_JS, '--endpoint', endpoint, '--node-name', NODE_NAME, '--pool', `${POOL_NAME}=${pool}`, '--log-level', logLevel, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   const entries = [];
   let raw = '';
@@ -527,11 +527,14 @@ export async function settleCaches() {
  * as a disk would behave, unless directIo is false). Returns { file, device }. The harness's cleanup
  * detaches it and removes the file; releaseLoop() does it earlier.
  */
-export function makeLoopDevice(bench, rel, bytes, { directIo = true } = {}) {
+export function makeLoopDevice(bench, rel, bytes, { directIo = true, prefill = false } = {}) {
   const file = path.join(bench.dir, rel);
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, '');
   truncateSync(file, bytes);
+  // prefill: write the whole backing file first, so that writes through the device do not also pay for
+  // the host filesystem allocating the file (a real disk has its blocks). Then keep mkfs from discarding.
+  if (prefill) sh('dd', ['if=/dev/zero', `of=${file}`, 'bs=8M', `count=${Math.ceil(bytes / (8 * MiB))}`, 'conv=notrunc,fsync', 'status=none']);
   let device;
   try {
     device = sh('losetup', ['--find', '--show', ...(directIo ? ['--direct-io=on'] : []), file]).trim();
@@ -659,8 +662,16 @@ export function renderSvg(chart) {
     y = plotTop + plotH + 34;
   }
   for (const n of chart.notes ?? []) {
-    y += 16;
-    parts.push(`<text x="16" y="${y}" class="note">${esc(n)}</text>`);
+    // Wrap long notes at word boundaries (about 135 characters fit the width at this font size).
+    const lines = [''];
+    for (const w of String(n).split(' ')) {
+      if (lines.at(-1) && `${lines.at(-1)} ${w}`.length > 135) lines.push(w);
+      else lines[lines.length - 1] = lines.at(-1) ? `${lines.at(-1)} ${w}` : w;
+    }
+    lines.forEach((l, i) => {
+      y += i === 0 ? 16 : 14;
+      parts.push(`<text x="${i === 0 ? 16 : 26}" y="${y}" class="note">${esc(l)}</text>`);
+    });
   }
   y += 16;
   const style = `

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { RESULTS_DIR, cleanupAll, formatTable, openBench, renderSvg, roundDeep, waitQuiet } from './lib.mjs';
+import { writeSummary } from './summary.mjs';
 
 /** The benchmarks, in the order they run when none are named. Each is bench/<name>.mjs exporting run(). */
 export const BENCHMARKS = ['cycle', 'loop-io', 'prealloc', 'snapshot', 'throughput'];
@@ -13,9 +14,17 @@ export const BENCHMARKS = ['cycle', 'loop-io', 'prealloc', 'snapshot', 'throughp
 async function main() {
   const args = process.argv.slice(2);
   if (args.includes('-h') || args.includes('--help')) {
-    process.stdout.write(`usage: node bench/run.mjs [${BENCHMARKS.join('|')} ...]   (none: all)\n` +
+    process.stdout.write(`usage: node bench/run.mjs [${BENCHMARKS.join('|')} ...]   (none: all; \`summary\` only rebuilds results/summary.*)\n` +
       'env: BENCH_CYCLES (200), BENCH_WARMUP (20), BENCH_ATTRIBUTION_CYCLES, BENCH_LOOP_MIB (1024), BENCH_LOOP_REPS (3), BENCH_DROP_CACHES (1),\n' +
+      '     BENCH_PREALLOC_GIB (10), BENCH_PREALLOC_RUNS (3), BENCH_PREALLOC_FULL_RUNS (1), BENCH_PREALLOC_SPARSE_RUNS (3),\n' +
+      '     BENCH_SNAP_GIB (1,10), BENCH_SNAP_REPS_REFLINK (5), BENCH_SNAP_REPS_COPY (1),\n' +
+      '     BENCH_CREATES (1000), BENCH_INFLIGHT (16), BENCH_THROUGHPUT_WARMUP (64), BENCH_RESTARTS (3), BENCH_CREATE_MIB (16), BENCH_PROFILE (auto|0|1),\n' +
       '     BENCH_QUIET_WAIT (120 s to wait for an idle machine), BENCH_QUIET_BUSY (0.15)\n');
+    return 0;
+  }
+  if (args.length === 1 && args[0] === 'summary') {
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    writeSummary();
     return 0;
   }
   const unknown = args.filter((a) => !BENCHMARKS.includes(a));
@@ -102,6 +111,8 @@ async function main() {
     writeFileSync(svgFile, renderSvg(chart));
     process.stdout.write(`wrote ${path.relative(process.cwd(), jsonFile)}, ${path.relative(process.cwd(), svgFile)} (${seconds.toFixed(1)} s)\n`);
   }
+  process.stdout.write('\n== summary of bench/results (every result present, against the goals)\n');
+  writeSummary();
   return failed > 0 ? 1 : 0;
 }
 
