@@ -179,8 +179,8 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`, ...sourceKeys], async () => {
         const source = sourceRef ? await resolveContentSource(sourceRef, mode, sized ? capacity : 0n) : undefined;
         if (source && !sized) capacity = source.sizeBytes;
-        const sameName = volumes.list().find((v) => v.name === name && v.pool !== pool.name);
-        if (sameName) {
+        const sameName = volumes.findByName(name);
+        if (sameName && sameName.pool !== pool.name) {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(

@@ -76,7 +76,7 @@ export class VolumeManager {
     private readonly log: Logger,
   ) {
     for (const p of pools) {
-      const capacity = new CapacityTracker(p, () => this.list().filter((v) => v.pool === p.name));
+      const capacity = new CapacityTracker(p, () => [...this.index.values()].filter((v) => v.pool === p.name));
       this.pools.set(p.name, { pool: p, store: new RecordStore<VolumeRecord>(p.volumesDir, p.name), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
     }
   }
@@ -222,6 +222,15 @@ export class VolumeManager {
     if (!ref || ref.node !== this.node || !this.pools.has(ref.pool)) return undefined;
     await this.ensureLoaded(ref.pool);
     return this.index.get(id);
+  }
+
+  /** The volume of that name in any pool (names are unique across pools). */
+  findByName(name: string): VolumeRecord | undefined {
+    for (const pool of this.pools.keys()) {
+      const rec = this.index.get(formatVolumeId({ node: this.node, pool, name }));
+      if (rec) return rec;
+    }
+    return undefined;
   }
 
   list(): VolumeRecord[] {
