@@ -21,6 +21,9 @@ const ALLOWED_MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev
  */
 async function checkTargetPath(p: unknown, field: string, ctx: DriverContext): Promise<{ given: string; real: string }> {
   if (typeof p !== 'string' || p === '') throw invalidArgument(`${field} is required`);
+  if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
+    throw invalidArgument(`${field} is longer than a path may be (${p.length} characters)`);
+  }
   const given = path.normalize(p).replace(/(.)\/+$/, '$1');
   if (p.includes('\0') || !path.isAbsolute(p) || given !== p.replace(/(.)\/+$/, '$1') || given === '/') {
     throw invalidArgument(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
@@ -51,12 +54,34 @@ async function realLocation(p: string): Promise<string> {
       return path.join(await fsp.realpath(existing), ...rest.reverse());
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENAMETOOLONG' || code === 'ELOOP') throw invalidArgument(`path ${p.slice(0, 200)} cannot be resolved: ${code}`);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       if (existing === '/') return p;
       rest.push(path.basename(existing));
       existing = path.dirname(existing);
     }
   }
+}
+
+/**
+ * A target a publish may mount onto: missing, or what a publish would create itself (an empty
+ * directory for a filesystem volume, an empty file for a block volume). Mounting over anything else
+ * would hide it, and the unpublish could not tell it from ours.
+ */
+async function checkTargetFree(real: string, asBlock: boolean): Promise<void> {
+  let st;
+  try {
+    st = await fsp.lstat(real);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (asBlock) {
+    if (!st.isFile() || st.size !== 0) throw failedPrecondition(`target ${real} exists and is not an empty file`);
+    return;
+  }
+  if (!st.isDirectory()) throw failedPrecondition(`target ${real} exists and is not a directory`);
+  if ((await fsp.readdir(real)).length > 0) throw failedPrecondition(`target ${real} is a directory that is not empty`);
 }
 
 function samePublication(a: Publication, b: Publication): boolean {
@@ -153,12 +178,22 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
           if (others.length > 0 && (wanted.accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
             throw failedPrecondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
           }
-          if (asBlock) {
-            const dev = await publishBlock(dataOf(rec), real, { readOnly: wanted.readOnly });
-            wanted.device = dev.name;
-          } else {
-            await publishDirectory(dataOf(rec), real, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
+          await checkTargetFree(real, asBlock);
+          // The intent is recorded before the mount: a crash in between leaves a publication that the
+          // next start re-makes (or forgets when the pod is gone), never a mount nobody knows about.
+          await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
+          try {
+            if (asBlock) {
+              const dev = await publishBlock(dataOf(rec), real, { readOnly: wanted.readOnly });
+              await volumes.update({ ...rec, publications: { ...rec.publications, [target]: { ...wanted, device: dev.name } } });
+            } else {
+              await publishDirectory(dataOf(rec), real, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
+            }
+          } catch (err) {
+            await volumes.update(rec).catch((e) => ctx.log.error({ volume: rec.id, target, err: String(e) }, 'could not withdraw the publication record'));
+            throw err;
           }
+          return {};
         }
         await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
         return {};
@@ -172,8 +207,8 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
       return volumes.locks.withKeys([`name/${first.name}`, `target/${real}`], async () => {
         const rec = await requireVolume(req.volume_id);
         const recorded = rec.publications[target] !== undefined;
-        const removed = await unmountAndRemoveTarget(real, async () => recorded || targetHolds(rec, real));
-        if (!removed) throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
+        const outcome = await unmountAndRemoveTarget(real, { recorded, isOurs: () => targetHolds(rec, real), log: ctx.log });
+        if (outcome === 'not-ours') throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
         const publications = { ...rec.publications };
         delete publications[target];
         if (rec.mode === 'block') await detachUnused(dataOf(rec), Object.values(publications));

@@ -8,6 +8,8 @@ import { toCsiError } from './errors.js';
 export type Msg = Record<string, any>;
 export type Handler = (req: Msg) => Promise<Msg>;
 
+const MAX_DETAILS = 2048;
+
 export interface RpcObserver {
   observe(method: string, code: string, seconds: number): void;
 }
@@ -39,6 +41,8 @@ export function unary(method: string, handler: Handler, log: Logger, observer?: 
       },
       (err: unknown) => {
         const e = toCsiError(err);
+        // Messages quote request fields; a huge field must not make a huge status (clients drop those).
+        if (e.message.length > MAX_DETAILS) e.message = `${e.message.slice(0, MAX_DETAILS)}... (${e.message.length - MAX_DETAILS} more characters)`;
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         const code = grpc.status[e.code] ?? String(e.code);
         observer?.observe(method, code, ms / 1000);

@@ -75,7 +75,7 @@ export class Pool {
     }
     const health = await this.health();
     if (!health.ready) return health;
-    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir]) {
+    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, path.join(this.metaDir, 'block')]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }
     if (!(await this.lock.acquire())) {

@@ -73,7 +73,9 @@ export async function run(cmd: string, args: string[], opts: ExecOptions = {}): 
   log.debug({ cmd: commandLine, exit: result.code, ms: Math.round(ms * 10) / 10 }, 'exec');
   if (!ok) {
     log.warn({ cmd: commandLine, exit: result.code, stderr: result.stderr.trim().slice(0, 500) }, 'exec failed');
-    throw new ExecError(opts.failCode ?? status.INTERNAL, commandLine, result);
+    // A full pool is the CO's to act on, whichever tool hit it.
+    const full = /No space left on device|Disk quota exceeded/i.test(result.stderr);
+    throw new ExecError(full ? status.RESOURCE_EXHAUSTED : (opts.failCode ?? status.INTERNAL), commandLine, result);
   }
   return result;
 }

@@ -13,31 +13,41 @@ export async function publishDirectory(source: string, target: string, opts: { r
   await bindMount(source, target, { readOnly: opts.readOnly, flags: opts.flags });
 }
 
+export type UnpublishOutcome = 'removed' | 'nothing-there' | 'not-ours';
+
 /**
- * Unmount every layer at `target`, then remove the target itself: a directory (filesystem volume) or
- * the file a device was bound onto (block volume). Never removes anything recursively.
+ * Unmount every layer of this volume at `target`, then remove the target itself if it is what a
+ * publish makes: an empty directory (filesystem volume) or an empty file (block volume). Nothing is
+ * removed when nothing of ours was there (`recorded` false and no mount of ours): an unpublish of a
+ * path we never published must not delete whatever a caller names. Never removes anything recursively.
  */
-export async function unmountAndRemoveTarget(target: string, isOurs: () => Promise<boolean>): Promise<boolean> {
-  let ours = true;
+export async function unmountAndRemoveTarget(
+  target: string,
+  opts: { recorded: boolean; isOurs: () => Promise<boolean>; log?: { warn(o: object, m: string): void } },
+): Promise<UnpublishOutcome> {
+  let unmounted = false;
   for (;;) {
     const mounted = mountAt(await readMounts(), target);
     if (!mounted) break;
-    if (!(await isOurs())) {
-      ours = false;
-      break;
-    }
+    if (!(opts.recorded || (await opts.isOurs()))) return 'not-ours';
     await unmount(target);
+    unmounted = true;
   }
-  if (!ours) return false;
+  if (!opts.recorded && !unmounted) return 'nothing-there';
   try {
     const st = await fsp.lstat(target);
     if (st.isDirectory()) await fsp.rmdir(target);
-    else await fsp.unlink(target);
+    else if (st.isFile() && st.size === 0) await fsp.unlink(target);
+    else opts.log?.warn({ target }, 'unpublished target is not an empty file or directory; left in place');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw internal(`cannot remove target ${target} after unmount: ${code}`, err);
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+      opts.log?.warn({ target }, 'unpublished target directory is not empty; left in place');
+    } else if (code !== 'ENOENT') {
+      throw internal(`cannot remove target ${target} after unmount: ${code}`, err);
+    }
   }
-  return true;
+  return 'removed';
 }
 
 export async function sameInode(a: string, b: string): Promise<boolean> {

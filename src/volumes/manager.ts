@@ -122,9 +122,12 @@ export class VolumeManager {
   async ensureLoaded(poolName: string): Promise<PoolState> {
     const st = this.pools.get(poolName);
     if (!st) throw invalidArgument(`storage pool ${poolName} is not configured`);
-    if (st.loaded) return st;
+    if (st.loaded && (await exists(st.pool.volumesDir))) return st;
     return this.locks.withKey(`pool/${poolName}`, async () => {
-      if (st.loaded) return st;
+      if (st.loaded) {
+        if (await exists(st.pool.volumesDir)) return st;
+        this.unload(st);
+      }
       const health = await st.pool.prepare();
       if (!health.ready) throw unavailable(health.reason ?? `pool ${poolName} is not ready`);
       const records = await st.store.loadAll((file, err) =>
@@ -157,6 +160,20 @@ export class VolumeManager {
       this.log.info({ pool: poolName, root: st.pool.root, volumes: kept.length, snapshots: snaps.length }, 'pool loaded');
       return st;
     });
+  }
+
+  /**
+   * The pool's metadata vanished under us (the directory was removed, or the disk went away): forget
+   * what we knew of it, so that it is loaded afresh, or reported UNAVAILABLE, instead of failing with
+   * ENOENT on every call.
+   */
+  private unload(st: PoolState): void {
+    this.log.error({ pool: st.pool.name, root: st.pool.root }, 'pool metadata is gone; forgetting its volumes and loading it again');
+    for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id);
+    for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id);
+    st.capacity = new CapacityTracker(st.pool, () => [...this.index.values()].filter((v) => v.pool === st.pool.name));
+    st.loaded = false;
+    void st.pool.release();
   }
 
   private async reconcile(st: PoolState, rec: VolumeRecord): Promise<VolumeRecord | undefined> {
@@ -237,10 +254,6 @@ export class VolumeManager {
     return [...this.index.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  volumeKey(id: string): string {
-    return `vol/${id}`;
-  }
-
   /** Create, or return the existing volume of that name when it is compatible. Caller holds the lock. */
   async create(spec: CreateSpec, compatible: (existing: VolumeRecord) => string | undefined): Promise<VolumeRecord> {
     const st = await this.ensureLoaded(spec.pool.name);
@@ -253,7 +266,6 @@ export class VolumeManager {
     }
     const pool = spec.pool;
     const dataPath = pool.resolveInside(spec.data);
-    await fsp.mkdir(path.dirname(dataPath), { recursive: true, mode: 0o700 });
     if (await exists(dataPath)) {
       throw alreadyExists(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
@@ -286,21 +298,33 @@ export class VolumeManager {
     let projectId: number | undefined;
     let preallocation: PreallocationMethod = 'none';
     let copyMethod: CopyMethod | undefined;
-    if (spec.mode === 'block' && spec.source) {
-      copyMethod = await copyFile(spec.source.dataPath, building);
-      await growFile(building, spec.capacityBytes);
-    } else if (spec.mode === 'block') {
-      await buildBlockImage(building, spec.capacityBytes);
-      if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
-    } else {
-      projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
-      if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
-      if (spec.diskImageOverhead) {
-        const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
-        preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
+    // Anything that fails before the record is written leaves nothing behind (and no quota limit).
+    const abandon = async (err: unknown): Promise<never> => {
+      await removeTree(building, new Set((await readMounts()).map((m) => m.mountPoint))).catch((e) =>
+        this.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
+      );
+      await pool.quota?.release(projectId).catch(() => {});
+      throw err;
+    };
+    try {
+      if (spec.mode === 'block' && spec.source) {
+        copyMethod = await copyFile(spec.source.dataPath, building);
+        await growFile(building, spec.capacityBytes);
+      } else if (spec.mode === 'block') {
+        await buildBlockImage(building, spec.capacityBytes);
+        if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
+      } else {
+        projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
+        if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
+        if (spec.diskImageOverhead) {
+          const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
+          preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
+        }
       }
+      if (spec.source) await fsyncTree(building);
+    } catch (err) {
+      return abandon(err);
     }
-    if (spec.source) await fsyncTree(building);
     const rec: VolumeRecord = {
       version: 1,
       id,
@@ -322,8 +346,7 @@ export class VolumeManager {
     try {
       await st.store.write(rec);
     } catch (err) {
-      await fsp.rm(building, { recursive: true, force: true });
-      throw err;
+      return abandon(err);
     }
     // The record is the commit point: from here a crash is finished by reconcile().
     await fsp.rename(building, dataPath);
