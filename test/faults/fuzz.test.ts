@@ -542,9 +542,13 @@ describe('fuzzing every RPC through the real socket', () => {
         }
       });
 
+    const rawInternals = new Set<string>();
     const rawCall = (c: typeof conn, pathName: string, buf: Buffer) =>
       new Promise<string>((resolve) =>
-        c.raw.makeUnaryRequest(pathName, (x: Buffer) => x, (x: Buffer) => x, buf, { deadline: Date.now() + DEADLINE_MS }, (err) => resolve(err ? (grpc.status[err.code] ?? String(err.code)) : 'OK')),
+        c.raw.makeUnaryRequest(pathName, (x: Buffer) => x, (x: Buffer) => x, buf, { deadline: Date.now() + DEADLINE_MS }, (err) => {
+          if (err?.code === grpc.status.INTERNAL) rawInternals.add(norm(err.details ?? ''));
+          resolve(err ? (grpc.status[err.code] ?? String(err.code)) : 'OK');
+        }),
       );
     /** A call failed at the transport: note it and give later calls a fresh connection. */
     const transportFailed = (c: typeof conn) => {
@@ -607,6 +611,12 @@ describe('fuzzing every RPC through the real socket', () => {
           continue;
         }
         const req = pin ? pin[2] : gen.request(method);
+        if (!pin && gen.r.chance(0.03)) {
+          // A field of the wrong type: the client's encoder refuses some of these (not counted).
+          const keys = Object.keys(req);
+          const k = keys.length ? gen.r.pick(keys) : 'name';
+          req[k] = gen.r.pick<unknown>(['x', 5, [1, 2], { a: 1 }, true, -1, null]);
+        }
         for (const f of ['target_path', 'volume_path', 'staging_target_path']) {
           if (!confined(req[f])) throw new Error(`test bug: ${method} ${f} ${JSON.stringify(req[f])} leads outside ${dir}`);
         }
@@ -677,7 +687,7 @@ describe('fuzzing every RPC through the real socket', () => {
     console.log(`fuzz: seed=${SEED} requests=${REQUESTS} answered=${sent} client-refused=${clientRefused} raw-bytes=${rawSent} in ${fuzzMs} ms (${WORKERS} in flight)`);
     console.log(`fuzz codes: ${sorted(codes)}`);
     console.log(`fuzz calls without an answer: ${transport.length} (connections replaced: ${reconnects})`);
-    console.log(`fuzz raw-bytes codes: ${sorted(rawCodes)}`);
+    console.log(`fuzz raw-bytes codes: ${sorted(rawCodes)}; INTERNAL messages: ${[...rawInternals].slice(0, 5).join(' | ')}`);
     for (const [rpc, per] of [...byRpc].sort()) console.log(`fuzz ${rpc}: ${sorted(per)}`);
     console.log(`fuzz INTERNAL: ${[...internals.values()].reduce((a, e) => a + e.count, 0)} answers, ${internals.size} distinct`);
     for (const [key, e] of internals) console.log(`fuzz INTERNAL x${e.count} ${key}\n    e.g. ${e.example}`);
