@@ -20,6 +20,7 @@ import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseCli } from '../../src/config/options.js';
+import { flag, schemaError, strictFieldErrors } from './manifests.js';
 import { parsePoolsJson } from '../../src/pools/config.js';
 import { parsePublisherCli } from '../../src/pools/device-publisher.js';
 import { parseParameters } from '../../src/volumes/parameters.js';
@@ -55,66 +56,7 @@ function parseYaml(text: string, what: string): Obj[] {
   return docs;
 }
 
-function modelOf(obj: Obj): { module: string; type: string } {
-  const apiVersion = String(obj.apiVersion);
-  const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
-  const module = group ? `kubernetes-models/${group}/${version}/${obj.kind}` : `kubernetes-models/${version}/${obj.kind}`;
-  return { module, type: `I${obj.kind}` };
-}
-
-async function schemaError(obj: Obj): Promise<string | undefined> {
-  const { module } = modelOf(obj);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(/* @vite-ignore */ module)) as Record<string, unknown>;
-  } catch {
-    return `no Kubernetes schema for ${obj.apiVersion} ${obj.kind} (${module})`;
-  }
-  const Model = mod[obj.kind] as (new (data: Obj) => { validate(): void }) | undefined;
-  if (!Model) return `${module} has no model ${obj.kind}`;
-  try {
-    new Model(structuredClone(obj)).validate();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
 /** TypeScript's excess-property check on literals of the kubernetes-models interfaces: unknown fields. */
-function strictFieldErrors(items: { label: string; obj: Obj }[]): string[] {
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    types: [],
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.ESNext,
-    moduleResolution: ts.ModuleResolutionKind.Bundler,
-  };
-  const virtual = new Map<string, { text: string; label: string }>();
-  items.forEach(({ label, obj }, i) => {
-    const { module, type } = modelOf(obj);
-    const fileName = path.join(ROOT, 'test', 'manifests', `__pool_template_strict_${i}.ts`);
-    virtual.set(fileName, { text: `import type { ${type} as T } from ${JSON.stringify(module)};\nexport const obj: T = ${JSON.stringify(obj, null, 2)};\n`, label });
-  });
-  const host = ts.createCompilerHost(options, true);
-  const { getSourceFile, fileExists, readFile } = host;
-  host.fileExists = (f) => virtual.has(f) || fileExists.call(host, f);
-  host.readFile = (f) => virtual.get(f)?.text ?? readFile.call(host, f);
-  host.getSourceFile = (f, lang, onError, create) => {
-    const v = virtual.get(f);
-    return v ? ts.createSourceFile(f, v.text, lang, true) : getSourceFile.call(host, f, lang, onError, create);
-  };
-  const program = ts.createProgram([...virtual.keys()], options, host);
-  return ts.getPreEmitDiagnostics(program).map((d) => {
-    const msg = ts.flattenDiagnosticMessageText(d.messageText, ' ');
-    const v = d.file ? virtual.get(d.file.fileName) : undefined;
-    if (!d.file || !v || d.start === undefined) return msg;
-    const { line } = d.file.getLineAndCharacterOfPosition(d.start);
-    return `${v.label}: \`${v.text.split('\n')[line]?.trim()}\`: ${msg}`;
-  });
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Rendering
 // ---------------------------------------------------------------------------------------------------
@@ -155,10 +97,6 @@ function pairFor(node: string): { pvc: Obj; pod: Obj } {
   const pod = rendered.find((o) => o.kind === 'Pod' && o.metadata.name === `hpp-pool-${POOL}-${node}`);
   if (!pvc || !pod) throw new Error(`no PVC/pod pair for node ${node}`);
   return { pvc, pod };
-}
-
-function flag(args: string[], name: string): string | undefined {
-  return args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 }
 
 /** kubectl's strategic merge for the fields the example patch uses: lists merged on their keys. */
