@@ -1,3 +1,4 @@
+import { readiness } from '../observe/health.js';
 import { PLUGIN_SERVICES, PLUGIN_VOLUME_EXPANSION } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import type { Handler } from './rpc.js';
@@ -17,24 +18,11 @@ export function identityService(ctx: DriverContext): Record<string, Handler> {
       };
     },
 
-    /**
-     * Ready only when every configured pool is loaded, present and writable. A pool not loaded yet is
-     * loaded here (a device pool is formatted if blank and mounted), so pools that appear later come in.
-     */
+    /** Ready only when every configured pool is loaded, present and writable (see poolStatuses). */
     async Probe() {
-      const problems: string[] = [];
-      for (const pool of ctx.volumes.poolList()) {
-        try {
-          await ctx.volumes.ensureLoaded(pool.name);
-        } catch (err) {
-          problems.push((err as Error).message);
-          continue;
-        }
-        const h = await pool.health();
-        if (!h.ready) problems.push(h.reason ?? pool.name);
-      }
-      if (problems.length > 0) ctx.log.warn({ problems }, 'probe: not ready');
-      return { ready: { value: problems.length === 0 } };
+      const { ok, problems } = await readiness(ctx.volumes);
+      if (!ok) ctx.log.warn({ problems }, 'probe: not ready');
+      return { ready: { value: ok } };
     },
   };
 }

@@ -45,17 +45,18 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
 }
 
 /**
- * Every pool's readiness, as Identity Probe sees it: the directory is there and writable
- * (Pool.health()) and its volumes are loaded (loading them now if the pool appeared since start).
+ * Every pool's readiness, for Identity Probe and /readyz alike: its volumes are loaded (loading
+ * them now if the pool appeared since start; a device pool creates and mounts its directory while
+ * loading, so loading comes before the directory check) and the directory is there and writable.
  * Pools are looked at in parallel; a pool still loading after `loadTimeoutMs` is reported as such.
  */
 export async function poolStatuses(volumes: VolumeSource, loadTimeoutMs = 3_000): Promise<PoolStatus[]> {
   return Promise.all(
     volumes.poolList().map(async (pool): Promise<PoolStatus> => {
       try {
-        const h = await pool.health();
-        if (!h.ready) return { name: pool.name, ready: false, reason: h.reason ?? `pool ${pool.name} is not ready` };
         await withTimeout(volumes.ensureLoaded(pool.name), loadTimeoutMs, `loading pool ${pool.name}`);
+        const h = await pool.health();
+        if (!h.ready) return { name: pool.name, ready: false, reason: h.reason ?? `pool ${pool.name} is not ready`, backend: pool.quota?.kind };
         return { name: pool.name, ready: true, backend: pool.quota?.kind };
       } catch (err) {
         const msg = (err as Error).message ?? String(err);
