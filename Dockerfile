@@ -2,9 +2,9 @@
 # hpp-csi-driver image: node-local CSI driver for KubeVirt VM disks (see deploy/).
 #   docker build -t hpp-csi-driver:latest .
 
-# ---- build: compile TypeScript and the fs-ext native addon, then drop dev dependencies ----
+# ---- build: compile TypeScript and the native addons (fs-ext, ours), then drop dev dependencies ----
 FROM node:20-bookworm AS build
-# node-gyp toolchain for fs-ext (the full node image has most of it; be explicit).
+# node-gyp toolchain for the addons (the full node image has most of it; be explicit).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
@@ -13,6 +13,8 @@ WORKDIR /src
 # /usr/local/include/node. The environment overrides the project .npmrc.
 ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json .npmrc ./
+# npm ci's install script builds our mount(2) addon (src/native) along with fs-ext.
+COPY src/native ./src/native
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY cmd ./cmd
@@ -38,4 +40,6 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/proto ./proto
+# Found from package.json like proto/; without it the driver falls back to spawning mount(8)/umount(8).
+COPY --from=build /src/src/native/build/Release/hpp_mount.node ./src/native/build/Release/hpp_mount.node
 ENTRYPOINT ["node", "dist/cmd/hpp-csi-driver.js"]

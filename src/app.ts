@@ -8,6 +8,7 @@ import { readiness, socketAnswers, type CheckResult } from './observe/health.js'
 import { ObserveServer, parseListenAddress } from './observe/http.js';
 import { DriverMetrics } from './observe/metrics.js';
 import { setExecLogger } from './system/exec.js';
+import { mountBackend } from './system/native-mount.js';
 import { VolumeManager } from './volumes/manager.js';
 import { VERSION } from './version.js';
 
@@ -91,6 +92,7 @@ export class DriverApp {
         volumes: this.volumes.list().length,
         metrics: this.metricsAddress ?? (this.http ? 'unavailable' : 'off'),
         peerPort: this.peerPort,
+        mounts: mountBackend.kind === 'syscall' ? 'mount(2)' : `mount(8) (${mountBackend.why})`,
         ms: Date.now() - started,
       },
       'serving CSI',

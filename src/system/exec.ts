@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { status } from '@grpc/grpc-js';
 import { CsiError } from '../csi/errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -38,7 +39,7 @@ export class ExecError extends CsiError {
   }
 }
 
-function quote(arg: string): string {
+export function quote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -78,4 +79,43 @@ export async function run(cmd: string, args: string[], opts: ExecOptions = {}): 
     throw new ExecError(full ? status.RESOURCE_EXHAUSTED : (opts.failCode ?? status.INTERNAL), commandLine, result);
   }
   return result;
+}
+
+const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
+
+/** Thrown when a system call made through syscall() fails: carries the call as text and the errno. */
+export class SyscallError extends CsiError {
+  readonly errno: number;
+  readonly errnoName: string;
+
+  constructor(code: status, callLine: string, errno: number, text: string) {
+    const name = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+    super(code, `system call failed: ${callLine}: ${name} (${text})`);
+    this.errno = errno;
+    this.errnoName = name;
+  }
+}
+
+/**
+ * The twin of run() for the few system calls Node does not offer (made by our addon): logged like a
+ * tool, with `callLine` written as the equivalent command, and a failure answered as a gRPC status
+ * that names the call and the errno.
+ */
+export async function syscall(callLine: string, call: () => Promise<void>, opts: { failCode?: status } = {}): Promise<void> {
+  const started = process.hrtime.bigint();
+  let failure: { errno: number; message: string } | undefined;
+  try {
+    await call();
+  } catch (err) {
+    const e = err as { errno?: unknown; message?: string };
+    if (typeof e.errno !== 'number') throw err;
+    failure = { errno: e.errno, message: e.message ?? '' };
+  }
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  log.debug({ call: callLine, errno: failure?.errno ?? 0, ms: Math.round(ms * 100) / 100 }, 'syscall');
+  if (failure) {
+    log.warn({ call: callLine, errno: failure.errno, error: failure.message }, 'syscall failed');
+    const full = failure.errno === os.constants.errno.ENOSPC || failure.errno === os.constants.errno.EDQUOT;
+    throw new SyscallError(full ? status.RESOURCE_EXHAUSTED : (opts.failCode ?? status.INTERNAL), callLine, failure.errno, failure.message);
+  }
 }

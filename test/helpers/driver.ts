@@ -111,13 +111,14 @@ export function scratchDir(prefix: string): string {
  * Start the built daemon (dist/) as a child process on its own socket and wait until it serves.
  * `args` are extra driver flags, typically --pool NAME=DIR.
  */
-export async function startDriver(opts: { dir: string; args: string[]; node?: string }): Promise<DriverProcess> {
+export async function startDriver(opts: { dir: string; args: string[]; node?: string; env?: Record<string, string> }): Promise<DriverProcess> {
   if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' before the tests`);
   const socket = path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`);
   const endpoint = `unix://${socket}`;
   // Metrics off unless a test asks (a later flag wins): parallel daemons must not fight over :8080.
   const child = spawn(process.execPath, [DRIVER_JS, '--endpoint', endpoint, '--node-name', opts.node ?? 'test-node', '--log-level', 'debug', '--metrics-address', 'off', ...opts.args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
   });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

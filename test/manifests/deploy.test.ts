@@ -715,6 +715,9 @@ function dockerignore(text: string): (rel: string) => boolean {
   };
 }
 
+/** Our mount(2) addon as node-gyp builds it (see src/system/native-mount.ts). */
+const ADDON = 'src/native/build/Release/hpp_mount.node';
+
 describe('Dockerfile', () => {
   const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
   const instructions = parseDockerfile(text);
@@ -797,9 +800,14 @@ describe('Dockerfile', () => {
     const cps = copies(runtime);
     expect(cps.filter((c) => !c.from).map((c) => c.ins.line), 'nothing copied from the build context').toEqual([]);
     const copied = cps.flatMap((c) => c.sources.map((s) => path.posix.relative(workdirOf(build), path.posix.resolve(workdirOf(build), s))));
-    expect(copied.sort()).toEqual(['dist', 'node_modules', 'package.json', 'proto']);
+    expect(copied.sort()).toEqual(['dist', 'node_modules', 'package.json', 'proto', ADDON]);
     for (const c of cps) {
       expect(c.from, `line ${c.ins.line}`).toBe(build.name);
+      if (c.sources[0]!.endsWith(ADDON)) {
+        // The addon keeps its place relative to package.json, where native-mount.ts looks for it.
+        expect(path.posix.resolve(workdirOf(runtime), c.dest), `line ${c.ins.line}`).toBe(path.posix.join(workdirOf(runtime), ADDON));
+        continue;
+      }
       // Each lands under the runtime WORKDIR with its own name (package.json beside proto/, see packageRoot()).
       const src = path.posix.basename(c.sources[0]!);
       const dest = path.posix.resolve(workdirOf(runtime), c.dest);
@@ -821,9 +829,9 @@ describe('Dockerfile', () => {
   });
 
   it('.dockerignore keeps dependencies, outputs, VCS, tests and bench results out of the context', () => {
-    for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/cmd/hpp-csi-driver.js', '.git', '.git/HEAD', 'test', 'test/unit/a.test.ts', 'bench/results/run.json']) {
+    for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/cmd/hpp-csi-driver.js', '.git', '.git/HEAD', 'test', 'test/unit/a.test.ts', 'bench/results/run.json', ADDON]) {
       expect(ignored(p), p).toBe(true);
     }
-    for (const p of ['src/app.ts', 'cmd/hpp-csi-driver.ts', 'proto/csi.proto', 'package.json']) expect(ignored(p), p).toBe(false);
+    for (const p of ['src/app.ts', 'src/native/hpp_mount.c', 'src/native/binding.gyp', 'cmd/hpp-csi-driver.ts', 'proto/csi.proto', 'package.json']) expect(ignored(p), p).toBe(false);
   });
 });

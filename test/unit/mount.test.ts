@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mountAt, mountContaining, mountsBelow, parseMountinfo } from '../../src/system/mount.js';
+import { bindRemountFlags, mountAt, mountContaining, mountsBelow, parseMountinfo } from '../../src/system/mount.js';
+import { MS } from '../../src/system/native-mount.js';
 
 const SAMPLE = [
   '22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
@@ -79,5 +80,24 @@ describe('parseMountinfo', () => {
       expect(e.mountPoint.startsWith('/')).toBe(true);
       expect(e.fsType).not.toBe('');
     }
+  });
+});
+
+describe('bindRemountFlags', () => {
+  const base = MS.REMOUNT | MS.BIND;
+
+  it('keeps the per-mount flags the new bind mount inherited and adds read-only', () => {
+    expect(bindRemountFlags(['rw', 'nosuid', 'nodev', 'relatime'], true, [])).toBe(base | MS.NOSUID | MS.NODEV | MS.RELATIME | MS.RDONLY);
+  });
+
+  it('adds and clears flags as mount(8) names them; the last atime flag wins', () => {
+    expect(bindRemountFlags(['rw', 'nosuid', 'relatime'], false, ['noexec', 'suid', 'noatime'])).toBe(base | MS.NOEXEC | MS.NOATIME);
+    expect(bindRemountFlags(['rw', 'noatime'], false, ['strictatime'])).toBe(base | MS.STRICTATIME);
+    expect(bindRemountFlags(['rw', 'noatime'], false, ['atime'])).toBe(base | MS.RELATIME);
+    expect(bindRemountFlags(['rw', 'nodiratime'], false, ['nodev'])).toBe(base | MS.NODIRATIME | MS.NODEV | MS.STRICTATIME);
+  });
+
+  it('refuses a flag it does not know instead of dropping it', () => {
+    expect(() => bindRemountFlags(['rw'], false, ['uid=0'])).toThrow(/uid=0/);
   });
 });
