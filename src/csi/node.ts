@@ -1,10 +1,10 @@
-import { promises as fsp } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { NODE_CAPABILITIES, TOPOLOGY_KEY, requireNodeCapability, unsupportedReason, type VolumeCapabilityMsg } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import type { Handler, Msg } from './rpc.js';
-import { mountAt, readMounts } from '../system/mount.js';
+import { mountedAt } from '../system/mount.js';
 import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-image.js';
 import { detachUnused, publishBlock, targetIsDeviceOf } from '../volumes/block.js';
@@ -30,7 +30,7 @@ async function checkTargetPath(p: unknown, field: string, ctx: DriverContext): P
   }
   const real = await realLocation(given);
   if (real === '/') throw invalidArgument(`${field} ${given} resolves to /`);
-  if ((await fsp.lstat(given).catch(() => undefined))?.isSymbolicLink()) {
+  if (lstatSync(given, { throwIfNoEntry: false })?.isSymbolicLink()) {
     throw invalidArgument(`${field} ${given} is a symbolic link`);
   }
   for (const pool of ctx.volumes.poolList()) {
@@ -51,7 +51,7 @@ async function realLocation(p: string): Promise<string> {
   let existing = p;
   for (;;) {
     try {
-      return path.join(await fsp.realpath(existing), ...rest.reverse());
+      return path.join(realpathSync.native(existing), ...rest.reverse());
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENAMETOOLONG' || code === 'ELOOP') throw invalidArgument(`path ${p.slice(0, 200)} cannot be resolved: ${code}`);
@@ -69,19 +69,14 @@ async function realLocation(p: string): Promise<string> {
  * would hide it, and the unpublish could not tell it from ours.
  */
 async function checkTargetFree(real: string, asBlock: boolean): Promise<void> {
-  let st;
-  try {
-    st = await fsp.lstat(real);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
+  const st = lstatSync(real, { throwIfNoEntry: false });
+  if (!st) return;
   if (asBlock) {
     if (!st.isFile() || st.size !== 0) throw failedPrecondition(`target ${real} exists and is not an empty file`);
     return;
   }
   if (!st.isDirectory()) throw failedPrecondition(`target ${real} exists and is not a directory`);
-  if ((await fsp.readdir(real)).length > 0) throw failedPrecondition(`target ${real} is a directory that is not empty`);
+  if (readdirSync(real).length > 0) throw failedPrecondition(`target ${real} is a directory that is not empty`);
 }
 
 function samePublication(a: Publication, b: Publication): boolean {
@@ -158,7 +153,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
           throw failedPrecondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
         }
         if (asBlock && wanted.mountFlags.length > 0) throw invalidArgument('mount flags do not apply to a block volume');
-        const mounted = mountAt(await readMounts(), real);
+        const mounted = await mountedAt(real);
         const recorded = rec.publications[target];
 
         if (mounted) {
@@ -181,21 +176,21 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
           await checkTargetFree(real, asBlock);
           // The intent is recorded before the mount: a crash in between leaves a publication that the
           // next start re-makes (or forgets when the pod is gone), never a mount nobody knows about.
-          await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
+          await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: wanted } });
           try {
             if (asBlock) {
               const dev = await publishBlock(dataOf(rec), real, { readOnly: wanted.readOnly });
-              await volumes.update({ ...rec, publications: { ...rec.publications, [target]: { ...wanted, device: dev.name } } });
+              await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: { ...wanted, device: dev.name } } });
             } else {
               await publishDirectory(dataOf(rec), real, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
             }
           } catch (err) {
-            await volumes.update(rec).catch((e) => ctx.log.error({ volume: rec.id, target, err: String(e) }, 'could not withdraw the publication record'));
+            await volumes.updatePublications(rec).catch((e) => ctx.log.error({ volume: rec.id, target, err: String(e) }, 'could not withdraw the publication record'));
             throw err;
           }
           return {};
         }
-        await volumes.update({ ...rec, publications: { ...rec.publications, [target]: wanted } });
+        await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: wanted } });
         return {};
       });
     },
@@ -212,7 +207,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         const publications = { ...rec.publications };
         delete publications[target];
         if (rec.mode === 'block') await detachUnused(dataOf(rec), Object.values(publications));
-        if (recorded) await volumes.update({ ...rec, publications });
+        if (recorded) await volumes.updatePublications({ ...rec, publications });
         return {};
       });
     },

@@ -11,7 +11,7 @@ import { bindUnixSocket, shutdownGracefully } from './grpc-server.js';
 
 
 export class CsiServer {
-  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.enable_channelz': 0 });
   private sock?: string;
   private closing?: Promise<void>;
 

@@ -1,4 +1,4 @@
-import { constants, promises as fsp } from 'node:fs';
+import { constants, statfsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
@@ -105,7 +105,7 @@ export class Pool {
   }
 
   async capacity(): Promise<PoolCapacity> {
-    const s = await fsp.statfs(this.root, { bigint: true });
+    const s = statfsSync(this.root, { bigint: true });
     const totalBytes = s.blocks * s.bsize;
     const availableBytes = s.bavail * s.bsize;
     return { totalBytes, availableBytes, usedBytes: totalBytes - s.bfree * s.bsize };

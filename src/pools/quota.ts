@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { chmodSync, mkdirSync, promises as fsp } from 'node:fs';
 import { btrfsCreateSubvolume, btrfsQuotaOn, btrfsSetLimit, btrfsUsage, btrfsUsageByPath } from '../system/btrfs.js';
 import { mountContaining, readMounts } from '../system/mount.js';
 import { xfsProjectQuotaOn, xfsProjectReport, xfsSetLimit, xfsSetProject } from '../system/xfs.js';
@@ -32,9 +32,9 @@ export interface QuotaBackend {
 }
 
 async function mkdirOpen(dir: string): Promise<void> {
-  await fsp.mkdir(dir, { mode: 0o777 });
+  mkdirSync(dir, { mode: 0o777 });
   // mkdir applied the umask; pods of any uid must be able to write (HPP behaviour).
-  await fsp.chmod(dir, 0o777);
+  chmodSync(dir, 0o777);
 }
 
 class NoQuota implements QuotaBackend {

@@ -1,15 +1,11 @@
-import { promises as fsp } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { internal } from '../csi/errors.js';
-import { bindMount, mountAt, readMounts, unmount } from '../system/mount.js';
+import { bindMount, mountedAt, unmount } from '../system/mount.js';
 
 /** Bind-mount the volume directory onto a target directory, created if missing. */
 export async function publishDirectory(source: string, target: string, opts: { readOnly: boolean; flags: string[] }): Promise<void> {
-  try {
-    await fsp.access(source);
-  } catch {
-    throw internal(`volume data is missing at ${source}`);
-  }
-  await fsp.mkdir(target, { recursive: true, mode: 0o750 });
+  if (!existsSync(source)) throw internal(`volume data is missing at ${source}`);
+  mkdirSync(target, { recursive: true, mode: 0o750 });
   await bindMount(source, target, { readOnly: opts.readOnly, flags: opts.flags });
 }
 
@@ -27,7 +23,7 @@ export async function unmountAndRemoveTarget(
 ): Promise<UnpublishOutcome> {
   let unmounted = false;
   for (;;) {
-    const mounted = mountAt(await readMounts(), target);
+    const mounted = await mountedAt(target);
     if (!mounted) break;
     if (!(opts.recorded || (await opts.isOurs()))) return 'not-ours';
     await unmount(target);
@@ -35,9 +31,9 @@ export async function unmountAndRemoveTarget(
   }
   if (!opts.recorded && !unmounted) return 'nothing-there';
   try {
-    const st = await fsp.lstat(target);
-    if (st.isDirectory()) await fsp.rmdir(target);
-    else if (st.isFile() && st.size === 0) await fsp.unlink(target);
+    const st = lstatSync(target);
+    if (st.isDirectory()) rmdirSync(target);
+    else if (st.isFile() && st.size === 0) unlinkSync(target);
     else opts.log?.warn({ target }, 'unpublished target is not an empty file or directory; left in place');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -52,7 +48,8 @@ export async function unmountAndRemoveTarget(
 
 export async function sameInode(a: string, b: string): Promise<boolean> {
   try {
-    const [sa, sb] = await Promise.all([fsp.stat(a, { bigint: true }), fsp.stat(b, { bigint: true })]);
+    const sa = statSync(a, { bigint: true });
+    const sb = statSync(b, { bigint: true });
     return sa.dev === sb.dev && sa.ino === sb.ino;
   } catch {
     return false;

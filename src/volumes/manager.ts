@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { lstatSync, renameSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, failedPrecondition, internal, invalidArgument, outOfRange, resourceExhausted, unavailable } from '../csi/errors.js';
 import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
@@ -56,6 +56,7 @@ interface PoolState {
 }
 
 const FIRST_PROJECT_ID = 1000;
+const TRASH_SWEEP_DELAY_MS = 200;
 
 /**
  * Owns every volume of this node: the pools, their durable records and an in-memory index of them.
@@ -69,6 +70,7 @@ export class VolumeManager {
   private readonly index = new Map<string, VolumeRecord>();
   private readonly snapshots = new Map<string, SnapshotRecord>();
   private trashSweep: Promise<void> = Promise.resolve();
+  private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(
     readonly node: string,
@@ -294,7 +296,7 @@ export class VolumeManager {
   private async build(st: PoolState, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
     const pool = spec.pool;
     const building = path.join(pool.tmpDir, spec.name);
-    await fsp.rm(building, { recursive: true, force: true });
+    if (await exists(building)) await fsp.rm(building, { recursive: true, force: true });
     let projectId: number | undefined;
     let preallocation: PreallocationMethod = 'none';
     let copyMethod: CopyMethod | undefined;
@@ -348,9 +350,9 @@ export class VolumeManager {
     } catch (err) {
       return abandon(err);
     }
-    // The record is the commit point: from here a crash is finished by reconcile().
-    await fsp.rename(building, dataPath);
-    await fsyncDir(path.dirname(dataPath));
+    // The record is the commit point: from here a crash is finished by reconcile(). The move is not
+    // fsynced: if a power cut undoes it, reconcile() finds the data still in tmp/ and moves it again.
+    renameSync(building, dataPath);
     this.index.set(id, rec);
     return rec;
   }
@@ -371,13 +373,16 @@ export class VolumeManager {
         throw failedPrecondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
       }
     }
+    // The durable 'deleting' mark commits the delete; whatever a crash or power cut undoes after it,
+    // reconcile() finishes. The data must be in the trash for good before its record goes (else a
+    // power cut could leave data no record owns), but the record's unlink need not be durable.
     await st.store.write({ ...rec, state: 'deleting' });
     await this.moveToTrash(st.pool, dataPath);
-    await st.store.remove(rec.name);
+    await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
     await st.pool.quota?.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
-    this.sweepTrash(st.pool);
+    this.scheduleSweep(st.pool);
   }
 
   /** What the pool can promise now (see CapacityTracker). */
@@ -488,25 +493,39 @@ export class VolumeManager {
     await this.moveToTrash(st.pool, st.pool.resolveInside(snap.data));
     await st.snapStore.remove(snap.name);
     this.snapshots.delete(snap.id);
-    this.sweepTrash(st.pool);
+    this.scheduleSweep(st.pool);
   }
 
   snapshotDataPath(snap: SnapshotRecord): string {
     return this.pools.get(snap.pool)!.pool.resolveInside(snap.data);
   }
 
-  /** Persist a changed record (publications); memory follows only once the disk has it. */
+  /** Persist a changed record; memory follows only once the disk has it. */
   async update(rec: VolumeRecord): Promise<void> {
+    await this.write(rec, true);
+  }
+
+  /**
+   * Persist a record whose publications changed. The record is never torn (its content is fsynced
+   * before the rename), but the rename is not made durable: publications describe mounts and loop
+   * devices, which a power cut takes away too, and after one kubelet publishes again. Both a kill -9
+   * and a clean restart see the new version. This saves a journal commit on every publish and unpublish.
+   */
+  async updatePublications(rec: VolumeRecord): Promise<void> {
+    await this.write(rec, false);
+  }
+
+  private async write(rec: VolumeRecord, durable: boolean): Promise<void> {
     const st = this.pools.get(rec.pool);
     if (!st) throw internal(`volume ${rec.id} names unknown pool ${rec.pool}`);
-    await st.store.write(rec);
+    await st.store.write(rec, { durable });
     this.index.set(rec.id, rec);
   }
 
   private async moveToTrash(pool: Pool, dataPath: string): Promise<void> {
     const dest = path.join(pool.trashDir, `${path.basename(dataPath)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
     try {
-      await fsp.rename(dataPath, dest);
+      renameSync(dataPath, dest);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
@@ -529,8 +548,28 @@ export class VolumeManager {
     });
   }
 
-  /** Resolves when background trash removal is done (used by shutdown and tests). */
+  /**
+   * Sweep a pool's trash a little later, once for a burst of deletes: removing the data is the slow
+   * part of a delete and nobody waits for it, so it stays off the path of the calls that follow.
+   */
+  private scheduleSweep(pool: Pool): void {
+    if (this.sweepTimers.has(pool.name)) return;
+    const timer = setTimeout(() => {
+      this.sweepTimers.delete(pool.name);
+      this.sweepTrash(pool);
+    }, TRASH_SWEEP_DELAY_MS);
+    timer.unref();
+    this.sweepTimers.set(pool.name, timer);
+  }
+
+  /** Resolves when background trash removal is done, scheduled sweeps included (shutdown and tests). */
   async idle(): Promise<void> {
+    for (const [name, timer] of this.sweepTimers) {
+      clearTimeout(timer);
+      this.sweepTimers.delete(name);
+      const st = this.pools.get(name);
+      if (st) this.sweepTrash(st.pool);
+    }
     await this.trashSweep;
   }
 
@@ -543,7 +582,7 @@ export class VolumeManager {
 
 async function exists(p: string): Promise<boolean> {
   try {
-    await fsp.lstat(p);
+    lstatSync(p);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, isAtomicTempName, readJsonIfExists, writeFileAtomic } from '../system/atomic-file.js';
 import { isValidName } from './ids.js';
@@ -23,17 +23,19 @@ export class RecordStore<T extends StoredRecord> {
     return path.join(this.dir, `${name}.json`);
   }
 
-  async write(rec: T): Promise<void> {
-    await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`);
+  /** See AtomicWriteOptions.durable: only state that may go back a step after a power cut skips it. */
+  async write(rec: T, opts: { durable?: boolean } = {}): Promise<void> {
+    await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`, opts);
   }
 
   async read(name: string): Promise<T | undefined> {
     return readJsonIfExists<T>(this.file(name));
   }
 
-  async remove(name: string): Promise<void> {
-    await fsp.rm(this.file(name), { force: true });
-    await fsyncDir(this.dir);
+  /** Forget a record; `durable: false` when a power cut bringing it back is harmless (see its callers). */
+  async remove(name: string, opts: { durable?: boolean } = {}): Promise<void> {
+    fs.rmSync(this.file(name), { force: true });
+    if (opts.durable !== false) await fsyncDir(this.dir);
   }
 
   /** Every record. Leftover temp files from a crash are removed; unreadable files are reported and left alone. */

@@ -24,7 +24,7 @@ describe('writeFileAtomic', () => {
   it('replaces existing content (also a longer one) and takes a Buffer and a mode', async () => {
     const f = path.join(dir, 'rec.json');
     writeFileSync(f, 'x'.repeat(10_000));
-    await writeFileAtomic(f, Buffer.from('short'), 0o640);
+    await writeFileAtomic(f, Buffer.from('short'), { mode: 0o640 });
     expect(readFileSync(f, 'utf8')).toBe('short');
     expect(statSync(f).mode & 0o777).toBe(0o640);
     await writeFileAtomic(f, 'again');
