@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { PoolConfig } from '../pools/config.js';
 import { Pool } from '../pools/pool.js';
 import { isAtomicTempName } from '../system/atomic-file.js';
+import { parsePublications } from '../volumes/publication-store.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt } from '../system/mount.js';
 import { BLOCK_DIR } from '../volumes/block.js';
@@ -229,6 +230,14 @@ export async function loadRecords(view: PoolView): Promise<void> {
       } catch (err) {
         view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: await claimsOf(file, n.slice(0, -5), view) });
         continue;
+      }
+      // Publications have their own file; a record from before that carries them itself.
+      const pubFile = path.join(pool.publicationsDir, `${rec.name}.json`);
+      try {
+        rec.publications = parsePublications(await fsp.readFile(pubFile, 'utf8'), rec.name);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') view.problems.push(`${pubFile}: unreadable (${err instanceof Error ? err.message : String(err)}); the daemon takes it as no publications`);
       }
       const dataPath = pool.resolveInside(rec.data);
       const rel = path.relative(view.root, dataPath);

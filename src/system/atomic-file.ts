@@ -31,6 +31,11 @@ export interface AtomicWriteOptions {
    * power cut may bring back the previous version.
    */
   durable?: boolean;
+  /**
+   * fsync nothing (default true = fsync the content before the rename). Only for state that may be
+   * lost or torn by a power cut: a kill -9 still sees the old or the new file, whole.
+   */
+  sync?: boolean;
 }
 
 /**
@@ -43,7 +48,7 @@ export async function writeFileAtomic(file: string, data: string | Buffer, opts:
   const fd = fs.openSync(tmp, 'wx', opts.mode ?? 0o600);
   try {
     fs.writeFileSync(fd, data);
-    await fsyncAsync(fd);
+    if (opts.sync !== false) await fsyncAsync(fd);
   } catch (err) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
@@ -56,7 +61,7 @@ export async function writeFileAtomic(file: string, data: string | Buffer, opts:
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  if (opts.durable !== false) await fsyncDir(dir);
+  if (opts.durable !== false && opts.sync !== false) await fsyncDir(dir);
 }
 
 /** Temporary files left by writeFileAtomic when the process died between open and rename. */

@@ -14,7 +14,8 @@ import { preallocate, type PreallocationMethod } from '../system/preallocate.js'
 import { buildBlockImage, detachAll } from './block.js';
 import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
-import type { VolumeMode, VolumeRecord } from './record.js';
+import { toStored, type StoredVolumeRecord, type VolumeMode, type VolumeRecord } from './record.js';
+import { PublicationStore } from './publication-store.js';
 import { reconcilePublications } from './reconcile-publications.js';
 import { RecordStore } from './store.js';
 import type { SnapshotRecord } from './snapshot-record.js';
@@ -47,7 +48,8 @@ export interface ContentSource {
 
 interface PoolState {
   pool: Pool;
-  store: RecordStore<VolumeRecord>;
+  store: RecordStore<StoredVolumeRecord>;
+  pubStore: PublicationStore;
   snapStore: RecordStore<SnapshotRecord>;
   capacity: CapacityTracker;
   loaded: boolean;
@@ -79,7 +81,7 @@ export class VolumeManager {
   ) {
     for (const p of pools) {
       const capacity = new CapacityTracker(p, () => [...this.index.values()].filter((v) => v.pool === p.name));
-      this.pools.set(p.name, { pool: p, store: new RecordStore<VolumeRecord>(p.volumesDir, p.name), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
+      this.pools.set(p.name, { pool: p, store: new RecordStore<StoredVolumeRecord>(p.volumesDir, p.name), pubStore: new PublicationStore(p.publicationsDir), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
     }
   }
 
@@ -132,10 +134,15 @@ export class VolumeManager {
       }
       const health = await st.pool.prepare();
       if (!health.ready) throw unavailable(health.reason ?? `pool ${poolName} is not ready`);
-      const records = await st.store.loadAll((file, err) =>
-        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched'),
-      );
-      for (const r of records) r.publications ??= {};
+      const unreadable = new Set<string>();
+      const stored = await st.store.loadAll((file, err) => {
+        unreadable.add(path.basename(file, '.json'));
+        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched');
+      });
+      const records: VolumeRecord[] = [];
+      for (const s of stored) records.push({ ...s, publications: await this.loadPublications(st, s) });
+      const pruned = st.pubStore.prune(new Set([...stored.map((r) => r.name), ...unreadable]));
+      if (pruned.length > 0) this.log.info({ pool: poolName, pruned }, 'removed publication files of volumes that are gone');
       const kept: VolumeRecord[] = [];
       for (const rec of records) {
         const r = await this.reconcile(st, rec);
@@ -150,7 +157,7 @@ export class VolumeManager {
       }
       await this.reconcileTmp(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]));
       for (const rec of await reconcilePublications(st.pool, kept, this.log)) {
-        await st.store.write(rec);
+        await st.pubStore.write(rec.name, rec.publications);
         kept[kept.findIndex((k) => k.id === rec.id)] = rec;
       }
       for (const rec of kept) this.index.set(rec.id, rec);
@@ -162,6 +169,28 @@ export class VolumeManager {
       this.log.info({ pool: poolName, root: st.pool.root, volumes: kept.length, snapshots: snaps.length }, 'pool loaded');
       return st;
     });
+  }
+
+  /**
+   * A record's publications: from its publications file, or, for a record written before those
+   * existed, from the record itself, moved into a file then (the record is rewritten without them).
+   */
+  private async loadPublications(st: PoolState, rec: StoredVolumeRecord): Promise<VolumeRecord['publications']> {
+    try {
+      const pubs = st.pubStore.read(rec.name);
+      if (pubs) return pubs;
+    } catch (err) {
+      this.log.warn({ volume: rec.id, file: st.pubStore.file(rec.name), err: String(err) }, 'unreadable publications file (torn by a power cut?) taken as none');
+      st.pubStore.remove(rec.name);
+      return {};
+    }
+    const legacy = rec.publications ?? {};
+    if (Object.keys(legacy).length > 0) {
+      await st.pubStore.write(rec.name, legacy);
+      await st.store.write(toStored({ ...rec, publications: legacy }));
+      this.log.info({ volume: rec.id }, 'moved publications out of the volume record');
+    }
+    return legacy;
   }
 
   /**
@@ -183,6 +212,7 @@ export class VolumeManager {
     if (rec.state === 'deleting') {
       this.log.info({ volume: rec.id }, 'finishing interrupted delete');
       await this.moveToTrash(st.pool, dataPath);
+      st.pubStore.remove(rec.name);
       await st.store.remove(rec.name);
       return undefined;
     }
@@ -346,7 +376,7 @@ export class VolumeManager {
       publications: {},
     };
     try {
-      await st.store.write(rec);
+      await st.store.write(toStored(rec));
     } catch (err) {
       return abandon(err);
     }
@@ -376,8 +406,9 @@ export class VolumeManager {
     // The durable 'deleting' mark commits the delete; whatever a crash or power cut undoes after it,
     // reconcile() finishes. The data must be in the trash for good before its record goes (else a
     // power cut could leave data no record owns), but the record's unlink need not be durable.
-    await st.store.write({ ...rec, state: 'deleting' });
+    await st.store.write(toStored({ ...rec, state: 'deleting' }));
     await this.moveToTrash(st.pool, dataPath);
+    st.pubStore.remove(rec.name);
     await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
@@ -502,24 +533,20 @@ export class VolumeManager {
 
   /** Persist a changed record; memory follows only once the disk has it. */
   async update(rec: VolumeRecord): Promise<void> {
-    await this.write(rec, true);
+    await this.poolState(rec).store.write(toStored(rec));
+    this.index.set(rec.id, rec);
   }
 
-  /**
-   * Persist a record whose publications changed. The record is never torn (its content is fsynced
-   * before the rename), but the rename is not made durable: publications describe mounts and loop
-   * devices, which a power cut takes away too, and after one kubelet publishes again. Both a kill -9
-   * and a clean restart see the new version. This saves a journal commit on every publish and unpublish.
-   */
+  /** Persist a volume's changed publications (soft state: see PublicationStore). */
   async updatePublications(rec: VolumeRecord): Promise<void> {
-    await this.write(rec, false);
+    await this.poolState(rec).pubStore.write(rec.name, rec.publications);
+    this.index.set(rec.id, rec);
   }
 
-  private async write(rec: VolumeRecord, durable: boolean): Promise<void> {
+  private poolState(rec: VolumeRecord): PoolState {
     const st = this.pools.get(rec.pool);
     if (!st) throw internal(`volume ${rec.id} names unknown pool ${rec.pool}`);
-    await st.store.write(rec, { durable });
-    this.index.set(rec.id, rec);
+    return st;
   }
 
   private async moveToTrash(pool: Pool, dataPath: string): Promise<void> {

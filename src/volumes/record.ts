@@ -31,6 +31,20 @@ export interface VolumeRecord {
   projectId?: number;
   createdAt: string;
   state: 'ready' | 'deleting';
-  /** Target paths this volume is published at on this node. */
+  /** Target paths this volume is published at on this node (kept in their own file, see publication-store.ts). */
   publications: Record<string, Publication>;
+}
+
+/**
+ * A volume record as stored in `<pool>/.hpp/volumes/<name>.json`: without its publications, which
+ * have their own file. Records written by versions before that still carry them, and are moved over
+ * when a pool is loaded.
+ */
+export type StoredVolumeRecord = Omit<VolumeRecord, 'publications'> & { publications?: Record<string, Publication> };
+
+/** The record without its publications, as it is written. */
+export function toStored(rec: VolumeRecord): StoredVolumeRecord {
+  const { publications, ...stored } = rec;
+  void publications;
+  return stored;
 }

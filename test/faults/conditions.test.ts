@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLOCK_CAP, MOUNT_CAP, cleanupDir, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
+import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 import { grpcCode, grpcDetails, leftovers, listLoops, mountsAt, realTool, waitFor, withPathPrefix, writeFakeTools } from '../helpers/faults.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 
@@ -334,8 +334,7 @@ describe('no free loop device', () => {
     expect(r.code, r.details).toBe('RESOURCE_EXHAUSTED');
     expect(r.details).toContain('cannot find an unused loop device');
     expect(mountsAt(target)).toEqual([]);
-    const rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', 'blk.json'), 'utf8'));
-    expect(rec.publications).toEqual({});
+    expect(readVolumeRecord(pool, 'blk')!.publications).toEqual({});
     expect(listLoops().filter((l) => l.backFile === path.join(pool, '.hpp', 'block', 'blk.img'))).toEqual([]);
     expect(alive(d)).toBe(true);
     expect(await probeReady(d)).toBe(true);
@@ -412,7 +411,7 @@ describe('oversized requests and 100 identical calls at once', () => {
     );
     expect(fsRes.filter((r) => r.code !== 'OK')).toEqual([]);
     expect(mountsAt(fsTarget)).toHaveLength(1);
-    expect(Object.keys(JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', 'same.json'), 'utf8')).publications)).toEqual([fsTarget]);
+    expect(Object.keys(readVolumeRecord(pool, 'same')!.publications)).toEqual([fsTarget]);
 
     await d.clients.controller.CreateVolume({ name: 'blk', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(8 * MiB) } });
     const blkTarget = path.join(dir, 'pods', 'blk', 'dev');
@@ -422,7 +421,7 @@ describe('oversized requests and 100 identical calls at once', () => {
     expect(blkRes.filter((r) => r.code !== 'OK')).toEqual([]);
     expect(mountsAt(blkTarget)).toHaveLength(1);
     expect(listLoops().filter((l) => l.backFile === path.join(pool, '.hpp', 'block', 'blk.img'))).toHaveLength(1);
-    expect(Object.keys(JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', 'blk.json'), 'utf8')).publications)).toEqual([blkTarget]);
+    expect(Object.keys(readVolumeRecord(pool, 'blk')!.publications)).toEqual([blkTarget]);
 
     // And 100 identical unpublishes: all OK, nothing left.
     const un = await Promise.all([

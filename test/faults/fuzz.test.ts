@@ -14,7 +14,7 @@ import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkS
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCsi } from '../../src/csi/proto.js';
-import { BLOCK_CAP, MOUNT_CAP, cleanupDir, scratchDir, type Msg } from '../helpers/driver.js';
+import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, type Msg } from '../helpers/driver.js';
 import { Rng, intEnv, leftovers, loopsUnder, mountsUnder, readMountinfo, seedFromEnv, sha256, startGroupDaemon, type GroupDaemon } from '../helpers/faults.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 
@@ -665,7 +665,7 @@ describe('fuzzing every RPC through the real socket', () => {
     const cleanupErrors: string[] = [];
     if (alive) {
       for (const f of readdirSync(path.join(pool, '.hpp', 'volumes')).filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
-        const rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', f), 'utf8')) as Msg;
+        const rec = readVolumeRecord(pool, f.slice(0, -'.json'.length))!;
         for (const t of Object.keys(rec.publications ?? {})) {
           await daemon.clients.node.NodeUnpublishVolume({ volume_id: rec.id, target_path: t }).catch((e: grpc.ServiceError) => cleanupErrors.push(`unpublish ${rec.id} ${t}: ${e.details}`));
         }

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BLOCK_CAP, MOUNT_CAP, cleanupDir, scratchDir, type Msg } from '../helpers/driver.js';
+import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, type Msg } from '../helpers/driver.js';
 import {
   Rng,
   devString,
@@ -275,11 +275,7 @@ class Campaign {
   }
 
   record(name: string): Msg | undefined {
-    try {
-      return JSON.parse(readFileSync(this.recordFile(name), 'utf8')) as Msg;
-    } catch {
-      return undefined;
-    }
+    return readVolumeRecord(this.pool, name);
   }
 
   snapRecord(name: string): Msg | undefined {
@@ -713,6 +709,12 @@ class Campaign {
       return out;
     };
     const recs = readRecords('volumes');
+    // Publications live in their own files (records from older versions carried them themselves).
+    const pubFiles = new Map(readRecords('publications').map((p) => [p.name as string, p.publications as Msg]));
+    for (const r of recs) r.publications = pubFiles.get(r.name as string) ?? r.publications ?? {};
+    for (const name of pubFiles.keys()) {
+      this.check(recs.some((r) => r.name === name), `pub-orphan:${name}`, () => `${phase}: publications file of ${name}, which has no record`);
+    }
     const snaps = readRecords('snapshot-records');
     const byData = new Map(recs.map((r) => [path.join(P, r.data as string), r]));
     for (const r of [...recs, ...snaps]) {

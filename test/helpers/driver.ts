@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, promises as fsp } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -182,4 +182,23 @@ export async function cleanupDir(dir: string): Promise<void> {
     if ((l['back-file'] ?? '').startsWith(`${dir}/`)) execFileSync('losetup', ['-d', l.name]);
   }
   await fsp.rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * A volume's record as the daemon sees it: `.hpp/volumes/<name>.json` with the publications from
+ * `.hpp/publications/<name>.json` (none when that file is absent). undefined when there is no record.
+ */
+export function readVolumeRecord(pool: string, name: string): Msg | undefined {
+  let rec: Msg;
+  try {
+    rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', `${name}.json`), 'utf8')) as Msg;
+  } catch {
+    return undefined;
+  }
+  try {
+    rec.publications = (JSON.parse(readFileSync(path.join(pool, '.hpp', 'publications', `${name}.json`), 'utf8')) as Msg).publications;
+  } catch {
+    rec.publications ??= {};
+  }
+  return rec;
 }
