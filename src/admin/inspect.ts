@@ -221,14 +221,18 @@ export async function loadRecords(view: PoolView): Promise<void> {
         view.tempFiles.push(file);
         continue;
       }
-      if (!n.endsWith('.json') || !isValidName(n.slice(0, -5))) continue;
+      // `<name>.deleting`: a record whose delete is committed; the daemon finishes it on its next start.
+      const deleting = n.endsWith('.deleting');
+      const stem = deleting ? n.slice(0, -'.deleting'.length) : n.endsWith('.json') ? n.slice(0, -5) : '';
+      if (!isValidName(stem)) continue;
       let rec: VolumeRecord;
       try {
         const st = await fsp.lstat(file);
         if (!st.isFile()) throw new Error('not a regular file');
-        rec = checkRecord(JSON.parse(await fsp.readFile(file, 'utf8')), n.slice(0, -5), view);
+        rec = checkRecord(JSON.parse(await fsp.readFile(file, 'utf8')), stem, view);
+        if (deleting) rec.state = 'deleting';
       } catch (err) {
-        view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: await claimsOf(file, n.slice(0, -5), view) });
+        view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: await claimsOf(file, stem, view) });
         continue;
       }
       // Publications have their own file; a record from before that carries them itself.
@@ -261,6 +265,7 @@ export async function loadRecords(view: PoolView): Promise<void> {
     for (const n of await fsp.readdir(snapDir)) {
       if (isAtomicTempName(n)) view.tempFiles.push(path.join(snapDir, n));
       else if (n.endsWith('.json')) view.snapshotNames.add(n.slice(0, -5));
+      else if (n.endsWith('.deleting')) view.snapshotNames.add(n.slice(0, -'.deleting'.length));
     }
   }
 }

@@ -403,10 +403,10 @@ export class VolumeManager {
         throw failedPrecondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
       }
     }
-    // The durable 'deleting' mark commits the delete; whatever a crash or power cut undoes after it,
+    // The durable 'deleting' mark (the record renamed) commits the delete; whatever a crash or power cut undoes after it,
     // reconcile() finishes. The data must be in the trash for good before its record goes (else a
     // power cut could leave data no record owns), but the record's unlink need not be durable.
-    await st.store.write(toStored({ ...rec, state: 'deleting' }));
+    await st.store.markDeleting(rec.name);
     await this.moveToTrash(st.pool, dataPath);
     st.pubStore.remove(rec.name);
     await st.store.remove(rec.name, { durable: false });
@@ -520,7 +520,7 @@ export class VolumeManager {
 
   async deleteSnapshot(snap: SnapshotRecord): Promise<void> {
     const st = await this.ensureLoaded(snap.pool);
-    await st.snapStore.write({ ...snap, state: 'deleting' });
+    await st.snapStore.markDeleting(snap.name);
     await this.moveToTrash(st.pool, st.pool.resolveInside(snap.data));
     await st.snapStore.remove(snap.name);
     this.snapshots.delete(snap.id);

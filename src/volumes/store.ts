@@ -7,7 +7,11 @@ interface StoredRecord {
   version: 1;
   name: string;
   pool: string;
+  state: 'ready' | 'deleting';
 }
+
+/** A record renamed to `<name>.deleting`: its delete is committed and is finished on the next start. */
+const DELETING_SUFFIX = '.deleting';
 
 /**
  * Durable records of one kind in one pool, a JSON file per name in `dir`; each write is atomic
@@ -23,6 +27,19 @@ export class RecordStore<T extends StoredRecord> {
     return path.join(this.dir, `${name}.json`);
   }
 
+  private deletingFile(name: string): string {
+    return path.join(this.dir, `${name}${DELETING_SUFFIX}`);
+  }
+
+  /**
+   * Commit a delete: one rename of the record to `<name>.deleting` (made durable), cheaper than
+   * writing a new version of it. loadAll() reads such a file as the record in state 'deleting'.
+   */
+  async markDeleting(name: string): Promise<void> {
+    fs.renameSync(this.file(name), this.deletingFile(name));
+    await fsyncDir(this.dir);
+  }
+
   /** See AtomicWriteOptions.durable: only state that may go back a step after a power cut skips it. */
   async write(rec: T, opts: { durable?: boolean } = {}): Promise<void> {
     await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`, opts);
@@ -35,6 +52,7 @@ export class RecordStore<T extends StoredRecord> {
   /** Forget a record; `durable: false` when a power cut bringing it back is harmless (see its callers). */
   async remove(name: string, opts: { durable?: boolean } = {}): Promise<void> {
     fs.rmSync(this.file(name), { force: true });
+    fs.rmSync(this.deletingFile(name), { force: true });
     if (opts.durable !== false) await fsyncDir(this.dir);
   }
 
@@ -54,12 +72,21 @@ export class RecordStore<T extends StoredRecord> {
         await fsp.rm(file, { force: true });
         continue;
       }
-      if (!n.endsWith('.json') || !isValidName(n.slice(0, -5))) continue;
+      const deleting = n.endsWith(DELETING_SUFFIX);
+      const stem = deleting ? n.slice(0, -DELETING_SUFFIX.length) : n.endsWith('.json') ? n.slice(0, -5) : undefined;
+      if (stem === undefined || !isValidName(stem)) continue;
+      if (deleting && names.includes(`${stem}.json`)) {
+        // Left from a delete whose last unlink a power cut undid, then a volume of the same name was
+        // made: the live record wins, and the stale mark must not take that volume's data away.
+        fs.rmSync(file, { force: true });
+        continue;
+      }
       try {
         const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as T;
-        if (rec.version !== 1 || rec.name !== n.slice(0, -5) || rec.pool !== this.pool) {
+        if (rec.version !== 1 || rec.name !== stem || rec.pool !== this.pool) {
           throw new Error('record does not match its file name or pool');
         }
+        if (deleting) rec.state = 'deleting';
         out.push(rec);
       } catch (err) {
         onBad(file, err);

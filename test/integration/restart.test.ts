@@ -238,6 +238,13 @@ describe('daemon restart', () => {
     writeFileSync(path.join(pool, 'dying', 'old'), 'x');
     // 2b. A delete that died after moving the data away but before removing the record.
     writeRecord('dying2', record('dying2', 'deleting'));
+    // 2c. A delete committed by renaming the record to <name>.deleting, data still in place.
+    writeFileSync(path.join(meta, 'volumes', 'gone.deleting'), JSON.stringify(record('gone', 'ready')));
+    mkdirSync(path.join(pool, 'gone'));
+    // 2d. A stale mark next to a live record of the same name (a power cut undid the mark's unlink and
+    // the name was used again): the live volume and its data stay.
+    writeFileSync(path.join(meta, 'volumes', 'keep.deleting'), JSON.stringify(record('keep', 'ready')));
+    writeFileSync(path.join(pool, 'keep', 'precious'), 'x');
     // 3. A create that died after its record was written but before the rename into place.
     writeRecord('half', record('half', 'ready', '2097152'));
     mkdirSync(path.join(meta, 'tmp', 'half'));
@@ -256,6 +263,8 @@ describe('daemon restart', () => {
     expect(existsSync(path.join(pool, 'dying'))).toBe(false);
     expect(existsSync(path.join(meta, 'volumes', 'dying.json'))).toBe(false);
     expect(existsSync(path.join(meta, 'volumes', 'dying2.json'))).toBe(false);
+    expect(existsSync(path.join(pool, 'gone'))).toBe(false);
+    expect(readFileSync(path.join(pool, 'keep', 'precious'), 'utf8')).toBe('x');
     await waitFor('trash emptied', () => readdirSync(path.join(meta, 'trash')).length === 0);
 
     expect(readFileSync(path.join(pool, 'half', 'content'), 'utf8')).toBe('made before the crash');
