@@ -298,9 +298,11 @@ export async function connect(endpoint) {
   const csi = await loadCsi();
   const grpc = await import('@grpc/grpc-js');
   const creds = grpc.credentials.createInsecure();
-  const id = new csi.Identity(endpoint, creds);
-  const ctl = new csi.Controller(endpoint, creds);
-  const nd = new csi.Node(endpoint, creds);
+  // channelz off: per-call bookkeeping nobody reads here (the daemon turns it off too).
+  const opts = { 'grpc.enable_channelz': 0 };
+  const id = new csi.Identity(endpoint, creds, opts);
+  const ctl = new csi.Controller(endpoint, creds, opts);
+  const nd = new csi.Node(endpoint, creds, opts);
   return {
     identity: promisify(id, csi.Identity),
     controller: promisify(ctl, csi.Controller),

@@ -28,9 +28,16 @@ function rowsOf(name, r) {
   const f = r.figures ?? {};
   switch (name) {
     case 'cycle':
+      // The goal is judged with grpc-go (kubelet's and the sidecars' client) when the run had Go.
       return [
-        { goal_id: 'cycle', metric: 'CRUD cycle median (Create, NodePublish, NodeUnpublish, Delete)', value: num(f.cycle_ms?.median, 'ms'), goal: '≤ 5 ms', met: f.cycle_ms?.median <= 5 },
-        { metric: 'CRUD cycle p99', value: num(f.cycle_ms?.p99, 'ms'), goal: '', met: null },
+        ...(f.go_client
+          ? [
+              { goal_id: 'cycle', metric: 'CRUD cycle median, grpc-go client (Create, NodePublish, NodeUnpublish, Delete)', value: num(f.go_client.cycle_ms.median, 'ms'), goal: '≤ 5 ms', met: f.go_client.cycle_ms.median <= 5 },
+              { metric: 'CRUD cycle p99, grpc-go client', value: num(f.go_client.cycle_ms.p99, 'ms'), goal: '', met: null },
+            ]
+          : []),
+        { goal_id: f.go_client ? undefined : 'cycle', metric: 'CRUD cycle median, grpc-js client', value: num(f.cycle_ms?.median, 'ms'), goal: f.go_client ? '' : '≤ 5 ms', met: f.go_client ? null : f.cycle_ms?.median <= 5 },
+        { metric: 'CRUD cycle p99, grpc-js client', value: num(f.cycle_ms?.p99, 'ms'), goal: '', met: null },
       ];
     case 'loop-io':
       return [
