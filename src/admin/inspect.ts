@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { PoolConfig } from '../pools/config.js';
 import { Pool } from '../pools/pool.js';
 import { isAtomicTempName } from '../system/atomic-file.js';
-import { parsePublications } from '../volumes/publication-store.js';
+import { replayPublications } from '../volumes/publication-log.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt } from '../system/mount.js';
 import { BLOCK_DIR } from '../volumes/block.js';
@@ -214,6 +214,14 @@ export function isClaimed(view: PoolView, rel: string): boolean {
 export async function loadRecords(view: PoolView): Promise<void> {
   if (!view.initialized) return;
   const { pool } = view;
+  let logged = new Map<string, VolumeRecord['publications']>();
+  try {
+    const replay = replayPublications(await fsp.readFile(pool.publicationLog, 'utf8'));
+    logged = replay.state;
+    if (replay.badLines > 0) view.problems.push(`${pool.publicationLog}: ${replay.badLines} torn line(s), skipped (the daemon skips them too)`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') view.problems.push(`${pool.publicationLog}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
   if (await plainDir(pool.volumesDir, view.problems)) {
     for (const n of (await fsp.readdir(pool.volumesDir)).sort()) {
       const file = path.join(pool.volumesDir, n);
@@ -235,14 +243,8 @@ export async function loadRecords(view: PoolView): Promise<void> {
         view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: await claimsOf(file, stem, view) });
         continue;
       }
-      // Publications have their own file; a record from before that carries them itself.
-      const pubFile = path.join(pool.publicationsDir, `${rec.name}.json`);
-      try {
-        rec.publications = parsePublications(await fsp.readFile(pubFile, 'utf8'), rec.name);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT') view.problems.push(`${pubFile}: unreadable (${err instanceof Error ? err.message : String(err)}); the daemon takes it as no publications`);
-      }
+      // Publications are in the pool's publication log; a record from before it carries them itself.
+      rec.publications = logged.get(rec.name) ?? rec.publications;
       const dataPath = pool.resolveInside(rec.data);
       const rel = path.relative(view.root, dataPath);
       const st = await lstatOrUndefined(dataPath);

@@ -42,7 +42,7 @@ export class Pool {
   readonly trashDir: string;
   readonly snapshotsDir: string;
   readonly snapshotRecordsDir: string;
-  readonly publicationsDir: string;
+  readonly publicationLog: string;
   private readonly lock: ProcessLock;
 
   constructor(
@@ -61,7 +61,7 @@ export class Pool {
     this.trashDir = path.join(this.metaDir, 'trash');
     this.snapshotsDir = path.join(this.metaDir, 'snapshots');
     this.snapshotRecordsDir = path.join(this.metaDir, 'snapshot-records');
-    this.publicationsDir = path.join(this.metaDir, 'publications');
+    this.publicationLog = path.join(this.metaDir, 'publications.log');
     this.lock = new ProcessLock(path.join(this.metaDir, 'daemon.lock'));
   }
 
@@ -77,7 +77,7 @@ export class Pool {
     }
     const health = await this.health();
     if (!health.ready) return health;
-    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, this.publicationsDir, path.join(this.metaDir, 'block')]) {
+    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, path.join(this.metaDir, 'block')]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }
     if (!(await this.lock.acquire())) {

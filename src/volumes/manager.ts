@@ -15,7 +15,7 @@ import { buildBlockImage, detachAll } from './block.js';
 import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import { toStored, type StoredVolumeRecord, type VolumeMode, type VolumeRecord } from './record.js';
-import { PublicationStore } from './publication-store.js';
+import { PublicationLog, type Publications } from './publication-log.js';
 import { reconcilePublications } from './reconcile-publications.js';
 import { RecordStore } from './store.js';
 import type { SnapshotRecord } from './snapshot-record.js';
@@ -49,7 +49,7 @@ export interface ContentSource {
 interface PoolState {
   pool: Pool;
   store: RecordStore<StoredVolumeRecord>;
-  pubStore: PublicationStore;
+  pubLog: PublicationLog;
   snapStore: RecordStore<SnapshotRecord>;
   capacity: CapacityTracker;
   loaded: boolean;
@@ -81,7 +81,7 @@ export class VolumeManager {
   ) {
     for (const p of pools) {
       const capacity = new CapacityTracker(p, () => [...this.index.values()].filter((v) => v.pool === p.name));
-      this.pools.set(p.name, { pool: p, store: new RecordStore<StoredVolumeRecord>(p.volumesDir, p.name), pubStore: new PublicationStore(p.publicationsDir), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
+      this.pools.set(p.name, { pool: p, store: new RecordStore<StoredVolumeRecord>(p.volumesDir, p.name), pubLog: new PublicationLog(p.publicationLog), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
     }
   }
 
@@ -134,15 +134,13 @@ export class VolumeManager {
       }
       const health = await st.pool.prepare();
       if (!health.ready) throw unavailable(health.reason ?? `pool ${poolName} is not ready`);
-      const unreadable = new Set<string>();
-      const stored = await st.store.loadAll((file, err) => {
-        unreadable.add(path.basename(file, '.json'));
-        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched');
-      });
-      const records: VolumeRecord[] = [];
-      for (const s of stored) records.push({ ...s, publications: await this.loadPublications(st, s) });
-      const pruned = st.pubStore.prune(new Set([...stored.map((r) => r.name), ...unreadable]));
-      if (pruned.length > 0) this.log.info({ pool: poolName, pruned }, 'removed publication files of volumes that are gone');
+      const stored = await st.store.loadAll((file, err) =>
+        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched'),
+      );
+      const { state: logged, badLines } = st.pubLog.read();
+      if (badLines > 0) this.log.warn({ pool: poolName, file: st.pubLog.file, badLines }, 'skipped torn lines of the publication log (a crash or a power cut)');
+      // Records written before the log carry their publications themselves.
+      const records: VolumeRecord[] = stored.map((s) => ({ ...s, publications: logged.get(s.name) ?? s.publications ?? {} }));
       const kept: VolumeRecord[] = [];
       for (const rec of records) {
         const r = await this.reconcile(st, rec);
@@ -157,8 +155,15 @@ export class VolumeManager {
       }
       await this.reconcileTmp(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]));
       for (const rec of await reconcilePublications(st.pool, kept, this.log)) {
-        await st.pubStore.write(rec.name, rec.publications);
         kept[kept.findIndex((k) => k.id === rec.id)] = rec;
+      }
+      await st.pubLog.compact(new Map(kept.map((r) => [r.name, r.publications])));
+      for (const s of stored) {
+        const rec = kept.find((k) => k.name === s.name);
+        if (rec && s.publications && Object.keys(s.publications).length > 0) {
+          await st.store.write(toStored(rec));
+          this.log.info({ volume: rec.id }, 'moved publications out of the volume record into the publication log');
+        }
       }
       for (const rec of kept) this.index.set(rec.id, rec);
       st.nextProjectId = Math.max(FIRST_PROJECT_ID, ...kept.map((r) => (r.projectId ?? 0) + 1));
@@ -172,28 +177,6 @@ export class VolumeManager {
   }
 
   /**
-   * A record's publications: from its publications file, or, for a record written before those
-   * existed, from the record itself, moved into a file then (the record is rewritten without them).
-   */
-  private async loadPublications(st: PoolState, rec: StoredVolumeRecord): Promise<VolumeRecord['publications']> {
-    try {
-      const pubs = st.pubStore.read(rec.name);
-      if (pubs) return pubs;
-    } catch (err) {
-      this.log.warn({ volume: rec.id, file: st.pubStore.file(rec.name), err: String(err) }, 'unreadable publications file (torn by a power cut?) taken as none');
-      st.pubStore.remove(rec.name);
-      return {};
-    }
-    const legacy = rec.publications ?? {};
-    if (Object.keys(legacy).length > 0) {
-      await st.pubStore.write(rec.name, legacy);
-      await st.store.write(toStored({ ...rec, publications: legacy }));
-      this.log.info({ volume: rec.id }, 'moved publications out of the volume record');
-    }
-    return legacy;
-  }
-
-  /**
    * The pool's metadata vanished under us (the directory was removed, or the disk went away): forget
    * what we knew of it, so that it is loaded afresh, or reported UNAVAILABLE, instead of failing with
    * ENOENT on every call.
@@ -204,6 +187,7 @@ export class VolumeManager {
     for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id);
     st.capacity = new CapacityTracker(st.pool, () => [...this.index.values()].filter((v) => v.pool === st.pool.name));
     st.loaded = false;
+    st.pubLog.close();
     void st.pool.release();
   }
 
@@ -212,7 +196,6 @@ export class VolumeManager {
     if (rec.state === 'deleting') {
       this.log.info({ volume: rec.id }, 'finishing interrupted delete');
       await this.moveToTrash(st.pool, dataPath);
-      st.pubStore.remove(rec.name);
       await st.store.remove(rec.name);
       return undefined;
     }
@@ -408,7 +391,6 @@ export class VolumeManager {
     // power cut could leave data no record owns), but the record's unlink need not be durable.
     await st.store.markDeleting(rec.name);
     await this.moveToTrash(st.pool, dataPath);
-    st.pubStore.remove(rec.name);
     await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
@@ -537,10 +519,16 @@ export class VolumeManager {
     this.index.set(rec.id, rec);
   }
 
-  /** Persist a volume's changed publications (soft state: see PublicationStore). */
+  /** Persist a volume's changed publications (soft state: see PublicationLog). */
   async updatePublications(rec: VolumeRecord): Promise<void> {
-    await this.poolState(rec).pubStore.write(rec.name, rec.publications);
+    const st = this.poolState(rec);
+    const full = st.pubLog.append(rec.name, rec.publications);
     this.index.set(rec.id, rec);
+    if (full) await st.pubLog.compact(this.publicationsOf(st.pool.name));
+  }
+
+  private publicationsOf(pool: string): Map<string, Publications> {
+    return new Map([...this.index.values()].filter((r) => r.pool === pool).map((r) => [r.name, r.publications]));
   }
 
   private poolState(rec: VolumeRecord): PoolState {
@@ -603,7 +591,10 @@ export class VolumeManager {
   /** Waits for background work and lets go of the pools' daemon locks. */
   async close(): Promise<void> {
     await this.idle();
-    for (const st of this.pools.values()) await st.pool.release();
+    for (const st of this.pools.values()) {
+      st.pubLog.close();
+      await st.pool.release();
+    }
   }
 }
 

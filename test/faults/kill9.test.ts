@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, type Msg } from '../helpers/driver.js';
+import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readPublicationLog, readVolumeRecord, scratchDir, type Msg } from '../helpers/driver.js';
 import {
   Rng,
   devString,
@@ -709,11 +709,12 @@ class Campaign {
       return out;
     };
     const recs = readRecords('volumes');
-    // Publications live in their own files (records from older versions carried them themselves).
-    const pubFiles = new Map(readRecords('publications').map((p) => [p.name as string, p.publications as Msg]));
-    for (const r of recs) r.publications = pubFiles.get(r.name as string) ?? r.publications ?? {};
-    for (const name of pubFiles.keys()) {
-      this.check(recs.some((r) => r.name === name), `pub-orphan:${name}`, () => `${phase}: publications file of ${name}, which has no record`);
+    // Publications live in the pool's publication log (records from older versions carried them themselves).
+    const logged = readPublicationLog(this.pool);
+    for (const r of recs) r.publications = logged.get(r.name as string) ?? r.publications ?? {};
+    for (const [name, pubs] of logged) {
+      if (Object.keys(pubs).length === 0) continue;
+      this.check(recs.some((r) => r.name === name), `pub-orphan:${name}`, () => `${phase}: the publication log publishes ${name}, which has no record`);
     }
     const snaps = readRecords('snapshot-records');
     const byData = new Map(recs.map((r) => [path.join(P, r.data as string), r]));

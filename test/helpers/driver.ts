@@ -185,8 +185,8 @@ export async function cleanupDir(dir: string): Promise<void> {
 }
 
 /**
- * A volume's record as the daemon sees it: `.hpp/volumes/<name>.json` with the publications from
- * `.hpp/publications/<name>.json` (none when that file is absent). undefined when there is no record.
+ * A volume's record as the daemon sees it: `.hpp/volumes/<name>.json` with its publications from the
+ * pool's publication log (the last line of the volume wins). undefined when there is no record.
  */
 export function readVolumeRecord(pool: string, name: string): Msg | undefined {
   let rec: Msg;
@@ -195,10 +195,26 @@ export function readVolumeRecord(pool: string, name: string): Msg | undefined {
   } catch {
     return undefined;
   }
-  try {
-    rec.publications = (JSON.parse(readFileSync(path.join(pool, '.hpp', 'publications', `${name}.json`), 'utf8')) as Msg).publications;
-  } catch {
-    rec.publications ??= {};
-  }
+  rec.publications = readPublicationLog(pool).get(name) ?? rec.publications ?? {};
   return rec;
+}
+
+/** The pool's publication log replayed: publications by volume name (torn lines skipped). */
+export function readPublicationLog(pool: string): Map<string, Msg> {
+  const state = new Map<string, Msg>();
+  let text = '';
+  try {
+    text = readFileSync(path.join(pool, '.hpp', 'publications.log'), 'utf8');
+  } catch {
+    return state;
+  }
+  for (const l of text.split('\n')) {
+    try {
+      const e = JSON.parse(l) as Msg;
+      if (typeof e.name === 'string') state.set(e.name, e.publications as Msg);
+    } catch {
+      // a torn line
+    }
+  }
+  return state;
 }

@@ -168,46 +168,45 @@ describe('daemon restart', () => {
     expect((await listAll(d2)).map((v) => v.id)).toEqual(['test-node:default:owned']);
   });
 
-  it('publications: an older record keeps its own (moved to a file), a torn file counts as none, stray files are pruned', async () => {
+  it('publications: kept in the publication log, torn lines skipped, records from before the log migrated, log compacted on start', async () => {
     const d1 = await start();
     const meta = path.join(pool, '.hpp');
+    const log = path.join(meta, 'publications.log');
     const target = (n: string) => path.join(dir, 'targets', n, 'mount');
-    for (const name of ['old', 'torn']) {
+    for (const name of ['old', 'pub', 'gone']) {
       await d1.clients.controller.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '4096' } });
       await d1.clients.node.NodePublishVolume({ volume_id: `test-node:default:${name}`, target_path: target(name), volume_capability: MOUNT_CAP, readonly: false });
     }
-    // Publications are in their own files, the records do not carry them.
-    expect(readdirSync(path.join(meta, 'publications')).sort()).toEqual(['old.json', 'torn.json']);
-    const oldPubs = JSON.parse(readFileSync(path.join(meta, 'publications', 'old.json'), 'utf8')).publications as Msg;
-    expect(Object.keys(oldPubs)).toEqual([target('old')]);
+    await d1.clients.node.NodeUnpublishVolume({ volume_id: 'test-node:default:gone', target_path: target('gone') });
+    await d1.clients.controller.DeleteVolume({ volume_id: 'test-node:default:gone' });
+    // One line per change, the records do not carry publications.
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Msg);
+    expect(lines.map((l) => [l.name, Object.keys(l.publications).length])).toEqual([['old', 1], ['pub', 1], ['gone', 1], ['gone', 0]]);
     expect(JSON.parse(readFileSync(path.join(meta, 'volumes', 'old.json'), 'utf8'))).not.toHaveProperty('publications');
+    const oldPubs = lines[0]!.publications as Msg;
     expect(await d1.stop()).toBe(0);
 
-    // 'old' as an earlier version wrote it: publications inside the record, no file.
+    // 'old' as an earlier version wrote it: publications inside the record and not in the log; and
+    // the log ends with a line a crash cut short.
     const oldRecord = JSON.parse(readFileSync(path.join(meta, 'volumes', 'old.json'), 'utf8')) as Msg;
     writeFileSync(path.join(meta, 'volumes', 'old.json'), JSON.stringify({ ...oldRecord, publications: oldPubs }));
-    rmSync(path.join(meta, 'publications', 'old.json'));
-    // 'torn': what a power cut can leave of a file that was never fsynced.
-    writeFileSync(path.join(meta, 'publications', 'torn.json'), '{"version":1,"na');
-    // A file of a volume that no longer exists, and a temp file of an interrupted write.
-    writeFileSync(path.join(meta, 'publications', 'ghost.json'), JSON.stringify({ version: 1, name: 'ghost', publications: { '/x': {} } }));
-    writeFileSync(path.join(meta, 'publications', '.old.json.tmp-12345-0a1b2c3d'), '{"ver');
+    writeFileSync(log, `${readFileSync(log, 'utf8').split('\n').filter((l) => l && !l.includes('"old"')).join('\n')}\n{"name":"pub","publica`);
 
     const d2 = await start();
     expect((await d2.clients.identity.Probe({})).ready?.value).toBe(true);
-    expect(readdirSync(path.join(meta, 'publications'))).toEqual(['old.json']);
-    expect(JSON.parse(readFileSync(path.join(meta, 'publications', 'old.json'), 'utf8')).publications).toEqual(oldPubs);
+    expect(d2.logs()).toMatch(/"badLines":1,"msg":"skipped torn lines of the publication log/);
+    // Compacted: one line per published volume, the old record's publications moved in, the record stripped.
+    const after = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Msg);
+    expect(after.map((l) => l.name).sort()).toEqual(['old', 'pub']);
+    expect(after.find((l) => l.name === 'old')!.publications).toEqual(oldPubs);
     expect(JSON.parse(readFileSync(path.join(meta, 'volumes', 'old.json'), 'utf8'))).not.toHaveProperty('publications');
-    expect(d2.logs()).toMatch(/"file":"[^"]*publications\/torn\.json".*"msg":"unreadable publications file/);
-    // 'old' is still known as published: its volume cannot be deleted until it is unpublished.
-    await expectCode(d2.clients.controller.DeleteVolume({ volume_id: 'test-node:default:old' }), 'FAILED_PRECONDITION');
-    // 'torn' is still mounted; its unpublish recognises the mount as the volume's own and removes it.
-    for (const name of ['old', 'torn']) {
+    for (const name of ['old', 'pub']) {
+      // Still known as published: the volume cannot be deleted before its unpublish.
+      await expectCode(d2.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` }), 'FAILED_PRECONDITION');
       await d2.clients.node.NodeUnpublishVolume({ volume_id: `test-node:default:${name}`, target_path: target(name) });
       expect(existsSync(target(name))).toBe(false);
+      await d2.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` });
     }
-    expect(readdirSync(path.join(meta, 'publications'))).toEqual([]);
-    for (const name of ['old', 'torn']) await d2.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` });
   });
 
   it('start-up reconcile: uncommitted tmp data removed, interrupted delete finished, interrupted create moved into place', async () => {

@@ -1,0 +1,92 @@
+import fs from 'node:fs';
+import { writeFileAtomic } from '../system/atomic-file.js';
+import type { Publication } from './record.js';
+
+export type Publications = Record<string, Publication>;
+
+/** Rewrite the log once it grows past this; it holds one line per change. */
+const COMPACT_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Where the volumes of a pool are published: an append-only log, `<pool>/.hpp/publications.log`,
+ * one JSON line per change holding the volume's whole set of publications (the last line of a volume
+ * wins). A change is one write(2) to a file already open, with no file to create and nothing to
+ * fsync, so publish and unpublish never wait for the disk.
+ *
+ * It is state that a power cut takes away anyway (mounts and loop devices do not survive one, and
+ * kubelet publishes again afterwards), so it is never fsynced: a line a crash or a power cut left torn
+ * is skipped. The volume records, which must survive, keep their fsyncs. Each load rewrites the log
+ * with the current state (temp + rename), so it starts clean and stays small.
+ */
+export class PublicationLog {
+  private fd?: number;
+  private bytes = 0;
+
+  constructor(readonly file: string) {}
+
+  /** The publications in the log, by volume name, and how many lines could not be read. */
+  read(): { state: Map<string, Publications>; badLines: number } {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: new Map(), badLines: 0 };
+      throw err;
+    }
+    return replayPublications(text);
+  }
+
+  /** Rewrite the log with just `state` (volumes without publications left out) and append from there. */
+  async compact(state: Map<string, Publications>): Promise<void> {
+    this.close();
+    let text = '';
+    for (const [name, pubs] of state) if (Object.keys(pubs).length > 0) text += line(name, pubs);
+    await writeFileAtomic(this.file, text, { sync: false });
+    this.fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+    this.bytes = Buffer.byteLength(text);
+  }
+
+  /** Record a volume's publications now. Returns true when the log has grown enough to compact. */
+  append(name: string, publications: Publications): boolean {
+    if (this.fd === undefined) throw new Error(`publication log ${this.file} is not open`);
+    const data = Buffer.from(line(name, publications));
+    try {
+      const n = fs.writeSync(this.fd, data);
+      if (n !== data.length) throw Object.assign(new Error(`short write to ${this.file} (${n} of ${data.length} bytes)`), { code: 'ENOSPC' });
+    } catch (err) {
+      // Never leave half a line for the next one to be glued to.
+      fs.ftruncateSync(this.fd, this.bytes);
+      throw err;
+    }
+    this.bytes += data.length;
+    return this.bytes > COMPACT_BYTES;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+function line(name: string, publications: Publications): string {
+  return `${JSON.stringify({ name, publications })}\n`;
+}
+
+/** Replays a log's text: the last line of each volume wins; lines that are not whole are counted and skipped. */
+export function replayPublications(text: string): { state: Map<string, Publications>; badLines: number } {
+  const state = new Map<string, Publications>();
+  let badLines = 0;
+  for (const l of text.split('\n')) {
+    if (l === '') continue;
+    try {
+      const e = JSON.parse(l) as { name?: unknown; publications?: unknown };
+      if (typeof e.name !== 'string' || !e.publications || typeof e.publications !== 'object' || Array.isArray(e.publications)) {
+        throw new Error('not a publications line');
+      }
+      state.set(e.name, e.publications as Publications);
+    } catch {
+      badLines++;
+    }
+  }
+  return { state, badLines };
+}
