@@ -157,7 +157,7 @@ export class VolumeManager {
       for (const rec of await reconcilePublications(st.pool, kept, this.log)) {
         kept[kept.findIndex((k) => k.id === rec.id)] = rec;
       }
-      await st.pubLog.compact(new Map(kept.map((r) => [r.name, r.publications])));
+      st.pubLog.compact(new Map(kept.map((r) => [r.name, r.publications])));
       for (const s of stored) {
         const rec = kept.find((k) => k.name === s.name);
         if (rec && s.publications && Object.keys(s.publications).length > 0) {
@@ -524,7 +524,7 @@ export class VolumeManager {
     const st = this.poolState(rec);
     const full = st.pubLog.append(rec.name, rec.publications);
     this.index.set(rec.id, rec);
-    if (full) await st.pubLog.compact(this.publicationsOf(st.pool.name));
+    if (full) st.pubLog.compact(this.publicationsOf(st.pool.name));
   }
 
   private publicationsOf(pool: string): Map<string, Publications> {

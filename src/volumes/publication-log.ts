@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import { writeFileAtomic } from '../system/atomic-file.js';
 import type { Publication } from './record.js';
 
 export type Publications = Record<string, Publication>;
@@ -36,13 +35,20 @@ export class PublicationLog {
     return replayPublications(text);
   }
 
-  /** Rewrite the log with just `state` (volumes without publications left out) and append from there. */
-  async compact(state: Map<string, Publications>): Promise<void> {
-    this.close();
+  /**
+   * Rewrite the log with just `state` (volumes without publications left out) and append from there.
+   * Synchronous from start to end, so no append can slip in between the old file and the new one.
+   */
+  compact(state: Map<string, Publications>): void {
     let text = '';
     for (const [name, pubs] of state) if (Object.keys(pubs).length > 0) text += line(name, pubs);
-    await writeFileAtomic(this.file, text, { sync: false });
-    this.fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+    // One daemon per pool (flock), so a fixed temp name: a crash leaves at most this one, overwritten next time.
+    const tmp = `${this.file}.tmp`;
+    fs.writeFileSync(tmp, text, { mode: 0o600 });
+    fs.renameSync(tmp, this.file);
+    const fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+    this.close();
+    this.fd = fd;
     this.bytes = Buffer.byteLength(text);
   }
 
