@@ -15,7 +15,7 @@ async function main() {
   const args = process.argv.slice(2);
   if (args.includes('-h') || args.includes('--help')) {
     process.stdout.write(`usage: node bench/run.mjs [${BENCHMARKS.join('|')} ...]   (none: all; \`summary\` only rebuilds results/summary.*)\n` +
-      'env: BENCH_CYCLES (200), BENCH_WARMUP (20), BENCH_ATTRIBUTION_CYCLES, BENCH_LOOP_MIB (1024), BENCH_LOOP_REPS (3), BENCH_DROP_CACHES (1),\n' +
+      'env: BENCH_CYCLES (200), BENCH_WARMUP (20), BENCH_ATTRIBUTION_CYCLES, BENCH_LOOP_MIB (1024), BENCH_LOOP_REPS (9), BENCH_DROP_CACHES (1),\n' +
       '     BENCH_PREALLOC_GIB (10), BENCH_PREALLOC_RUNS (3), BENCH_PREALLOC_FULL_RUNS (1), BENCH_PREALLOC_SPARSE_RUNS (3),\n' +
       '     BENCH_SNAP_GIB (1,10), BENCH_SNAP_REPS_REFLINK (5), BENCH_SNAP_REPS_COPY (1),\n' +
       '     BENCH_CREATES (1000), BENCH_INFLIGHT (16), BENCH_THROUGHPUT_WARMUP (64), BENCH_RESTARTS (3), BENCH_CREATE_MIB (16), BENCH_PROFILE (auto|0|1),\n' +
