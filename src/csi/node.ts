@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, realpathSync, promises as fsp } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, realpathSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { NODE_CAPABILITIES, TOPOLOGY_KEY, requireNodeCapability, unsupportedReason, type VolumeCapabilityMsg } from './capabilities.js';
 import type { DriverContext } from './context.js';
@@ -28,13 +28,13 @@ async function checkTargetPath(p: unknown, field: string, ctx: DriverContext): P
   if (p.includes('\0') || !path.isAbsolute(p) || given !== p.replace(/(.)\/+$/, '$1') || given === '/') {
     throw invalidArgument(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
   }
-  const real = await realLocation(given);
+  const real = realLocation(given);
   if (real === '/') throw invalidArgument(`${field} ${given} resolves to /`);
   if (lstatSync(given, { throwIfNoEntry: false })?.isSymbolicLink()) {
     throw invalidArgument(`${field} ${given} is a symbolic link`);
   }
   for (const pool of ctx.volumes.poolList()) {
-    for (const root of new Set([pool.root, await realLocation(pool.root)])) {
+    for (const root of new Set([pool.root, realLocation(pool.root)])) {
       for (const t of new Set([given, real])) {
         if (t === root || t.startsWith(`${root}/`) || root.startsWith(`${t}/`)) {
           throw invalidArgument(`${field} ${given}${t !== given ? ` (really ${t})` : ''} overlaps storage pool ${pool.name}`);
@@ -45,11 +45,14 @@ async function checkTargetPath(p: unknown, field: string, ctx: DriverContext): P
   return { given, real };
 }
 
-/** The real path of `p`: symlinks of its nearest existing ancestor resolved, the rest appended. */
-async function realLocation(p: string): Promise<string> {
+/**
+ * The real path of `p`: the symlinks of its nearest existing ancestor resolved, the rest appended.
+ * A dangling symlink on the way is followed too (mkdir -p and mount would go where it points).
+ */
+function realLocation(p: string): string {
   const rest: string[] = [];
   let existing = p;
-  for (;;) {
+  for (let hops = 0; ; ) {
     try {
       return path.join(realpathSync.native(existing), ...rest.reverse());
     } catch (err) {
@@ -57,6 +60,11 @@ async function realLocation(p: string): Promise<string> {
       if (code === 'ENAMETOOLONG' || code === 'ELOOP') throw invalidArgument(`path ${p.slice(0, 200)} cannot be resolved: ${code}`);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       if (existing === '/') return p;
+      if (lstatSync(existing, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        if (++hops > 40) throw invalidArgument(`path ${p.slice(0, 200)} cannot be resolved: ELOOP`);
+        existing = path.resolve(path.dirname(existing), readlinkSync(existing));
+        continue;
+      }
       rest.push(path.basename(existing));
       existing = path.dirname(existing);
     }

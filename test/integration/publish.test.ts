@@ -329,12 +329,19 @@ describe('NodePublishVolume / NodeUnpublishVolume with real bind mounts', () => 
     const linkParent = path.join(base, 'parent');
     symlinkSync(pool, linkParent);
     const viaParent = path.join(linkParent, 'mount');
+    // (c) a parent that is a dangling symlink into the pool (the place it names does not exist yet)
+    const danglingParent = path.join(base, 'dangling');
+    symlinkSync(path.join(pool, 'not-yet'), danglingParent);
+    const viaDangling = path.join(danglingParent, 'sub', 'mount');
     const before = mountPointsUnder(dir);
     try {
       await expectCode(publish(v.id, linkTarget), 'INVALID_ARGUMENT');
       expect(mountsAt(victim.data)).toHaveLength(0);
       await expectCode(publish(v.id, viaParent), 'INVALID_ARGUMENT');
       expect(existsSync(path.join(pool, 'mount'))).toBe(false);
+      const e = await expectCode(publish(v.id, viaDangling), 'INVALID_ARGUMENT');
+      expect(e.details).toContain(`really ${path.join(pool, 'not-yet', 'sub', 'mount')}`);
+      expect(existsSync(path.join(pool, 'not-yet'))).toBe(false);
       expect(mountPointsUnder(dir)).toEqual(before);
     } finally {
       // Undo whatever the driver did, so that later tests start clean.
