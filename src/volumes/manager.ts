@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { lstatSync, renameSync, promises as fsp } from 'node:fs';
+import { promises as fsp, renameSync } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, failedPrecondition, internal, invalidArgument, outOfRange, resourceExhausted, unavailable } from '../csi/errors.js';
 import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
@@ -7,19 +6,21 @@ import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
+import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
+import { exists, fsyncTree, growFile } from '../system/files.js';
 import { mountsBelow, readMounts } from '../system/mount.js';
+import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
-import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 import { buildBlockImage, detachAll } from './block.js';
 import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
-import { toStored, type StoredVolumeRecord, type VolumeMode, type VolumeRecord } from './record.js';
-import { PublicationLog, type Publications } from './publication-log.js';
-import { reconcilePublications } from './reconcile-publications.js';
-import { RecordStore } from './store.js';
-import type { SnapshotRecord } from './snapshot-record.js';
-import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
+import { loadPool } from './pool-loader.js';
+import { FIRST_PROJECT_ID, newPoolState, type PoolState } from './pool-state.js';
+import type { Publications } from './publication-log.js';
+import { toStored, type VolumeMode, type VolumeRecord } from './record.js';
+import { snapshotBuildName, type SnapshotRecord } from './snapshot-record.js';
+import { Trash } from './trash.js';
 
 export interface CreateSpec {
   pool: Pool;
@@ -46,43 +47,26 @@ export interface ContentSource {
   sizeBytes: bigint;
 }
 
-interface PoolState {
-  pool: Pool;
-  store: RecordStore<StoredVolumeRecord>;
-  pubLog: PublicationLog;
-  snapStore: RecordStore<SnapshotRecord>;
-  capacity: CapacityTracker;
-  loaded: boolean;
-  /** Next XFS project id to hand out; ids only grow, so a trashed directory's id is never reused. */
-  nextProjectId: number;
-}
-
-const FIRST_PROJECT_ID = 1000;
-const TRASH_SWEEP_DELAY_MS = 200;
-
 /**
- * Owns every volume of this node: the pools, their durable records and an in-memory index of them.
- * Creation builds the volume in the pool's tmp area and moves it into place only after its record is
- * durable; deletion marks the record, moves the data to trash, then forgets the record. start()
- * finishes or rolls back whatever a crash interrupted.
+ * Owns every volume and snapshot of this node: the pools, their durable records and an in-memory
+ * index of them. Creation builds the volume in the pool's tmp area and moves it into place only after
+ * its record is durable; deletion marks the record, moves the data to the trash, then forgets the
+ * record. Loading a pool (pool-loader.ts) finishes or rolls back whatever a crash interrupted.
  */
 export class VolumeManager {
   readonly locks = new KeyedLock();
   private readonly pools = new Map<string, PoolState>();
   private readonly index = new Map<string, VolumeRecord>();
   private readonly snapshots = new Map<string, SnapshotRecord>();
-  private trashSweep: Promise<void> = Promise.resolve();
-  private readonly sweepTimers = new Map<string, NodeJS.Timeout>();
+  private readonly trash: Trash;
 
   constructor(
     readonly node: string,
     pools: Pool[],
     private readonly log: Logger,
   ) {
-    for (const p of pools) {
-      const capacity = new CapacityTracker(p, () => [...this.index.values()].filter((v) => v.pool === p.name));
-      this.pools.set(p.name, { pool: p, store: new RecordStore<StoredVolumeRecord>(p.volumesDir, p.name), pubLog: new PublicationLog(p.publicationLog), snapStore: new RecordStore<SnapshotRecord>(p.snapshotRecordsDir, p.name), capacity, loaded: false, nextProjectId: FIRST_PROJECT_ID });
-    }
+    this.trash = new Trash(log);
+    for (const p of pools) this.pools.set(p.name, newPoolState(p, () => this.volumesIn(p.name)));
   }
 
   poolList(): Pool[] {
@@ -126,52 +110,22 @@ export class VolumeManager {
   async ensureLoaded(poolName: string): Promise<PoolState> {
     const st = this.pools.get(poolName);
     if (!st) throw invalidArgument(`storage pool ${poolName} is not configured`);
-    if (st.loaded && (await exists(st.pool.volumesDir))) return st;
+    if (st.loaded && exists(st.pool.volumesDir)) return st;
     return this.locks.withKey(`pool/${poolName}`, async () => {
       if (st.loaded) {
-        if (await exists(st.pool.volumesDir)) return st;
+        if (exists(st.pool.volumesDir)) return st;
         this.unload(st);
       }
       const health = await st.pool.prepare();
       if (!health.ready) throw unavailable(health.reason ?? `pool ${poolName} is not ready`);
-      const stored = await st.store.loadAll((file, err) =>
-        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable volume record left untouched'),
-      );
-      const { state: logged, badLines } = st.pubLog.read();
-      if (badLines > 0) this.log.warn({ pool: poolName, file: st.pubLog.file, badLines }, 'skipped torn lines of the publication log (a crash or a power cut)');
-      // Records written before the log carry their publications themselves.
-      const records: VolumeRecord[] = stored.map((s) => ({ ...s, publications: logged.get(s.name) ?? s.publications ?? {} }));
-      const kept: VolumeRecord[] = [];
-      for (const rec of records) {
-        const r = await this.reconcile(st, rec);
-        if (r) kept.push(r);
-      }
-      const snaps = await st.snapStore.loadAll((file, err) =>
-        this.log.error({ pool: poolName, file, err: String(err) }, 'unreadable snapshot record left untouched'),
-      );
-      for (const snap of snaps) {
-        const kept = await this.reconcileSnapshot(st, snap);
-        if (kept) this.snapshots.set(kept.id, kept);
-      }
-      await this.reconcileTmp(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]));
-      for (const rec of await reconcilePublications(st.pool, kept, this.log)) {
-        kept[kept.findIndex((k) => k.id === rec.id)] = rec;
-      }
-      st.pubLog.compact(new Map(kept.map((r) => [r.name, r.publications])));
-      for (const s of stored) {
-        const rec = kept.find((k) => k.name === s.name);
-        if (rec && s.publications && Object.keys(s.publications).length > 0) {
-          await st.store.write(toStored(rec));
-          this.log.info({ volume: rec.id }, 'moved publications out of the volume record into the publication log');
-        }
-      }
-      for (const rec of kept) this.index.set(rec.id, rec);
-      st.nextProjectId = Math.max(FIRST_PROJECT_ID, ...kept.map((r) => (r.projectId ?? 0) + 1));
+      const { volumes, snapshots } = await loadPool(st, { node: this.node, trash: this.trash, log: this.log });
+      for (const snap of snapshots) this.snapshots.set(snap.id, snap);
+      for (const rec of volumes) this.index.set(rec.id, rec);
+      st.nextProjectId = Math.max(FIRST_PROJECT_ID, ...volumes.map((r) => (r.projectId ?? 0) + 1));
       // Trash is emptied before serving so that quota usage and free space are true from the start.
-      this.sweepTrash(st.pool);
-      await this.trashSweep;
+      await this.trash.sweepNow(st.pool);
       st.loaded = true;
-      this.log.info({ pool: poolName, root: st.pool.root, volumes: kept.length, snapshots: snaps.length }, 'pool loaded');
+      this.log.info({ pool: poolName, root: st.pool.root, volumes: volumes.length, snapshots: snapshots.length }, 'pool loaded');
       return st;
     });
   }
@@ -185,57 +139,10 @@ export class VolumeManager {
     this.log.error({ pool: st.pool.name, root: st.pool.root }, 'pool metadata is gone; forgetting its volumes and loading it again');
     for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id);
     for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id);
-    st.capacity = new CapacityTracker(st.pool, () => [...this.index.values()].filter((v) => v.pool === st.pool.name));
+    st.capacity = new CapacityTracker(st.pool, () => this.volumesIn(st.pool.name));
     st.loaded = false;
     st.pubLog.close();
     void st.pool.release();
-  }
-
-  private async reconcile(st: PoolState, rec: VolumeRecord): Promise<VolumeRecord | undefined> {
-    const dataPath = this.dataPath(st.pool, rec);
-    if (rec.state === 'deleting') {
-      this.log.info({ volume: rec.id }, 'finishing interrupted delete');
-      await this.moveToTrash(st.pool, dataPath);
-      await st.store.remove(rec.name);
-      return undefined;
-    }
-    const building = path.join(st.pool.tmpDir, rec.name);
-    if (!(await exists(dataPath)) && (await exists(building))) {
-      this.log.info({ volume: rec.id }, 'finishing interrupted create');
-      await fsp.rename(building, dataPath);
-      await fsyncDir(path.dirname(dataPath));
-    }
-    if (rec.node !== this.node) {
-      // A device-backed pool moved here from another node: the id must keep naming where it lives.
-      this.log.warn({ volume: rec.id, recordedNode: rec.node, node: this.node }, 'volume was created on another node');
-    }
-    return rec;
-  }
-
-  private async reconcileSnapshot(st: PoolState, snap: SnapshotRecord): Promise<SnapshotRecord | undefined> {
-    const dataPath = st.pool.resolveInside(snap.data);
-    if (snap.state === 'deleting') {
-      this.log.info({ snapshot: snap.id }, 'finishing interrupted snapshot delete');
-      await this.moveToTrash(st.pool, dataPath);
-      await st.snapStore.remove(snap.name);
-      return undefined;
-    }
-    const building = path.join(st.pool.tmpDir, snapshotBuildName(snap.name));
-    if (!(await exists(dataPath)) && (await exists(building))) {
-      this.log.info({ snapshot: snap.id }, 'finishing interrupted snapshot');
-      await fsp.rename(building, dataPath);
-      await fsyncDir(path.dirname(dataPath));
-    }
-    return snap;
-  }
-
-  /** Whatever is in tmp/ without a record is a create that never committed: remove it. */
-  private async reconcileTmp(st: PoolState, names: Set<string>): Promise<void> {
-    for (const entry of await fsp.readdir(st.pool.tmpDir)) {
-      if (names.has(entry)) continue;
-      this.log.info({ pool: st.pool.name, entry }, 'removing uncommitted volume from tmp');
-      await removeTree(path.join(st.pool.tmpDir, entry), new Set((await readMounts()).map((m) => m.mountPoint)));
-    }
   }
 
   dataPath(pool: Pool, rec: VolumeRecord): string {
@@ -265,6 +172,10 @@ export class VolumeManager {
     return undefined;
   }
 
+  private volumesIn(pool: string): VolumeRecord[] {
+    return [...this.index.values()].filter((v) => v.pool === pool);
+  }
+
   list(): VolumeRecord[] {
     return [...this.index.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
@@ -281,7 +192,7 @@ export class VolumeManager {
     }
     const pool = spec.pool;
     const dataPath = pool.resolveInside(spec.data);
-    if (await exists(dataPath)) {
+    if (exists(dataPath)) {
       throw alreadyExists(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
     const release = await this.locks.withKey(`capacity/${pool.name}`, async () => {
@@ -309,7 +220,7 @@ export class VolumeManager {
   private async build(st: PoolState, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
     const pool = spec.pool;
     const building = path.join(pool.tmpDir, spec.name);
-    if (await exists(building)) await fsp.rm(building, { recursive: true, force: true });
+    if (exists(building)) await fsp.rm(building, { recursive: true, force: true });
     let projectId: number | undefined;
     let preallocation: PreallocationMethod = 'none';
     let copyMethod: CopyMethod | undefined;
@@ -390,12 +301,12 @@ export class VolumeManager {
     // reconcile() finishes. The data must be in the trash for good before its record goes (else a
     // power cut could leave data no record owns), but the record's unlink need not be durable.
     await st.store.markDeleting(rec.name);
-    await this.moveToTrash(st.pool, dataPath);
+    await this.trash.put(st.pool, dataPath);
     await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
     await st.pool.quota?.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
-    this.scheduleSweep(st.pool);
+    this.trash.schedule(st.pool);
   }
 
   /** What the pool can promise now (see CapacityTracker). */
@@ -503,10 +414,10 @@ export class VolumeManager {
   async deleteSnapshot(snap: SnapshotRecord): Promise<void> {
     const st = await this.ensureLoaded(snap.pool);
     await st.snapStore.markDeleting(snap.name);
-    await this.moveToTrash(st.pool, st.pool.resolveInside(snap.data));
+    await this.trash.put(st.pool, st.pool.resolveInside(snap.data));
     await st.snapStore.remove(snap.name);
     this.snapshots.delete(snap.id);
-    this.scheduleSweep(st.pool);
+    this.trash.schedule(st.pool);
   }
 
   snapshotDataPath(snap: SnapshotRecord): string {
@@ -528,7 +439,7 @@ export class VolumeManager {
   }
 
   private publicationsOf(pool: string): Map<string, Publications> {
-    return new Map([...this.index.values()].filter((r) => r.pool === pool).map((r) => [r.name, r.publications]));
+    return new Map(this.volumesIn(pool).map((r) => [r.name, r.publications]));
   }
 
   private poolState(rec: VolumeRecord): PoolState {
@@ -537,55 +448,9 @@ export class VolumeManager {
     return st;
   }
 
-  private async moveToTrash(pool: Pool, dataPath: string): Promise<void> {
-    const dest = path.join(pool.trashDir, `${path.basename(dataPath)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
-    try {
-      renameSync(dataPath, dest);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    await fsyncDir(pool.root);
-  }
-
-  /** Removes trashed data in the background, one pool sweep after another. */
-  private sweepTrash(pool: Pool): void {
-    this.trashSweep = this.trashSweep.then(async () => {
-      try {
-        // Never follow a symlink or descend into a mount that somehow ended up in the trash.
-        const mountPoints = new Set((await readMounts()).map((m) => m.mountPoint));
-        for (const entry of await fsp.readdir(pool.trashDir)) {
-          await removeTree(path.join(pool.trashDir, entry), mountPoints);
-        }
-      } catch (err) {
-        this.log.warn({ pool: pool.name, err: String(err) }, 'trash sweep failed; retried on next delete or start');
-      }
-    });
-  }
-
-  /**
-   * Sweep a pool's trash a little later, once for a burst of deletes: removing the data is the slow
-   * part of a delete and nobody waits for it, so it stays off the path of the calls that follow.
-   */
-  private scheduleSweep(pool: Pool): void {
-    if (this.sweepTimers.has(pool.name)) return;
-    const timer = setTimeout(() => {
-      this.sweepTimers.delete(pool.name);
-      this.sweepTrash(pool);
-    }, TRASH_SWEEP_DELAY_MS);
-    timer.unref();
-    this.sweepTimers.set(pool.name, timer);
-  }
-
   /** Resolves when background trash removal is done, scheduled sweeps included (shutdown and tests). */
   async idle(): Promise<void> {
-    for (const [name, timer] of this.sweepTimers) {
-      clearTimeout(timer);
-      this.sweepTimers.delete(name);
-      const st = this.pools.get(name);
-      if (st) this.sweepTrash(st.pool);
-    }
-    await this.trashSweep;
+    await this.trash.idle();
   }
 
   /** Waits for background work and lets go of the pools' daemon locks. */
@@ -594,49 +459,6 @@ export class VolumeManager {
     for (const st of this.pools.values()) {
       st.pubLog.close();
       await st.pool.release();
-    }
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    lstatSync(p);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-/** Snapshots are built in tmp/ under a name no volume can have ('@' is not allowed in names). */
-function snapshotBuildName(name: string): string {
-  return `@${name}`;
-}
-
-/** Extend a file to `size` bytes (sparse), never shrinking it, and flush it. */
-async function growFile(file: string, size: bigint): Promise<void> {
-  const fh = await fsp.open(file, 'r+');
-  try {
-    if ((await fh.stat({ bigint: true })).size < size) await fh.truncate(Number(size));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** fsync every file and directory of a freshly copied tree (or a single file). */
-async function fsyncTree(p: string): Promise<void> {
-  const st = await fsp.lstat(p);
-  if (st.isSymbolicLink()) return;
-  if (st.isDirectory()) {
-    for (const e of await fsp.readdir(p)) await fsyncTree(path.join(p, e));
-  }
-  if (st.isDirectory() || st.isFile()) {
-    const fh = await fsp.open(p, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
     }
   }
 }

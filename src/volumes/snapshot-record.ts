@@ -21,3 +21,8 @@ export interface SnapshotRecord {
   diskImage?: { overhead: string };
   state: 'ready' | 'deleting';
 }
+
+/** Snapshots are built in tmp/ under a name no volume can have ('@' is not allowed in names). */
+export function snapshotBuildName(name: string): string {
+  return `@${name}`;
+}

@@ -1,0 +1,106 @@
+import { promises as fsp, renameSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../observe/logger.js';
+import { fsyncDir } from '../system/atomic-file.js';
+import { exists } from '../system/files.js';
+import { readMounts } from '../system/mount.js';
+import { removeTree } from '../system/walk.js';
+import type { PoolState } from './pool-state.js';
+import { toStored, type VolumeRecord } from './record.js';
+import { reconcilePublications } from './reconcile-publications.js';
+import { snapshotBuildName, type SnapshotRecord } from './snapshot-record.js';
+import type { Trash } from './trash.js';
+
+export interface LoadedPool {
+  volumes: VolumeRecord[];
+  snapshots: SnapshotRecord[];
+}
+
+interface Deps {
+  node: string;
+  trash: Trash;
+  log: Logger;
+}
+
+/**
+ * Reads a prepared pool's records and brings the pool to a state a crash could not have left:
+ * interrupted deletes finished, interrupted creates moved into place, uncommitted builds removed,
+ * publications re-made or forgotten, the publication log rewritten compactly.
+ */
+export async function loadPool(st: PoolState, deps: Deps): Promise<LoadedPool> {
+  const { pool } = st;
+  const { log } = deps;
+  const stored = await st.store.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable volume record left untouched'));
+  const { state: logged, badLines } = st.pubLog.read();
+  if (badLines > 0) log.warn({ pool: pool.name, file: st.pubLog.file, badLines }, 'skipped torn lines of the publication log (a crash or a power cut)');
+  // Records written before the log carry their publications themselves.
+  const records: VolumeRecord[] = stored.map((s) => ({ ...s, publications: logged.get(s.name) ?? s.publications ?? {} }));
+  const volumes: VolumeRecord[] = [];
+  for (const rec of records) {
+    if (await reconcileVolume(st, rec, deps)) volumes.push(rec);
+  }
+  const snaps = await st.snapStore.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable snapshot record left untouched'));
+  const snapshots: SnapshotRecord[] = [];
+  for (const snap of snaps) {
+    if (await reconcileSnapshot(st, snap, deps)) snapshots.push(snap);
+  }
+  await removeUncommitted(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]), log);
+  for (const rec of await reconcilePublications(pool, volumes, log)) {
+    volumes[volumes.findIndex((k) => k.id === rec.id)] = rec;
+  }
+  st.pubLog.compact(new Map(volumes.map((r) => [r.name, r.publications])));
+  for (const s of stored) {
+    const rec = volumes.find((k) => k.name === s.name);
+    if (rec && s.publications && Object.keys(s.publications).length > 0) {
+      await st.store.write(toStored(rec));
+      log.info({ volume: rec.id }, 'moved publications out of the volume record into the publication log');
+    }
+  }
+  return { volumes, snapshots };
+}
+
+/** Finishes what a crash interrupted for one volume; false when the volume is gone (its delete finished). */
+async function reconcileVolume(st: PoolState, rec: VolumeRecord, { node, trash, log }: Deps): Promise<boolean> {
+  const dataPath = st.pool.resolveInside(rec.data);
+  if (rec.state === 'deleting') {
+    log.info({ volume: rec.id }, 'finishing interrupted delete');
+    await trash.put(st.pool, dataPath);
+    await st.store.remove(rec.name);
+    return false;
+  }
+  await finishMove(path.join(st.pool.tmpDir, rec.name), dataPath, () => log.info({ volume: rec.id }, 'finishing interrupted create'));
+  if (rec.node !== node) {
+    // A device-backed pool moved here from another node: the id must keep naming where it lives.
+    log.warn({ volume: rec.id, recordedNode: rec.node, node }, 'volume was created on another node');
+  }
+  return true;
+}
+
+async function reconcileSnapshot(st: PoolState, snap: SnapshotRecord, { trash, log }: Deps): Promise<boolean> {
+  const dataPath = st.pool.resolveInside(snap.data);
+  if (snap.state === 'deleting') {
+    log.info({ snapshot: snap.id }, 'finishing interrupted snapshot delete');
+    await trash.put(st.pool, dataPath);
+    await st.snapStore.remove(snap.name);
+    return false;
+  }
+  await finishMove(path.join(st.pool.tmpDir, snapshotBuildName(snap.name)), dataPath, () => log.info({ snapshot: snap.id }, 'finishing interrupted snapshot'));
+  return true;
+}
+
+/** A build whose record is committed but which is still in tmp/: move it into place. */
+async function finishMove(building: string, dataPath: string, say: () => void): Promise<void> {
+  if (exists(dataPath) || !exists(building)) return;
+  say();
+  renameSync(building, dataPath);
+  await fsyncDir(path.dirname(dataPath));
+}
+
+/** Whatever is in tmp/ without a record is a create that never committed: remove it. */
+async function removeUncommitted(st: PoolState, names: Set<string>, log: Logger): Promise<void> {
+  for (const entry of await fsp.readdir(st.pool.tmpDir)) {
+    if (names.has(entry)) continue;
+    log.info({ pool: st.pool.name, entry }, 'removing uncommitted volume from tmp');
+    await removeTree(path.join(st.pool.tmpDir, entry), new Set((await readMounts()).map((m) => m.mountPoint)));
+  }
+}
