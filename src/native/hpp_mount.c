@@ -32,6 +32,17 @@ typedef struct {
   napi_async_work work;
 } op;
 
+// A zeroed operation of `kind`; NULL with a JS exception pending when memory is short.
+static op *op_new(napi_env env, op_kind kind) {
+  op *o = calloc(1, sizeof(op));
+  if (!o) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  o->kind = kind;
+  return o;
+}
+
 static void op_free(op *o) {
   free(o->source);
   free(o->target);
@@ -143,12 +154,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data) takes 5 arguments");
     return NULL;
   }
-  op *o = calloc(1, sizeof(op));
-  if (!o) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  o->kind = OP_MOUNT;
+  op *o = op_new(env, OP_MOUNT);
+  if (!o) return NULL;
   if (!string_arg(env, argv[0], true, MAX_PATH_BYTES, "mount: source must be a path string or null", &o->source) ||
       !string_arg(env, argv[1], false, MAX_PATH_BYTES, "mount: target must be a path string", &o->target) ||
       !string_arg(env, argv[2], true, 256, "mount: fstype must be a string or null", &o->fstype) ||
@@ -169,12 +176,8 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "umount2(target, flags) takes 2 arguments");
     return NULL;
   }
-  op *o = calloc(1, sizeof(op));
-  if (!o) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  o->kind = OP_UMOUNT2;
+  op *o = op_new(env, OP_UMOUNT2);
+  if (!o) return NULL;
   if (!string_arg(env, argv[0], false, MAX_PATH_BYTES, "umount2: target must be a path string", &o->target) ||
       !flags_arg(env, argv[1], "umount2: flags must be a 32-bit unsigned integer", &o->flags)) {
     op_free(o);
