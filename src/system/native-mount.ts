@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../util/package-root.js';
 
 /** The system calls of src/native/hpp_mount.c; mount and umount2 run on the libuv thread pool. */
 export interface NativeMount {
@@ -28,24 +27,13 @@ export const MS = {
 
 const ADDON = path.join('src', 'native', 'build', 'Release', 'hpp_mount.node');
 
-/** The package root: the nearest directory above this module with a package.json (src/ or dist/src/). */
-function packageRoot(): string | undefined {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
-
 export type MountBackend = { kind: 'syscall'; addon: NativeMount; file: string } | { kind: 'tools'; why: string };
 
 function load(): MountBackend {
   if (process.env.HPP_MOUNT_BACKEND === 'tools') return { kind: 'tools', why: 'HPP_MOUNT_BACKEND=tools' };
-  const root = packageRoot();
-  const file = root ? path.join(root, ADDON) : ADDON;
+  let file = ADDON;
   try {
+    file = path.join(packageRoot(), ADDON);
     const addon = createRequire(import.meta.url)(file) as NativeMount;
     return { kind: 'syscall', addon, file };
   } catch (err) {
