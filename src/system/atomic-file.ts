@@ -8,11 +8,6 @@ import { promisify } from 'node:util';
 // which is more than the call itself. fsync waits for the disk and stays on the thread pool.
 const fsyncAsync = promisify(fs.fsync);
 
-/** fsync an open descriptor on the thread pool. */
-export async function fsyncFd(fd: number): Promise<void> {
-  await fsyncAsync(fd);
-}
-
 /** fsync a directory so that a rename or unlink inside it is durable. */
 export async function fsyncDir(dir: string): Promise<void> {
   const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -23,32 +18,17 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export interface AtomicWriteOptions {
-  mode?: number;
-  /**
-   * Make the new content durable before returning (the default): fsync the directory after the
-   * rename. Without it the file is still never torn (its content is fsynced before the rename), but a
-   * power cut may bring back the previous version.
-   */
-  durable?: boolean;
-  /**
-   * fsync nothing (default true = fsync the content before the rename). Only for state that may be
-   * lost or torn by a power cut: a kill -9 still sees the old or the new file, whole.
-   */
-  sync?: boolean;
-}
-
 /**
  * Replace `file` with `data` so that a crash at any point leaves either the old or the new content:
  * write a temporary sibling, fsync it, rename it over the target, fsync the directory.
  */
-export async function writeFileAtomic(file: string, data: string | Buffer, opts: AtomicWriteOptions = {}): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Buffer, opts: { mode?: number } = {}): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fd = fs.openSync(tmp, 'wx', opts.mode ?? 0o600);
   try {
     fs.writeFileSync(fd, data);
-    if (opts.sync !== false) await fsyncAsync(fd);
+    await fsyncAsync(fd);
   } catch (err) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
@@ -61,7 +41,7 @@ export async function writeFileAtomic(file: string, data: string | Buffer, opts:
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  if (opts.durable !== false && opts.sync !== false) await fsyncDir(dir);
+  await fsyncDir(dir);
 }
 
 /** Temporary files left by writeFileAtomic when the process died between open and rename. */

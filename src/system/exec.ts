@@ -86,13 +86,10 @@ const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) =
 /** Thrown when a system call made through syscall() fails: carries the call as text and the errno. */
 export class SyscallError extends CsiError {
   readonly errno: number;
-  readonly errnoName: string;
 
   constructor(code: status, callLine: string, errno: number, text: string) {
-    const name = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
-    super(code, `system call failed: ${callLine}: ${name} (${text})`);
+    super(code, `system call failed: ${callLine}: ${ERRNO_NAMES.get(errno) ?? `errno ${errno}`} (${text})`);
     this.errno = errno;
-    this.errnoName = name;
   }
 }
 
@@ -101,7 +98,7 @@ export class SyscallError extends CsiError {
  * tool, with `callLine` written as the equivalent command, and a failure answered as a gRPC status
  * that names the call and the errno.
  */
-export async function syscall(callLine: string, call: () => Promise<void>, opts: { failCode?: status } = {}): Promise<void> {
+export async function syscall(callLine: string, call: () => Promise<void>): Promise<void> {
   const started = process.hrtime.bigint();
   let failure: { errno: number; message: string } | undefined;
   try {
@@ -116,6 +113,6 @@ export async function syscall(callLine: string, call: () => Promise<void>, opts:
   if (failure) {
     log.warn({ call: callLine, errno: failure.errno, error: failure.message }, 'syscall failed');
     const full = failure.errno === os.constants.errno.ENOSPC || failure.errno === os.constants.errno.EDQUOT;
-    throw new SyscallError(full ? status.RESOURCE_EXHAUSTED : (opts.failCode ?? status.INTERNAL), callLine, failure.errno, failure.message);
+    throw new SyscallError(full ? status.RESOURCE_EXHAUSTED : status.INTERNAL, callLine, failure.errno, failure.message);
   }
 }

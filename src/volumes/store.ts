@@ -40,9 +40,8 @@ export class RecordStore<T extends StoredRecord> {
     await fsyncDir(this.dir);
   }
 
-  /** See AtomicWriteOptions.durable: only state that may go back a step after a power cut skips it. */
-  async write(rec: T, opts: { durable?: boolean } = {}): Promise<void> {
-    await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`, opts);
+  async write(rec: T): Promise<void> {
+    await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`);
   }
 
   async read(name: string): Promise<T | undefined> {
