@@ -131,29 +131,21 @@ export function bindRemountFlags(current: string[], readOnly: boolean, flags: st
 /** Bind-mount `source` (a directory or a device node) onto `target`, read-only and with `flags` if asked. */
 export async function bindMount(source: string, target: string, opts: { readOnly: boolean; flags?: string[] }): Promise<void> {
   const extra = opts.flags ?? [];
-  const remount = opts.readOnly || extra.length > 0;
-  if (mountBackend.kind === 'tools') {
-    await run('mount', ['--bind', source, target]);
-    if (!remount) return;
-    // A bind mount takes per-mount flags only on a remount.
-    const o = ['remount', 'bind', ...(opts.readOnly ? ['ro'] : []), ...extra].join(',');
-    try {
-      await run('mount', ['-o', o, target]);
-    } catch (err) {
-      await run('umount', [target]).catch(() => {});
-      throw err;
-    }
-    return;
-  }
-  const { addon } = mountBackend;
-  await syscall(`mount --bind ${quote(source)} ${quote(target)}`, () => addon.mount(source, target, null, MS.BIND, null));
-  if (!remount) return;
+  const backend = mountBackend;
+  if (backend.kind === 'tools') await run('mount', ['--bind', source, target]);
+  else await syscall(`mount --bind ${quote(source)} ${quote(target)}`, () => backend.addon.mount(source, target, null, MS.BIND, null));
+  if (!opts.readOnly && extra.length === 0) return;
+  // A bind mount takes per-mount flags only on a remount.
+  const o = ['remount', 'bind', ...(opts.readOnly ? ['ro'] : []), ...extra].join(',');
   try {
-    const made = mountAt(await readMounts(), target);
-    if (!made) throw internal(`bind mount of ${source} on ${target} is not in /proc/self/mountinfo`);
-    const bits = bindRemountFlags(made.options, opts.readOnly, extra);
-    const o = ['remount', 'bind', ...(opts.readOnly ? ['ro'] : []), ...extra].join(',');
-    await syscall(`mount -o ${o} ${quote(target)}`, () => addon.mount(null, target, null, bits, null));
+    if (backend.kind === 'tools') {
+      await run('mount', ['-o', o, target]);
+    } else {
+      const made = mountAt(await readMounts(), target);
+      if (!made) throw internal(`bind mount of ${source} on ${target} is not in /proc/self/mountinfo`);
+      const bits = bindRemountFlags(made.options, opts.readOnly, extra);
+      await syscall(`mount -o ${o} ${quote(target)}`, () => backend.addon.mount(null, target, null, bits, null));
+    }
   } catch (err) {
     await unmount(target).catch(() => {});
     throw err;
