@@ -7,7 +7,7 @@ import { replayPublications } from '../volumes/publication-log.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt } from '../system/mount.js';
 import { BLOCK_DIR } from '../volumes/block.js';
-import { isValidName } from '../volumes/ids.js';
+import { recordFileName } from '../volumes/store.js';
 import type { VolumeRecord } from '../volumes/record.js';
 import { daemonLockState, type LockState } from './locks.js';
 import { locateInFilesystem, mountSource, readMountsFull, relativeInside, type FsLocation, type MountInfo } from './mounts.js';
@@ -230,9 +230,9 @@ export async function loadRecords(view: PoolView): Promise<void> {
         continue;
       }
       // `<name>.deleting`: a record whose delete is committed; the daemon finishes it on its next start.
-      const deleting = n.endsWith('.deleting');
-      const stem = deleting ? n.slice(0, -'.deleting'.length) : n.endsWith('.json') ? n.slice(0, -5) : '';
-      if (!isValidName(stem)) continue;
+      const parsed = recordFileName(n);
+      if (!parsed) continue;
+      const { name: stem, deleting } = parsed;
       let rec: VolumeRecord;
       try {
         const st = await fsp.lstat(file);

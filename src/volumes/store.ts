@@ -14,6 +14,16 @@ interface StoredRecord {
 const DELETING_SUFFIX = '.deleting';
 
 /**
+ * What a file name in a record directory stands for: `<name>.json` a record, `<name>.deleting` a record
+ * whose delete is committed. undefined for anything else (temp files, names no volume can have).
+ */
+export function recordFileName(file: string): { name: string; deleting: boolean } | undefined {
+  const deleting = file.endsWith(DELETING_SUFFIX);
+  const name = deleting ? file.slice(0, -DELETING_SUFFIX.length) : file.endsWith('.json') ? file.slice(0, -'.json'.length) : undefined;
+  return name !== undefined && isValidName(name) ? { name, deleting } : undefined;
+}
+
+/**
  * Durable records of one kind in one pool, a JSON file per name in `dir`; each write is atomic
  * (temp + fsync + rename + dir fsync).
  */
@@ -71,9 +81,9 @@ export class RecordStore<T extends StoredRecord> {
         await fsp.rm(file, { force: true });
         continue;
       }
-      const deleting = n.endsWith(DELETING_SUFFIX);
-      const stem = deleting ? n.slice(0, -DELETING_SUFFIX.length) : n.endsWith('.json') ? n.slice(0, -5) : undefined;
-      if (stem === undefined || !isValidName(stem)) continue;
+      const parsed = recordFileName(n);
+      if (!parsed) continue;
+      const { name: stem, deleting } = parsed;
       if (deleting && names.includes(`${stem}.json`)) {
         // Left from a delete whose last unlink a power cut undid, then a volume of the same name was
         // made: the live record wins, and the stale mark must not take that volume's data away.
