@@ -19,7 +19,10 @@ export class Trash {
 
   constructor(private readonly log: Logger) {}
 
-  /** Move `dataPath` into the pool's trash and make the move durable; data already gone is fine. */
+  /**
+   * Move `dataPath` into the pool's trash and make the move durable (both directories: the data may
+   * live in the pool root, .hpp/block or .hpp/snapshots); data already gone is fine.
+   */
   async put(pool: Pool, dataPath: string): Promise<void> {
     const dest = path.join(pool.trashDir, `${path.basename(dataPath)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
     try {
@@ -28,7 +31,7 @@ export class Trash {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await fsyncDir(pool.root);
+    await Promise.all([fsyncDir(path.dirname(dataPath)), fsyncDir(pool.trashDir)]);
   }
 
   /** Empty the pool's trash now (after the sweeps already queued); resolves when it is done. */
