@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCsi } from '../../src/csi/proto.js';
+import { replayPublications } from '../../src/volumes/publication-log.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DRIVER_JS = path.join(ROOT, 'dist/cmd/hpp-csi-driver.js');
@@ -199,22 +200,11 @@ export function readVolumeRecord(pool: string, name: string): Msg | undefined {
   return rec;
 }
 
-/** The pool's publication log replayed: publications by volume name (torn lines skipped). */
+/** The pool's publication log replayed as the daemon replays it: publications by volume name. */
 export function readPublicationLog(pool: string): Map<string, Msg> {
-  const state = new Map<string, Msg>();
-  let text = '';
   try {
-    text = readFileSync(path.join(pool, '.hpp', 'publications.log'), 'utf8');
+    return replayPublications(readFileSync(path.join(pool, '.hpp', 'publications.log'), 'utf8')).state;
   } catch {
-    return state;
+    return new Map();
   }
-  for (const l of text.split('\n')) {
-    try {
-      const e = JSON.parse(l) as Msg;
-      if (typeof e.name === 'string') state.set(e.name, e.publications as Msg);
-    } catch {
-      // a torn line
-    }
-  }
-  return state;
 }
