@@ -97,10 +97,26 @@ export interface DriverProcess {
   child: ChildProcess;
   clients: Clients;
   logs(): string;
+  /**
+   * Wait until the logs match `pattern` and return them. Use this, not logs(), for a line the daemon
+   * writes while serving a call: the reply can reach the test before the log line comes down the pipe.
+   */
+  waitForLog(pattern: string | RegExp, ms?: number): Promise<string>;
   /** SIGTERM and wait. */
   stop(): Promise<number | null>;
   /** SIGKILL and wait: a crash. */
   kill(): Promise<void>;
+}
+
+/** Poll `logs()` until it matches `pattern`; the logs on success, an error that shows their tail on timeout. */
+export async function waitForLogs(logs: () => string, pattern: string | RegExp, ms = 5_000): Promise<string> {
+  const matches = (out: string) => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
+  const until = Date.now() + ms;
+  while (!matches(logs())) {
+    if (Date.now() > until) throw new Error(`no log line matching ${String(pattern)} within ${ms} ms; the logs end with:\n${logs().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return logs();
 }
 
 /** A scratch directory under /tmp for one test file, removed by the caller's cleanup. */
@@ -141,6 +157,7 @@ export async function startDriver(opts: { dir: string; args: string[]; node?: st
     child,
     clients,
     logs: () => out,
+    waitForLog: (pattern, ms) => waitForLogs(() => out, pattern, ms),
     async stop() {
       clients.close();
       if (child.exitCode !== null) return child.exitCode;

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { DRIVER_JS, connect, type DriverProcess } from './driver.js';
+import { DRIVER_JS, connect, waitForLogs, type DriverProcess } from './driver.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Environment knobs
@@ -345,6 +345,7 @@ export async function startGroupDaemon(opts: { dir: string; args: string[]; node
     clients,
     exited,
     logs: () => out,
+    waitForLog: (pattern, ms) => waitForLogs(() => out, pattern, ms),
     lines: () => lineCount,
     waitLines(n, ms) {
       if (lineCount >= n) return Promise.resolve(true);

@@ -115,7 +115,7 @@ describe('KubeVirt disk images, preallocation and expansion', () => {
       const b = statSync(`${dir}/ext2/.hpp/block/full-blk.img`);
       expect(b.blocks * 512).toBeGreaterThanOrEqual(32 * MiB);
       expect(record(`${dir}/ext2`, 'full-blk').preallocation).toBe('full');
-      expect(d.logs()).toContain('fallocate not supported here: writing zeros');
+      await d.waitForLog('fallocate not supported here: writing zeros');
       await d.stop();
       d = undefined;
     } finally {

@@ -115,8 +115,8 @@ describe('HPP_MOUNT_BACKEND=tools', () => {
       expect(optionsAt(t)).toContain('ro');
       await d.clients.node.NodeUnpublishVolume({ volume_id: v.volume.volume_id, target_path: t });
       expect(await mountedAt(t)).toBeUndefined();
-      expect(d.logs()).toMatch(/"cmd":"mount --bind /);
-      expect(d.logs()).toMatch(/"cmd":"umount /);
+      await d.waitForLog(/"cmd":"mount --bind /);
+      await d.waitForLog(/"cmd":"umount /);
     } finally {
       await d.stop();
     }

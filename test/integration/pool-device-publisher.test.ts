@@ -258,7 +258,7 @@ describe('pool device publisher with the daemon (end to end)', () => {
     const m = mountAt(await readMounts(), mnt);
     expect(m?.fsType).toBe('xfs');
     expect(m?.device).toBe(rdevOf(loop.device));
-    expect(d.logs()).toContain('formatted blank device as XFS');
+    await d.waitForLog('formatted blank device as XFS');
     const res = await d.clients.controller.CreateVolume({ name: 'after', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '1048576' }, parameters: { storagePool: 'p' } });
     expect(res.volume.volume_id).toBe('test-node:p:after');
 
