@@ -7,7 +7,8 @@ import {
   type VolumeCapabilityMsg,
 } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { aborted, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
+import { pageRequest, takePage } from './paging.js';
 import type { Handler, Msg } from './rpc.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
@@ -243,18 +244,8 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
 
     async ListVolumes(req) {
       requireControllerCapability('LIST_VOLUMES', 'ListVolumes');
-      const max = Number(req.max_entries ?? 0);
-      if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
-      const token = (req.starting_token as string) || '';
-      if (token && !parseVolumeId(token)) throw aborted(`starting_token ${JSON.stringify(token)} is not one this driver gave out`);
-      // The token is the last id of the previous page: pages stay correct when volumes come and go.
-      const all = volumes.list().filter((v) => !token || v.id > token);
-      const page = max > 0 ? all.slice(0, max) : all;
-      const more = page.length < all.length;
-      return {
-        entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })),
-        next_token: more ? page[page.length - 1]!.id : '',
-      };
+      const { page, next_token } = takePage(volumes.list(), (v) => v.id, pageRequest(req));
+      return { entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })), next_token };
     },
 
     async GetCapacity(req) {
@@ -328,20 +319,12 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
 
     async ListSnapshots(req) {
       requireControllerCapability('LIST_SNAPSHOTS', 'ListSnapshots');
-      const max = Number(req.max_entries ?? 0);
-      if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
-      const token = (req.starting_token as string) || '';
-      if (token && !parseVolumeId(token)) throw aborted(`starting_token ${JSON.stringify(token)} is not one this driver gave out`);
+      const paging = pageRequest(req);
       const bySnap = (req.snapshot_id as string) || '';
       const bySource = (req.source_volume_id as string) || '';
-      const all = volumes
-        .listSnapshots()
-        .filter((s) => (!bySnap || s.id === bySnap) && (!bySource || s.sourceVolumeId === bySource) && (!token || s.id > token));
-      const page = max > 0 ? all.slice(0, max) : all;
-      return {
-        entries: page.map((s) => ({ snapshot: snapshotMessage(s) })),
-        next_token: page.length < all.length ? page[page.length - 1]!.id : '',
-      };
+      const matching = volumes.listSnapshots().filter((s) => (!bySnap || s.id === bySnap) && (!bySource || s.sourceVolumeId === bySource));
+      const { page, next_token } = takePage(matching, (s) => s.id, paging);
+      return { entries: page.map((s) => ({ snapshot: snapshotMessage(s) })), next_token };
     },
     GetSnapshot: unsupported('GetSnapshot', 'GET_SNAPSHOT'),
     async ControllerExpandVolume(req) {

@@ -1,5 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
-import { CsiError, invalidArgument, unavailable, unimplemented } from '../csi/errors.js';
+import { PLUGIN_VOLUME_EXPANSION } from '../csi/capabilities.js';
+import { CsiError, alreadyExists, invalidArgument, notFound, unavailable, unimplemented } from '../csi/errors.js';
+import { pageRequest, takePage } from '../csi/paging.js';
 import { channelCredentials, tokenMetadata } from '../csi/peer-auth.js';
 import { loadCsi } from '../csi/proto.js';
 import type { Handler, Msg } from '../csi/rpc.js';
@@ -47,8 +49,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
       (client(address) as any)[method](req, tokenMetadata(opts.token), { deadline: Date.now() + 120_000 }, (err: grpc.ServiceError | null, res: Msg) => {
         if (!err) return resolve(res);
         // The daemon's own status and message go back to the caller as they are.
-        const code = err.code === grpc.status.UNAVAILABLE ? grpc.status.UNAVAILABLE : err.code;
-        reject(new CsiError(code, `${address}: ${err.details || err.message}`));
+        reject(new CsiError(err.code, `${address}: ${err.details || err.message}`));
       });
     });
   }
@@ -89,7 +90,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
       return { name: opts.driverName, vendor_version: opts.version, manifest: { role: 'snapshot-router' } };
     },
     async GetPluginCapabilities() {
-      return { capabilities: [{ service: { type: 'CONTROLLER_SERVICE' } }, { volume_expansion: { type: 'ONLINE' } }] };
+      return { capabilities: [{ service: { type: 'CONTROLLER_SERVICE' } }, { volume_expansion: { type: PLUGIN_VOLUME_EXPANSION } }] };
     },
     async Probe() {
       return { ready: { value: true } };
@@ -113,7 +114,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
       // on another node by another volume's snapshot is ALREADY_EXISTS, as the CSI spec asks.
       const taken = (await everySnapshot()).find((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === req.name);
       if (taken && taken.snapshot.source_volume_id !== req.source_volume_id) {
-        throw new CsiError(grpc.status.ALREADY_EXISTS, `snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
+        throw alreadyExists(`snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
       }
       return forward(address, 'CreateSnapshot', req);
     },
@@ -127,7 +128,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
 
     async ControllerExpandVolume(req) {
       if (!req.volume_id) throw invalidArgument('volume_id is required');
-      if (!parseVolumeId(req.volume_id)) throw new CsiError(grpc.status.NOT_FOUND, `volume ${req.volume_id} does not exist`);
+      if (!parseVolumeId(req.volume_id)) throw notFound(`volume ${req.volume_id} does not exist`);
       return forward(await nodeAddress(req.volume_id, 'volume'), 'ControllerExpandVolume', req);
     },
 
@@ -143,13 +144,9 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
         if (!address) return { entries: [], next_token: '' };
         return forward(address, 'ListSnapshots', req);
       }
-      const max = Number(req.max_entries ?? 0);
-      if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
-      const token = (req.starting_token as string) || '';
-      if (token && !parseVolumeId(token)) throw new CsiError(grpc.status.ABORTED, `starting_token ${JSON.stringify(token)} is not one this driver gave out`);
-      const merged = (await everySnapshot()).filter((e) => !token || e.snapshot.snapshot_id > token);
-      const page = max > 0 ? merged.slice(0, max) : merged;
-      return { entries: page, next_token: page.length < merged.length ? page[page.length - 1]!.snapshot.snapshot_id : '' };
+      const paging = pageRequest(req);
+      const { page, next_token } = takePage(await everySnapshot(), (e) => e.snapshot.snapshot_id as string, paging);
+      return { entries: page, next_token };
     },
 
     CreateVolume: notHere('CreateVolume'),
