@@ -7,8 +7,9 @@ import type { Handler, Msg } from './rpc.js';
 import { mountedAt } from '../system/mount.js';
 import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-image.js';
-import { detachUnused, publishBlock, targetIsDeviceOf } from '../volumes/block.js';
-import { publishDirectory, sameInode, unmountAndRemoveTarget } from '../volumes/filesystem.js';
+import { detachUnused } from '../volumes/block.js';
+import { unmountAndRemoveTarget } from '../volumes/filesystem.js';
+import { holdsVolume, publishVolume } from '../volumes/publish.js';
 import type { Publication, VolumeRecord } from '../volumes/record.js';
 
 /** Per-mount flags a bind mount of a volume directory may carry. */
@@ -127,8 +128,8 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
   }
 
   /** Is what is mounted at `target` this volume (its directory, or one of its loop devices)? */
-  async function targetHolds(rec: VolumeRecord, target: string): Promise<boolean> {
-    return rec.mode === 'block' ? targetIsDeviceOf(target, dataOf(rec)) : sameInode(target, dataOf(rec));
+  function targetHolds(rec: VolumeRecord, target: string): Promise<boolean> {
+    return holdsVolume(rec.mode, dataOf(rec), target);
   }
 
   const unsupported = (rpc: string, cap: string): Handler => async () => {
@@ -186,12 +187,8 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
           // next start re-makes (or forgets when the pod is gone), never a mount nobody knows about.
           await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: wanted } });
           try {
-            if (asBlock) {
-              const dev = await publishBlock(dataOf(rec), real, { readOnly: wanted.readOnly });
-              await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: { ...wanted, device: dev.name } } });
-            } else {
-              await publishDirectory(dataOf(rec), real, { readOnly: wanted.readOnly, flags: wanted.mountFlags });
-            }
+            const made = await publishVolume(rec.mode, dataOf(rec), real, wanted);
+            if (made.device !== undefined) await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: made } });
           } catch (err) {
             await volumes.updatePublications(rec).catch((e) => ctx.log.error({ volume: rec.id, target, err: String(e) }, 'could not withdraw the publication record'));
             throw err;

@@ -3,8 +3,8 @@ import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
 import { mountAt, readMounts } from '../system/mount.js';
-import { BLOCK_DIR, detachOrphanLoops, publishBlock, targetIsDeviceOf } from './block.js';
-import { publishDirectory, sameInode } from './filesystem.js';
+import { BLOCK_DIR, detachOrphanLoops } from './block.js';
+import { holdsVolume, publishVolume } from './publish.js';
 import type { VolumeRecord } from './record.js';
 
 /**
@@ -27,8 +27,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
       const realParent = await fsp.realpath(path.dirname(target)).catch(() => undefined);
       const real = realParent ? path.join(realParent, path.basename(target)) : target;
       if (mountAt(mounts, real)) {
-        const holds = rec.mode === 'block' ? targetIsDeviceOf(real, data) : sameInode(real, data);
-        if (!(await holds)) log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
+        if (!(await holdsVolume(rec.mode, data, real))) log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
         continue;
       }
       const parentThere = realParent !== undefined && (await fsp.stat(realParent).then((s) => s.isDirectory(), () => false));
@@ -39,12 +38,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
         continue;
       }
       try {
-        if (rec.mode === 'block') {
-          const dev = await publishBlock(data, real, { readOnly: pub.readOnly });
-          publications[target] = { ...pub, device: dev.name };
-        } else {
-          await publishDirectory(data, real, { readOnly: pub.readOnly, flags: pub.mountFlags });
-        }
+        publications[target] = await publishVolume(rec.mode, data, real, pub);
         dirty = true;
         log.info({ volume: rec.id, target }, 'publication re-made after restart');
       } catch (err) {
