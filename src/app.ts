@@ -5,7 +5,7 @@ import { CsiServer } from './csi/server.js';
 import type { PeerTls } from './csi/peer-auth.js';
 import { PeerServer } from './csi/peer-server.js';
 import { readiness, socketAnswers, type CheckResult } from './observe/health.js';
-import { ObserveServer, parseListenAddress } from './observe/http.js';
+import { ObserveServer, parseListenAddress, type ListenAddress } from './observe/http.js';
 import { DriverMetrics } from './observe/metrics.js';
 import { setExecLogger } from './system/exec.js';
 import { mountBackend } from './system/native-mount.js';
@@ -31,6 +31,7 @@ export class DriverApp {
   readonly metrics: DriverMetrics;
   private readonly server: CsiServer;
   private readonly http?: ObserveServer;
+  private readonly httpAddress?: ListenAddress;
   private readonly peer?: PeerServer;
   /** The port the peer endpoint listens on once started. */
   peerPort?: number;
@@ -47,16 +48,11 @@ export class DriverApp {
         (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, log.child({ component: 'pool', pool: p.name })),
       ), log.child({ component: 'volumes' }));
     this.metrics = new DriverMetrics(this.volumes, log.child({ component: 'metrics' }), { version: VERSION });
-    this.server = new CsiServer(
-      { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log },
-      log.child({ component: 'csi' }),
-      this.metrics,
-    );
-    if (opts.peer) {
-      const ctx = { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log };
-      this.peer = new PeerServer(ctx, log.child({ component: 'peer' }), opts.peer.token, opts.peer.tls, this.metrics);
-    }
-    if (parseListenAddress(opts.metricsAddress ?? '')) {
+    const ctx = { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log };
+    this.server = new CsiServer(ctx, log.child({ component: 'csi' }), this.metrics);
+    if (opts.peer) this.peer = new PeerServer(ctx, log.child({ component: 'peer' }), opts.peer.token, opts.peer.tls, this.metrics);
+    this.httpAddress = parseListenAddress(opts.metricsAddress ?? '');
+    if (this.httpAddress) {
       this.http = new ObserveServer(
         {
           metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render() }),
@@ -104,10 +100,9 @@ export class DriverApp {
    * volumes, and the readiness probe failing on the missing port makes the problem visible.
    */
   private async startHttp(): Promise<void> {
-    const addr = parseListenAddress(this.opts.metricsAddress ?? '');
-    if (!this.http || !addr) return;
+    if (!this.http || !this.httpAddress) return;
     try {
-      this.metricsAddress = await this.http.listen(addr);
+      this.metricsAddress = await this.http.listen(this.httpAddress);
       this.log.info({ address: this.metricsAddress, paths: ['/metrics', '/healthz', '/readyz'] }, 'serving metrics and health');
     } catch (err) {
       this.log.error({ address: this.opts.metricsAddress, err: String(err) }, 'metrics and health endpoint not served');
