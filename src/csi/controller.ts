@@ -43,6 +43,11 @@ export function capacityRange(range: Msg | null | undefined): CapacityRange {
   return { required, limit };
 }
 
+/** The size a volume gets for a capacity range: a filesystem volume what is required, else the limit. */
+function capacityFor(mode: VolumeMode, range: CapacityRange): bigint {
+  return mode === 'block' ? blockCapacity(range) : range.required > 0n ? range.required : range.limit;
+}
+
 function fitsRange(capacity: bigint, r: CapacityRange): boolean {
   return (r.required === 0n || capacity >= r.required) && (r.limit === 0n || capacity <= r.limit);
 }
@@ -136,8 +141,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     }
     if (ref.kind === 'snapshot') {
       requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateVolume from a snapshot');
-      if (volumes.getPool(ref.pool)) await volumes.ensureLoaded(ref.pool);
-      const snap = volumes.findSnapshot(ref.id);
+      const snap = await volumes.findSnapshot(ref.id);
       if (!snap) throw notFound(`snapshot ${ref.id} does not exist on node ${ctx.node}`);
       checkSourceFits(ref, snap.mode, BigInt(snap.sizeBytes), mode, capacity);
       return { kind: 'snapshot', id: snap.id, dataPath: volumes.snapshotDataPath(snap), mode: snap.mode, diskImage: snap.diskImage, sizeBytes: BigInt(snap.sizeBytes) };
@@ -165,11 +169,10 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && (req_topo.requisite?.length ?? 0) > 0) {
         throw resourceExhausted(`node ${ctx.node} is not in the requisite topology of the request`);
       }
-      const wanted = range.required > 0n ? range.required : range.limit;
       // With a content source and no size asked for, the volume takes the source's size.
       const sized = range.required > 0n || range.limit > 0n;
-      let capacity = accessType === 'block' ? blockCapacity(range) : wanted;
       const mode = accessType === 'block' ? 'block' : 'filesystem';
+      let capacity = capacityFor(mode, range);
       if (params.createDiskImage && mode === 'block') throw invalidArgument('createDiskImage applies to Filesystem volumes only');
       if (params.createDiskImage && capacity === 0n) throw invalidArgument('createDiskImage needs a capacity_range to size disk.img');
       const diskImageOverhead = params.createDiskImage ? (params.filesystemOverhead ?? pool.filesystemOverhead) : undefined;
@@ -259,7 +262,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       // A pool that only some nodes have: no capacity here, so the scheduler picks another node.
       if (params.storagePool && !volumes.getPool(params.storagePool)) return zero;
       // No pool named and no default one: CreateVolume would refuse, so nothing can be promised.
-      const pool = params.storagePool || volumes.hasDefaultPool() ? volumes.resolvePool(params.storagePool) : undefined;
+      const pool = params.storagePool ? volumes.resolvePool(params.storagePool) : volumes.defaultPool();
       if (!pool) return zero;
       try {
         await volumes.ensureLoaded(pool.name);
@@ -310,8 +313,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       if (!ref) return {};
       if (ref.node !== ctx.node) throw failedPrecondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
       return volumes.locks.withKey(`snapname/${ref.name}`, async () => {
-        if (volumes.getPool(ref.pool)) await volumes.ensureLoaded(ref.pool);
-        const snap = volumes.findSnapshot(id);
+        const snap = await volumes.findSnapshot(id);
         if (snap) await volumes.deleteSnapshot(snap);
         return {};
       });
@@ -343,7 +345,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         if (cap?.access_type && (cap.access_type === 'block') !== (rec.mode === 'block')) {
           throw invalidArgument(`volume ${id} is a ${rec.mode} volume, not ${cap.access_type}`);
         }
-        const wanted = rec.mode === 'block' ? blockCapacity(range) : range.required > 0n ? range.required : range.limit;
+        const wanted = capacityFor(rec.mode, range);
         const current = BigInt(rec.capacityBytes);
         if (wanted < current) {
           throw outOfRange(`volume ${id} has ${current} bytes; shrinking to ${wanted} is not supported`);

@@ -77,9 +77,10 @@ export class VolumeManager {
     return this.pools.get(name)?.pool;
   }
 
-  /** Is there a pool that requests naming none go to? */
-  hasDefaultPool(): boolean {
-    return this.pools.size === 1 || this.pools.has(LEGACY_POOL_NAME);
+  /** The pool requests naming none go to: the only pool, or the one with the legacy name. */
+  defaultPool(): Pool | undefined {
+    if (this.pools.size === 1) return [...this.pools.values()][0]!.pool;
+    return this.pools.get(LEGACY_POOL_NAME)?.pool;
   }
 
   /** The pool a request names, or the only/legacy pool when it names none. */
@@ -91,9 +92,8 @@ export class VolumeManager {
       }
       return st.pool;
     }
-    if (this.pools.size === 1) return [...this.pools.values()][0]!.pool;
-    const legacy = this.pools.get(LEGACY_POOL_NAME);
-    if (legacy) return legacy.pool;
+    const fallback = this.defaultPool();
+    if (fallback) return fallback;
     throw invalidArgument(`parameter storagePool is required: node ${this.node} has pools ${[...this.pools.keys()].join(', ')}`);
   }
 
@@ -349,7 +349,10 @@ export class VolumeManager {
     }
   }
 
-  findSnapshot(id: string): SnapshotRecord | undefined {
+  /** Looks a snapshot up by id, loading (or re-checking) its pool first, as the calls on it will. */
+  async findSnapshot(id: string): Promise<SnapshotRecord | undefined> {
+    const ref = parseVolumeId(id);
+    if (ref && ref.node === this.node && this.pools.has(ref.pool)) await this.ensureLoaded(ref.pool);
     return this.snapshots.get(id);
   }
 
