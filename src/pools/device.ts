@@ -11,8 +11,6 @@ export interface DevicePoolState {
   ready: boolean;
   reason?: string;
   formatted?: boolean;
-  /** Mount options in force (prjquota or not). */
-  options?: string;
 }
 
 /**
@@ -32,7 +30,7 @@ export async function ensureDevicePool(name: string, device: string, mountPoint:
 
   const mounted = mountAt(await readMounts(), mountPoint);
   if (mounted) {
-    if (mounted.device === devId && mounted.root === '/') return { ready: true, options: mounted.superOptions.join(',') };
+    if (mounted.device === devId && mounted.root === '/') return { ready: true };
     return { ready: false, reason: `pool ${name}: ${mountPoint} already has ${mounted.source} (${mounted.device}) mounted, not ${device} (${devId})` };
   }
 
@@ -62,11 +60,11 @@ export async function ensureDevicePool(name: string, device: string, mountPoint:
     await fsp.mkdir(mountPoint, { recursive: true });
     try {
       await run('mount', ['-t', 'xfs', '-o', 'prjquota', device, mountPoint]);
-      return { ready: true, formatted, options: 'prjquota' };
+      return { ready: true, formatted };
     } catch (err) {
       log.warn({ pool: name, device, err: (err as Error).message }, 'mount with project quotas failed; mounting without (sizes not enforced)');
       await run('mount', ['-t', 'xfs', device, mountPoint]);
-      return { ready: true, formatted, options: '' };
+      return { ready: true, formatted };
     }
   } finally {
     await lock.release();

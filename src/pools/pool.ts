@@ -121,8 +121,4 @@ export class Pool {
     }
     return abs;
   }
-
-  metadataPath(name: string): string {
-    return path.join(this.volumesDir, `${name}.json`);
-  }
 }

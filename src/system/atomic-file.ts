@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import fs, { promises as fsp } from 'node:fs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -47,13 +47,4 @@ export async function writeFileAtomic(file: string, data: string | Buffer, opts:
 /** Temporary files left by writeFileAtomic when the process died between open and rename. */
 export function isAtomicTempName(name: string): boolean {
   return /^\..+\.tmp-\d+-[0-9a-f]{8}$/.test(name);
-}
-
-export async function readJsonIfExists<T>(file: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await fsp.readFile(file, 'utf8')) as T;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }

@@ -4,15 +4,6 @@ export async function btrfsCreateSubvolume(path: string): Promise<void> {
   await run('btrfs', ['subvolume', 'create', path]);
 }
 
-export async function btrfsDeleteSubvolume(path: string): Promise<void> {
-  await run('btrfs', ['subvolume', 'delete', '--commit-after', path]);
-}
-
-export async function btrfsIsSubvolume(path: string): Promise<boolean> {
-  const res = await run('btrfs', ['subvolume', 'show', path], { okCodes: [0, 1] });
-  return res.code === 0;
-}
-
 /** Are qgroups (btrfs quotas) enabled on the filesystem holding `path`? */
 export async function btrfsQuotaOn(path: string): Promise<boolean> {
   const res = await run('btrfs', ['qgroup', 'show', path], { okCodes: [0, 1] });

@@ -41,10 +41,10 @@ export function devString(dev: bigint): string {
 }
 
 /** Loop devices backed by this very file (same inode on the same filesystem, whatever the path said). */
-export async function loopDevicesFor(file: string, devices?: LoopDevice[]): Promise<LoopDevice[]> {
+export async function loopDevicesFor(file: string): Promise<LoopDevice[]> {
   const st = await fsp.stat(file, { bigint: true });
   const dev = devString(st.dev);
-  return (devices ?? (await listLoopDevices())).filter((d) => d.backIno === st.ino && d.backDev === dev);
+  return (await listLoopDevices()).filter((d) => d.backIno === st.ino && d.backDev === dev);
 }
 
 /**

@@ -1,4 +1,3 @@
-import { status } from '@grpc/grpc-js';
 import { run } from './exec.js';
 
 /** Format with reflink (O(1) snapshots and clones). mkfs.xfs itself refuses a device holding a filesystem (no -f). */
@@ -12,8 +11,8 @@ export interface XfsProjectUsage {
   usedInodes: bigint;
 }
 
-function xq(mountPoint: string, command: string, failCode = status.INTERNAL) {
-  return run('xfs_quota', ['-x', '-c', command, mountPoint], { failCode });
+function xq(mountPoint: string, command: string) {
+  return run('xfs_quota', ['-x', '-c', command, mountPoint]);
 }
 
 /** Is project quota accounting and enforcement on for this XFS mount? */

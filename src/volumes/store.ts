@@ -1,6 +1,6 @@
 import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, isAtomicTempName, readJsonIfExists, writeFileAtomic } from '../system/atomic-file.js';
+import { fsyncDir, isAtomicTempName, writeFileAtomic } from '../system/atomic-file.js';
 import { isValidName } from './ids.js';
 
 interface StoredRecord {
@@ -52,10 +52,6 @@ export class RecordStore<T extends StoredRecord> {
 
   async write(rec: T): Promise<void> {
     await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`);
-  }
-
-  async read(name: string): Promise<T | undefined> {
-    return readJsonIfExists<T>(this.file(name));
   }
 
   /** Forget a record; `durable: false` when a power cut bringing it back is harmless (see its callers). */

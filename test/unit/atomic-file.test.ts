@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isAtomicTempName, readJsonIfExists, writeFileAtomic } from '../../src/system/atomic-file.js';
+import { isAtomicTempName, writeFileAtomic } from '../../src/system/atomic-file.js';
 
 describe('writeFileAtomic', () => {
   let dir: string;
@@ -55,14 +55,5 @@ describe('writeFileAtomic', () => {
     expect(isAtomicTempName('.rec.json')).toBe(false);
     expect(isAtomicTempName('.rec.json.tmp-1234-0a1b2c3')).toBe(false);
     expect(isAtomicTempName('.rec.json.tmp-x-0a1b2c3d')).toBe(false);
-  });
-
-  it('readJsonIfExists parses, gives undefined for a missing file and throws on bad JSON', async () => {
-    const f = path.join(dir, 'r.json');
-    expect(await readJsonIfExists(f)).toBeUndefined();
-    writeFileSync(f, '{"ok":true}');
-    expect(await readJsonIfExists(f)).toEqual({ ok: true });
-    writeFileSync(f, '{"ok":');
-    await expect(readJsonIfExists(f)).rejects.toThrow(SyntaxError);
   });
 });
