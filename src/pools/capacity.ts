@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { readMounts } from '../system/mount.js';
+import { readMountPoints } from '../system/mount.js';
 import { diskUsage } from '../system/walk.js';
 import type { VolumeRecord } from '../volumes/record.js';
 import type { Pool } from './pool.js';
@@ -102,7 +102,7 @@ export class CapacityTracker {
         const known = lookup(data, rec.projectId)?.usedBytes;
         if (known !== undefined) used = known;
         else {
-          mountPoints ??= new Set((await readMounts()).map((m) => m.mountPoint));
+          mountPoints ??= await readMountPoints();
           used = (await diskUsage(data, { mountPoints })).bytes;
         }
       }

@@ -53,6 +53,11 @@ export async function readMounts(): Promise<MountEntry[]> {
   return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
 }
 
+/** Every mount point there is now: what the tree walks (removeTree, diskUsage) must not enter. */
+export async function readMountPoints(): Promise<Set<string>> {
+  return new Set((await readMounts()).map((m) => m.mountPoint));
+}
+
 /** The top-most mount at exactly `mountPoint`, if any. */
 export function mountAt(mounts: MountEntry[], mountPoint: string): MountEntry | undefined {
   let found: MountEntry | undefined;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { exists } from '../system/files.js';
-import { readMounts } from '../system/mount.js';
+import { readMountPoints } from '../system/mount.js';
 import { removeTree } from '../system/walk.js';
 import type { PoolState } from './pool-state.js';
 import { toStored, type VolumeRecord } from './record.js';
@@ -98,9 +98,11 @@ async function finishMove(building: string, dataPath: string, say: () => void): 
 
 /** Whatever is in tmp/ without a record is a create that never committed: remove it. */
 async function removeUncommitted(st: PoolState, names: Set<string>, log: Logger): Promise<void> {
+  let mountPoints: Set<string> | undefined;
   for (const entry of await fsp.readdir(st.pool.tmpDir)) {
     if (names.has(entry)) continue;
     log.info({ pool: st.pool.name, entry }, 'removing uncommitted volume from tmp');
-    await removeTree(path.join(st.pool.tmpDir, entry), new Set((await readMounts()).map((m) => m.mountPoint)));
+    mountPoints ??= await readMountPoints();
+    await removeTree(path.join(st.pool.tmpDir, entry), mountPoints);
   }
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
-import { readMounts } from '../system/mount.js';
+import { readMountPoints } from '../system/mount.js';
 import { removeTree } from '../system/walk.js';
 
 const SWEEP_DELAY_MS = 200;
@@ -39,7 +39,7 @@ export class Trash {
     this.sweeping = this.sweeping.then(async () => {
       try {
         // Never follow a symlink or descend into a mount that somehow ended up in the trash.
-        const mountPoints = new Set((await readMounts()).map((m) => m.mountPoint));
+        const mountPoints = await readMountPoints();
         for (const entry of await fsp.readdir(pool.trashDir)) {
           await removeTree(path.join(pool.trashDir, entry), mountPoints);
         }
