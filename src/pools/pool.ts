@@ -6,7 +6,9 @@ import { ProcessLock } from '../system/flock.js';
 import type { PoolConfig } from './config.js';
 import { ensureDevicePool } from './device.js';
 import { detectQuota, type QuotaBackend } from './quota.js';
+import { BLOCK_DIR } from '../volumes/block.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead, type Overhead } from '../volumes/disk-image.js';
+import { SNAPSHOTS_DIR } from '../volumes/snapshot-record.js';
 
 export interface PoolHealth {
   ready: boolean;
@@ -41,6 +43,8 @@ export class Pool {
   readonly tmpDir: string;
   readonly trashDir: string;
   readonly snapshotsDir: string;
+  /** Block volumes' image files. */
+  readonly blockDir: string;
   readonly snapshotRecordsDir: string;
   readonly publicationLog: string;
   private readonly lock: ProcessLock;
@@ -59,7 +63,8 @@ export class Pool {
     this.volumesDir = path.join(this.metaDir, 'volumes');
     this.tmpDir = path.join(this.metaDir, 'tmp');
     this.trashDir = path.join(this.metaDir, 'trash');
-    this.snapshotsDir = path.join(this.metaDir, 'snapshots');
+    this.snapshotsDir = path.join(this.root, SNAPSHOTS_DIR);
+    this.blockDir = path.join(this.root, BLOCK_DIR);
     this.snapshotRecordsDir = path.join(this.metaDir, 'snapshot-records');
     this.publicationLog = path.join(this.metaDir, 'publications.log');
     this.lock = new ProcessLock(path.join(this.metaDir, 'daemon.lock'));
@@ -77,7 +82,7 @@ export class Pool {
     }
     const health = await this.health();
     if (!health.ready) return health;
-    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, path.join(this.metaDir, 'block')]) {
+    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, this.blockDir]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }
     if (!(await this.lock.acquire())) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
 import { mountAt, readMounts } from '../system/mount.js';
-import { BLOCK_DIR, detachOrphanLoops } from './block.js';
+import { detachOrphanLoops } from './block.js';
 import { holdsVolume, publishVolume } from './publish.js';
 import type { VolumeRecord } from './record.js';
 
@@ -48,7 +48,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
     if (dirty) changed.push({ ...rec, publications });
   }
   const owned = new Set(records.filter((r) => r.mode === 'block').map((r) => pool.resolveInside(r.data)));
-  const detached = await detachOrphanLoops(path.join(pool.root, BLOCK_DIR), owned);
+  const detached = await detachOrphanLoops(pool.blockDir, owned);
   if (detached.length > 0) log.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
   return changed;
 }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { CopyMethod } from '../system/copy.js';
 import type { VolumeMode } from './record.js';
 
@@ -20,6 +21,14 @@ export interface SnapshotRecord {
   /** Copied from the source so a restored volume knows it holds a disk.img. */
   diskImage?: { overhead: string };
   state: 'ready' | 'deleting';
+}
+
+/** Where snapshot data lives, relative to the pool root. */
+export const SNAPSHOTS_DIR = '.hpp/snapshots';
+
+/** The `data` of a snapshot record: `.hpp/snapshots/<name>`. */
+export function snapshotDataDir(name: string): string {
+  return path.posix.join(SNAPSHOTS_DIR, name);
 }
 
 /** Snapshots are built in tmp/ under a name no volume can have ('@' is not allowed in names). */
