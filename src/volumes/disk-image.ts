@@ -52,22 +52,16 @@ export async function ensureDiskImage(
 ): Promise<PreallocationMethod> {
   const file = path.join(dir, DISK_IMAGE);
   const fh = await fsp.open(file, 'a', 0o660);
-  let from = 0n;
   try {
-    from = (await fh.stat({ bigint: true })).size;
+    const from = (await fh.stat({ bigint: true })).size;
     if (from < size) await fh.truncate(Number(size));
     await fh.chown(QEMU_UID, QEMU_GID);
     await fh.chmod(0o660);
+    const method: PreallocationMethod = preallocated && size > from ? await preallocate(file, from, size - from, log) : 'none';
+    // fsync flushes the inode whichever descriptor wrote to it (preallocate uses its own).
+    await fh.sync();
+    return method;
   } finally {
     await fh.close();
   }
-  let method: PreallocationMethod = 'none';
-  if (preallocated && size > from) method = await preallocate(file, from, size - from, log);
-  const sync = await fsp.open(file, 'r');
-  try {
-    await sync.sync();
-  } finally {
-    await sync.close();
-  }
-  return method;
 }

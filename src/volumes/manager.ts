@@ -8,7 +8,7 @@ import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
 import { exists, fsyncTree, growFile } from '../system/files.js';
-import { mountsBelow, readMounts } from '../system/mount.js';
+import { mountsBelow, readMountPoints, readMounts } from '../system/mount.js';
 import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
@@ -19,7 +19,7 @@ import { loadPool } from './pool-loader.js';
 import { FIRST_PROJECT_ID, newPoolState, type PoolState } from './pool-state.js';
 import type { Publications } from './publication-log.js';
 import { toStored, type VolumeMode, type VolumeRecord } from './record.js';
-import { snapshotBuildName, type SnapshotRecord } from './snapshot-record.js';
+import { snapshotBuildName, snapshotDataDir, type SnapshotRecord } from './snapshot-record.js';
 import { Trash } from './trash.js';
 
 export interface CreateSpec {
@@ -226,7 +226,7 @@ export class VolumeManager {
     let copyMethod: CopyMethod | undefined;
     // Anything that fails before the record is written leaves nothing behind (and no quota limit).
     const abandon = async (err: unknown): Promise<never> => {
-      await removeTree(building, new Set((await readMounts()).map((m) => m.mountPoint))).catch((e) =>
+      await removeTree(building, await readMountPoints()).catch((e) =>
         this.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
       );
       await pool.quota?.release(projectId).catch(() => {});
@@ -246,8 +246,9 @@ export class VolumeManager {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
           preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
         }
+        // A block copy was flushed by growFile; a copied tree is flushed here, every file and directory.
+        if (spec.source) await fsyncTree(building);
       }
-      if (spec.source) await fsyncTree(building);
     } catch (err) {
       return abandon(err);
     }
@@ -374,7 +375,7 @@ export class VolumeManager {
     const st = await this.ensureLoaded(source.pool);
     const pool = st.pool;
     const id = formatVolumeId({ node: this.node, pool: pool.name, name });
-    const data = path.posix.join('.hpp', 'snapshots', name);
+    const data = snapshotDataDir(name);
     const dataPath = pool.resolveInside(data);
     const building = path.join(pool.tmpDir, snapshotBuildName(name));
     await fsp.rm(building, { recursive: true, force: true });
