@@ -11,7 +11,7 @@ export interface CheckResult {
 }
 
 /** What health and metrics need from a pool (a Pool, or a fake in unit tests). */
-export type PoolView = Pick<Pool, 'name' | 'health' | 'capacity'> & { quota?: Pick<QuotaBackend, 'kind'> };
+export type PoolView = Pick<Pool, 'name' | 'health'> & { quota?: Pick<QuotaBackend, 'kind'> };
 
 /** What health and metrics need from the volume manager. */
 export interface VolumeSource {

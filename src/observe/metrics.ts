@@ -51,7 +51,6 @@ export function attachedLoopDevices(records: VolumeRecord[]): number {
 
 interface PoolSample extends PoolStatus {
   figures?: CapacityFigures;
-  usedBytes?: bigint;
 }
 
 export interface DriverMetricsOptions {
@@ -71,7 +70,8 @@ export class DriverMetrics implements RpcObserver {
   readonly registry = new Registry();
   private readonly requests: Counter<'method' | 'code'>;
   private readonly duration: Histogram<'method' | 'code'>;
-  private sample?: { at: number; pools: Promise<PoolSample[]> };
+  /** The pool figures of the scrape under way, shared by its gauges. */
+  private sample?: Promise<PoolSample[]>;
 
   constructor(
     private readonly volumes: VolumeSource,
@@ -102,7 +102,13 @@ export class DriverMetrics implements RpcObserver {
     }).set({ version: opts.version }, 1);
 
     const self = this;
-    const poolGauge = (name: string, help: string, value: (s: PoolSample) => bigint | number | undefined, labels: (s: PoolSample) => Record<string, string> = (s) => ({ pool: s.name }), labelNames = ['pool']) =>
+    const poolGauge = (
+      name: string,
+      help: string,
+      value: (s: PoolSample) => bigint | number | undefined,
+      labels: (s: PoolSample) => Record<string, string> = (s) => ({ pool: s.name }),
+      labelNames = ['pool'],
+    ) =>
       new Gauge({
         name: `${p}${name}`,
         help,
@@ -117,22 +123,17 @@ export class DriverMetrics implements RpcObserver {
         },
       });
     poolGauge('pool_capacity_bytes', "Size of the pool's filesystem.", (s) => s.figures?.totalBytes);
-    poolGauge('pool_used_bytes', "Bytes in use on the pool's filesystem (volumes and anything else on it).", (s) => s.usedBytes);
+    poolGauge('pool_used_bytes', "Bytes in use on the pool's filesystem (volumes and anything else on it).", (s) => s.figures?.usedBytes);
     poolGauge('pool_available_bytes', 'What a new volume can be promised (GetCapacity): free space minus what existing volumes may still grow into, divided by the over-commit ratio.', (s) => s.figures?.availableBytes);
     poolGauge('pool_reserved_bytes', 'What existing volumes may still grow into (capacity minus usage; whole capacity when usage is unknown).', (s) => s.figures?.reservedBytes);
     poolGauge('pool_ready', '1 when the pool is there, writable and its volumes loaded; 0 otherwise.', (s) => (s.ready ? 1 : 0));
-    new Gauge({
-      name: `${p}pool_size_enforced`,
-      help: 'Whether volume sizes are enforced in the pool (1) or advisory (0); backend: xfs-project, btrfs-qgroup or none.',
-      labelNames: ['pool', 'backend'],
-      registers,
-      async collect() {
-        this.reset();
-        for (const s of await self.pools()) {
-          if (s.backend) this.set({ pool: s.name, backend: s.backend }, s.backend === 'none' ? 0 : 1);
-        }
-      },
-    });
+    poolGauge(
+      'pool_size_enforced',
+      'Whether volume sizes are enforced in the pool (1) or advisory (0); backend: xfs-project, btrfs-qgroup or none.',
+      (s) => (s.backend ? (s.backend === 'none' ? 0 : 1) : undefined),
+      (s) => ({ pool: s.name, backend: s.backend! }),
+      ['pool', 'backend'],
+    );
 
     new Gauge({
       name: `${p}volumes`,
@@ -188,31 +189,27 @@ export class DriverMetrics implements RpcObserver {
   }
 
   /**
-   * Pool readiness and figures for the pool gauges: computed once per scrape (the gauges' collect()
-   * run one after another and share it). A pool that is not ready, or whose figures cannot be read,
+   * Pool readiness and figures for the pool gauges: read once per scrape (render() starts a new one)
+   * and shared by the gauges' collect(). A pool that is not ready, or whose figures cannot be read,
    * has ready 0 and no capacity figures; the scrape itself never fails for it.
    */
   private pools(): Promise<PoolSample[]> {
-    if (this.sample && Date.now() - this.sample.at < 1_000) return this.sample.pools;
+    return (this.sample ??= this.readPools());
+  }
+
+  private async readPools(): Promise<PoolSample[]> {
     const timeout = this.opts.poolTimeoutMs ?? 3_000;
-    const pools = (async () => {
-      const statuses = await poolStatuses(this.volumes, timeout);
-      const views = new Map(this.volumes.poolList().map((v) => [v.name, v]));
-      return Promise.all(
-        statuses.map(async (s): Promise<PoolSample> => {
-          if (!s.ready) return s;
-          try {
-            const figures = await withTimeout(this.volumes.capacityOf(s.name), timeout, `capacity of pool ${s.name}`);
-            const fs = await views.get(s.name)?.capacity();
-            return { ...s, figures, usedBytes: fs?.usedBytes };
-          } catch (err) {
-            this.log.debug({ pool: s.name, err: String(err) }, 'pool figures left out of this scrape');
-            return s;
-          }
-        }),
-      );
-    })();
-    this.sample = { at: Date.now(), pools };
-    return pools;
+    const statuses = await poolStatuses(this.volumes, timeout);
+    return Promise.all(
+      statuses.map(async (s): Promise<PoolSample> => {
+        if (!s.ready) return s;
+        try {
+          return { ...s, figures: await withTimeout(this.volumes.capacityOf(s.name), timeout, `capacity of pool ${s.name}`) };
+        } catch (err) {
+          this.log.debug({ pool: s.name, err: String(err) }, 'pool figures left out of this scrape');
+          return s;
+        }
+      }),
+    );
   }
 }

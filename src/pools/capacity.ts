@@ -7,6 +7,8 @@ import type { Pool } from './pool.js';
 export interface CapacityFigures {
   totalBytes: bigint;
   freeBytes: bigint;
+  /** In use on the pool's filesystem, by volumes and anything else on it. */
+  usedBytes: bigint;
   /** What existing volumes may still grow into, before the over-commit ratio. */
   reservedBytes: bigint;
   /** What a new volume can be promised: free − reserved ÷ ratio, never below 0. */
@@ -41,12 +43,12 @@ export class CapacityTracker {
   async figures(): Promise<CapacityFigures> {
     if (this.computedAt === 0) await this.refresh();
     else if (Date.now() - this.computedAt > REFRESH_MS) void this.refresh().catch(() => {});
-    const { totalBytes, availableBytes: freeBytes } = await this.pool.capacity();
+    const { totalBytes, availableBytes: freeBytes, usedBytes } = await this.pool.capacity();
     const reservedBytes = this.reserved + this.pending;
     const ratio = BigInt(Math.round(this.pool.overcommitRatio * 1000));
     let availableBytes = freeBytes - (reservedBytes * 1000n) / ratio;
     if (availableBytes < 0n) availableBytes = 0n;
-    return { totalBytes, freeBytes, reservedBytes, availableBytes };
+    return { totalBytes, freeBytes, usedBytes, reservedBytes, availableBytes };
   }
 
   /** Hold `bytes` for volume `id` (a create or an expansion in flight); commit(true) keeps it, commit(false) drops it. */

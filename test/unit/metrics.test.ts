@@ -125,7 +125,6 @@ function fakeSource(pools: Array<{ name: string; ready: boolean; loadError?: str
     name: p.name,
     quota: p.backend ? { kind: p.backend } : undefined,
     health: async () => (p.ready ? { ready: true } : { ready: false, reason: `pool ${p.name}: /x/${p.name} does not exist` }),
-    capacity: async () => ({ totalBytes: 1000n, availableBytes: 600n, usedBytes: 400n }),
   }));
   return {
     list: () => records,
@@ -138,7 +137,7 @@ function fakeSource(pools: Array<{ name: string; ready: boolean; loadError?: str
     async capacityOf(name: string) {
       const p = pools.find((x) => x.name === name)!;
       if (p.capacityError) throw new Error(p.capacityError);
-      return { totalBytes: 1000n, freeBytes: 600n, reservedBytes: 100n, availableBytes: 500n };
+      return { totalBytes: 1000n, freeBytes: 600n, usedBytes: 400n, reservedBytes: 100n, availableBytes: 500n };
     },
   } as unknown as VolumeSource;
 }
