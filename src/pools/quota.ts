@@ -70,10 +70,9 @@ class XfsProjectQuota implements QuotaBackend {
   async setLimit(_dir: string, projectId: number | undefined, bytes: bigint): Promise<void> {
     if (projectId !== undefined) await xfsSetLimit(this.mountPoint, projectId, bytes);
   }
-  async usage(_dir: string, projectId: number | undefined): Promise<DirUsage | undefined> {
+  async usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined> {
     if (projectId === undefined) return undefined;
-    const u = (await xfsProjectReport(this.mountPoint)).get(projectId);
-    return u && { usedBytes: u.usedBytes, limitBytes: u.hardBytes, usedInodes: u.usedInodes };
+    return (await this.usageLookup())(dir, projectId);
   }
   async usageLookup() {
     const report = await xfsProjectReport(this.mountPoint);
