@@ -5,7 +5,8 @@ import { fsyncDir } from '../system/atomic-file.js';
 import { detachLoop, listLoopDevices } from '../system/loop.js';
 import { mountAt, unmount } from '../system/mount.js';
 import { loopBackingFile, type NodeScan, type PoolView } from './inspect.js';
-import { mountSource, readMountsFull, relativeInside } from './mounts.js';
+import { readMounts } from '../system/mount.js';
+import { mountSource, relativeInside } from './mounts.js';
 import type { Orphan } from './orphans.js';
 import { removeTree } from '../system/walk.js';
 
@@ -96,7 +97,7 @@ interface Planned {
 async function stillValid(o: Orphan, view: PoolView, planned: Planned): Promise<string | undefined> {
   switch (o.action) {
     case 'unmount': {
-      const mounts = await readMountsFull();
+      const mounts = await readMounts();
       if (!mounts.some((m) => m.mountId === o.mountId)) return 'no longer mounted';
       const top = mountAt(mounts, o.path);
       if (top?.mountId !== o.mountId) return 'another mount is now on top of it';
@@ -127,7 +128,7 @@ async function checkRemovable(p: string, view: PoolView, planned: Planned): Prom
   if (realParent !== parent) return `its directory ${parent} is not a real path (symlink or gone)`;
   const st = await fsp.lstat(p).catch(() => undefined);
   if (!st) return 'already gone';
-  const mounts = await readMountsFull();
+  const mounts = await readMounts();
   for (const m of mounts) {
     if (planned.mountIds.has(m.mountId)) continue;
     if (m.mountPoint === p || m.mountPoint.startsWith(`${p}/`)) return `${m.mountPoint} is a mount point`;
@@ -164,7 +165,7 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
     case 'remove': {
       const st = await fsp.lstat(o.path);
       if (st.isDirectory()) {
-        const mounts = await readMountsFull();
+        const mounts = await readMounts();
         await removeTree(o.path, new Set(mounts.map((m) => m.mountPoint)));
       } else {
         await fsp.unlink(o.path);

@@ -5,12 +5,12 @@ import { Pool } from '../pools/pool.js';
 import { isAtomicTempName } from '../system/atomic-file.js';
 import { replayPublications } from '../volumes/publication-log.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
-import { mountAt } from '../system/mount.js';
-import { BLOCK_DIR } from '../volumes/block.js';
+import { mountAt, readMounts, type MountEntry } from '../system/mount.js';
+import { BLOCK_DIR, blockImagePath } from '../volumes/block.js';
 import { recordFileName } from '../volumes/store.js';
 import type { VolumeRecord } from '../volumes/record.js';
 import { daemonLockState, type LockState } from './locks.js';
-import { locateInFilesystem, mountSource, readMountsFull, relativeInside, type FsLocation, type MountInfo } from './mounts.js';
+import { locateInFilesystem, mountSource, relativeInside, type FsLocation } from './mounts.js';
 
 /*
  * Read-only inspection of the pools of this node, straight from their on-disk layout (see
@@ -111,7 +111,7 @@ export async function lstatOrUndefined(p: string) {
 }
 
 /** The pool's state, its daemon lock and where it lives, without reading any volume. */
-export async function openPool(cfg: PoolConfig, mounts: MountInfo[]): Promise<PoolView> {
+export async function openPool(cfg: PoolConfig, mounts: MountEntry[]): Promise<PoolView> {
   let root = cfg.path;
   let state: PoolState = 'ready';
   let reason: string | undefined;
@@ -150,7 +150,7 @@ export async function openPool(cfg: PoolConfig, mounts: MountInfo[]): Promise<Po
   const pool = new Pool({ ...cfg, path: root });
   const scannable = state === 'ready' || state === 'not-writable';
   const initialized = scannable && (await plainDir(pool.metaDir, problems));
-  const daemon = initialized ? await daemonLockState(path.join(pool.metaDir, 'daemon.lock')) : ({ held: false } as const);
+  const daemon = initialized ? await daemonLockState(pool.lockFile) : ({ held: false } as const);
   return {
     cfg,
     name: cfg.name,
@@ -193,14 +193,14 @@ function checkRecord(raw: unknown, stem: string, view: PoolView): VolumeRecord {
   return { ...(r as VolumeRecord), publications: r.publications ?? {} };
 }
 
-async function claimsOf(file: string, stem: string, view: PoolView): Promise<string[]> {
-  const claims = [stem, `${BLOCK_DIR}/${stem}.img`, `.hpp/tmp/${stem}`];
+/** `raw`: the record file's JSON, when it could be read and parsed. */
+function claimsOf(raw: unknown, stem: string, view: PoolView): string[] {
+  const claims = [stem, blockImagePath(stem), `.hpp/tmp/${stem}`];
+  const data = (raw as { data?: unknown } | null | undefined)?.data;
   try {
-    if (!(await fsp.lstat(file)).isFile()) return claims;
-    const raw = JSON.parse(await fsp.readFile(file, 'utf8')) as { data?: unknown };
-    if (typeof raw?.data === 'string') claims.push(path.relative(view.root, view.pool.resolveInside(raw.data)));
+    if (typeof data === 'string') claims.push(path.relative(view.root, view.pool.resolveInside(data)));
   } catch {
-    // Unreadable: the default places are all we can protect.
+    // A data path outside the pool: the default places are all we can protect.
   }
   return claims;
 }
@@ -234,13 +234,15 @@ export async function loadRecords(view: PoolView): Promise<void> {
       if (!parsed) continue;
       const { name: stem, deleting } = parsed;
       let rec: VolumeRecord;
+      let raw: unknown;
       try {
         const st = await fsp.lstat(file);
         if (!st.isFile()) throw new Error('not a regular file');
-        rec = checkRecord(JSON.parse(await fsp.readFile(file, 'utf8')), stem, view);
+        raw = JSON.parse(await fsp.readFile(file, 'utf8'));
+        rec = checkRecord(raw, stem, view);
         if (deleting) rec.state = 'deleting';
       } catch (err) {
-        view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: await claimsOf(file, stem, view) });
+        view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: claimsOf(raw, stem, view) });
         continue;
       }
       // Publications are in the pool's publication log; a record from before it carries them itself.
@@ -262,7 +264,7 @@ export async function loadRecords(view: PoolView): Promise<void> {
   }
   // Snapshot records (when this daemon version keeps them): only their names are needed, so that a
   // snapshot being built in tmp/ is not taken for garbage.
-  const snapDir = path.join(pool.metaDir, 'snapshot-records');
+  const snapDir = pool.snapshotRecordsDir;
   if (await plainDir(snapDir, view.problems)) {
     for (const n of await fsp.readdir(snapDir)) {
       if (isAtomicTempName(n)) view.tempFiles.push(path.join(snapDir, n));
@@ -274,7 +276,7 @@ export async function loadRecords(view: PoolView): Promise<void> {
 
 /** A mount whose source is in a pool: a directory bound from it, or a loop device of an image in it. */
 export interface MountUse {
-  mount: MountInfo;
+  mount: MountEntry;
   view: PoolView;
   via: 'directory' | 'loop-device' | 'loop-filesystem';
   /** The source, relative to the pool root (the directory, or the loop device's image). */
@@ -305,10 +307,9 @@ export interface LoopUse {
 
 export interface NodeScan {
   views: PoolView[];
-  mounts: MountInfo[];
+  mounts: MountEntry[];
   /** Every mount point (real paths). */
   mountPoints: Set<string>;
-  loops: LoopDevice[];
   mountUses: MountUse[];
   loopUses: LoopUse[];
 }
@@ -327,9 +328,9 @@ export function loopBackingFile(d: LoopDevice): { file: string; deleted: boolean
 }
 
 /** Ties the kernel's mounts and loop devices to the pools' records. */
-export async function scanNode(views: PoolView[], mounts?: MountInfo[], loops?: LoopDevice[]): Promise<NodeScan> {
-  mounts ??= await readMountsFull();
-  loops ??= await listLoopDevices().catch(() => [] as LoopDevice[]);
+export async function scanNode(views: PoolView[], mounts?: MountEntry[]): Promise<NodeScan> {
+  mounts ??= await readMounts();
+  const loops = await listLoopDevices().catch(() => [] as LoopDevice[]);
   const scanned = views.filter(isScannable);
   const loopUses: LoopUse[] = [];
   for (const loop of loops) {
@@ -380,7 +381,7 @@ export async function scanNode(views: PoolView[], mounts?: MountInfo[], loops?: 
       mountUses.push({ mount: m, view: lu.view, via, rel: lu.rel, deleted: lu.deleted, loop: lu.loop, ...(lu.owner ? { owner: lu.owner } : {}), subdir: false, published, claimed: lu.claimed });
     }
   }
-  return { views, mounts, mountPoints: new Set(mounts.map((m) => m.mountPoint)), loops, mountUses, loopUses };
+  return { views, mounts, mountPoints: new Set(mounts.map((m) => m.mountPoint)), mountUses, loopUses };
 }
 
 /** Is the block device node at `p` the device `dev`? */

@@ -8,7 +8,7 @@ import { formatBytes, formatRatio, renderTable, toJson } from './format.js';
 import { runGc, type GcStep } from './gc.js';
 import { isScannable, loadRecords, lstatOrUndefined, mountedTargets, openPool, scanNode, type LoadedRecord, type NodeScan, type PoolView } from './inspect.js';
 import { daemonLockState, takeDaemonLock } from './locks.js';
-import { readMountsFull } from './mounts.js';
+import { readMounts } from '../system/mount.js';
 import { findOrphans, gcText, type Orphan } from './orphans.js';
 import { diskUsage } from '../system/walk.js';
 
@@ -38,7 +38,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     return 0;
   }
   const configs = cli.only.length > 0 ? cli.pools.filter((p) => cli.only.includes(p.name)) : cli.pools;
-  const mounts = await readMountsFull();
+  const mounts = await readMounts();
   const views = await Promise.all(configs.map((c) => openPool(c, mounts)));
   switch (cli.command) {
     case 'pools':
@@ -158,9 +158,9 @@ async function poolsCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<n
   return 0;
 }
 
-function volumeStateText(r: LoadedRecord): string {
-  if (r.rec.state === 'deleting') return 'deleting';
-  return { present: 'ready', missing: 'data missing', building: 'being created', 'wrong-type': 'data is not a ' + (r.rec.mode === 'block' ? 'file' : 'directory') }[r.data];
+function volumeStateText(r: { state?: string; data: LoadedRecord['data']; mode: string }): string {
+  if (r.state === 'deleting') return 'deleting';
+  return { present: 'ready', missing: 'data missing', building: 'being created', 'wrong-type': 'data is not a ' + (r.mode === 'block' ? 'file' : 'directory') }[r.data];
 }
 
 async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<number> {
@@ -213,12 +213,11 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
         ...(rec.diskImage ? { diskImageOverhead: rec.diskImage.overhead } : {}),
         ...(rec.projectId !== undefined ? { projectId: rec.projectId } : {}),
         createdAt: rec.createdAt,
-        _r: r,
       });
     }
   }
   if (cli.json) {
-    io.out(toJson({ volumes: rows.map(({ _r, ...rest }) => rest) }));
+    io.out(toJson({ volumes: rows }));
   } else {
     io.out(
       renderTable(
@@ -239,7 +238,7 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
           r.mode,
           formatBytes(r.capacityBytes),
           formatBytes(r.usedBytes),
-          volumeStateText(r._r),
+          volumeStateText(r),
           r.preallocation,
           r.diskImage ? 'yes' : 'no',
           r.publications.map((p) => `${p.target}${p.device ? ` (${p.device})` : ''} [${p.mounted ? 'mounted' : 'NOT MOUNTED'}${p.readOnly ? ', ro' : ''}]`).join(', ') || '-',
@@ -300,7 +299,7 @@ async function gcCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<numb
     if (!cli.dryRun) {
       for (const v of views) {
         if (!v.initialized || v.daemon.held) continue;
-        const lockFile = path.join(v.pool.metaDir, 'daemon.lock');
+        const lockFile = v.pool.lockFile;
         const lock = await takeDaemonLock(lockFile).catch((err: NodeJS.ErrnoException) => {
           warn(`pool ${v.name}: could not take ${lockFile} (${err.code ?? err.message}); going ahead without it`);
           return null;

@@ -1,34 +1,5 @@
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { mountContaining, parseMountinfo, type MountEntry } from '../system/mount.js';
-
-/** A mountinfo line with its propagation tags, which parseMountinfo leaves out. */
-export interface MountInfo extends MountEntry {
-  /** Peer group this mount shares mount events with (`shared:N`). */
-  shared?: number;
-  /** Peer group this mount receives events from (`master:N`). */
-  master?: number;
-}
-
-export function parseMountinfoFull(text: string): MountInfo[] {
-  const tags = new Map<number, { shared?: number; master?: number }>();
-  for (const line of text.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const head = line.slice(0, sep).split(' ');
-    const t: { shared?: number; master?: number } = {};
-    for (const f of head.slice(6)) {
-      const m = /^(shared|master):(\d+)$/.exec(f);
-      if (m) t[m[1] as 'shared' | 'master'] = Number(m[2]);
-    }
-    tags.set(Number(head[0]), t);
-  }
-  return parseMountinfo(text).map((e) => ({ ...e, ...tags.get(e.mountId) }));
-}
-
-export async function readMountsFull(): Promise<MountInfo[]> {
-  return parseMountinfoFull(await fsp.readFile('/proc/self/mountinfo', 'utf8'));
-}
+import { mountContaining, type MountEntry } from '../system/mount.js';
 
 /** Where a directory is inside its filesystem: the device (major:minor) and the path from that filesystem's root. */
 export interface FsLocation {
@@ -42,7 +13,7 @@ export interface FsLocation {
 export function locateInFilesystem(mounts: MountEntry[], realDir: string): FsLocation | undefined {
   const m = mountContaining(mounts, realDir);
   if (!m) return undefined;
-  const fsPath = path.posix.join(m.root.replace(/\/\/deleted$/, ''), path.posix.relative(m.mountPoint, realDir));
+  const fsPath = path.posix.join(mountSource(m).fsPath, path.posix.relative(m.mountPoint, realDir));
   return { device: m.device, fsPath, mount: m };
 }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { formatBytes } from './format.js';
 import { blockDir, isClaimed, isLegitimateUse, isScannable, lstatOrUndefined, type NodeScan, type PoolView } from './inspect.js';
 import { diskUsage } from '../system/walk.js';
+import { snapshotBuildName } from '../volumes/snapshot-record.js';
 
 export type OrphanKind =
   /** (a) a directory in the pool root that no record owns */
@@ -163,9 +164,10 @@ async function poolOrphans(view: PoolView, scan: NodeScan, orphanMounts: Set<num
 
   // (c) builds in tmp/ that no record will finish; everything in trash/.
   const byName = new Map(records.map((r) => [r.rec.name, r]));
+  const snapshotBuilds = new Set([...view.snapshotNames].map(snapshotBuildName));
   for (const n of await readdirIfPlain(view.pool.tmpDir, view)) {
     const p = path.join(view.pool.tmpDir, n);
-    if (n.startsWith('@') && view.snapshotNames.has(n.slice(1))) continue;
+    if (snapshotBuilds.has(n)) continue;
     const owner = byName.get(n);
     if ((owner && owner.data === 'building') || claimed(p)) continue;
     const detail = owner ? `build of volume ${n}, whose data is already in place` : 'uncommitted build (no record)';

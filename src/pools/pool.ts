@@ -47,6 +47,8 @@ export class Pool {
   readonly blockDir: string;
   readonly snapshotRecordsDir: string;
   readonly publicationLog: string;
+  /** flock'ed by the daemon serving the pool (and by hppctl gc while it works). */
+  readonly lockFile: string;
   private readonly lock: ProcessLock;
 
   constructor(
@@ -67,7 +69,8 @@ export class Pool {
     this.blockDir = path.join(this.root, BLOCK_DIR);
     this.snapshotRecordsDir = path.join(this.metaDir, 'snapshot-records');
     this.publicationLog = path.join(this.metaDir, 'publications.log');
-    this.lock = new ProcessLock(path.join(this.metaDir, 'daemon.lock'));
+    this.lockFile = path.join(this.metaDir, 'daemon.lock');
+    this.lock = new ProcessLock(this.lockFile);
   }
 
   /**

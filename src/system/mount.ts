@@ -15,6 +15,10 @@ export interface MountEntry {
   fsType: string;
   source: string;
   superOptions: string[];
+  /** Peer group this mount shares mount events with (`shared:N`), if any. */
+  shared?: number;
+  /** Peer group this mount receives mount events from (`master:N`), if any. */
+  master?: number;
 }
 
 function unescapeMountinfo(s: string): string {
@@ -30,6 +34,11 @@ export function parseMountinfo(text: string): MountEntry[] {
     const head = line.slice(0, sep).split(' ');
     const tail = line.slice(sep + 3).split(' ');
     if (head.length < 6 || tail.length < 3) continue;
+    const propagation: { shared?: number; master?: number } = {};
+    for (const field of head.slice(6)) {
+      const m = /^(shared|master):(\d+)$/.exec(field);
+      if (m) propagation[m[1] as 'shared' | 'master'] = Number(m[2]);
+    }
     entries.push({
       mountId: Number(head[0]),
       parentId: Number(head[1]),
@@ -40,6 +49,7 @@ export function parseMountinfo(text: string): MountEntry[] {
       fsType: tail[0]!,
       source: unescapeMountinfo(tail[1]!),
       superOptions: tail[2]!.split(','),
+      ...propagation,
     });
   }
   return entries;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { LoadedRecord, MountUse, NodeScan } from '../../src/admin/inspect.js';
 import { isLegitimateUse } from '../../src/admin/inspect.js';
-import { locateInFilesystem, mountSource, parseMountinfoFull, relativeInside, type MountInfo } from '../../src/admin/mounts.js';
+import { locateInFilesystem, mountSource, relativeInside } from '../../src/admin/mounts.js';
+import { parseMountinfo, type MountEntry } from '../../src/system/mount.js';
 
 const MOUNTINFO = [
   '27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
@@ -17,7 +18,7 @@ const MOUNTINFO = [
 
 describe('mountinfo for hppctl', () => {
   it('keeps propagation tags, unescapes paths and sees deleted sources', () => {
-    const m = parseMountinfoFull(MOUNTINFO);
+    const m = parseMountinfo(MOUNTINFO);
     expect(m).toHaveLength(8);
     expect(m[0]).toMatchObject({ mountId: 27, shared: 1 });
     expect(m[2]!.shared).toBeUndefined();
@@ -29,7 +30,7 @@ describe('mountinfo for hppctl', () => {
   });
 
   it('locates a pool inside its filesystem', () => {
-    const m = parseMountinfoFull(MOUNTINFO);
+    const m = parseMountinfo(MOUNTINFO);
     expect(locateInFilesystem(m, '/var/hpvolumes')).toMatchObject({ device: '254:0', fsPath: '/var/hpvolumes' });
     expect(locateInFilesystem(m, '/var/hpp-fast')).toMatchObject({ device: '7:3', fsPath: '/' });
     expect(locateInFilesystem(m, '/var/hpp-fast/a/b')).toMatchObject({ device: '7:3', fsPath: '/a/b' });
@@ -46,9 +47,9 @@ describe('mountinfo for hppctl', () => {
   });
 
   it('a propagated copy or a subPath mount of a published volume is no orphan; a stale one is', () => {
-    const m = parseMountinfoFull(MOUNTINFO);
+    const m = parseMountinfo(MOUNTINFO);
     const owner = { rec: { name: 'pvc-1' } } as unknown as LoadedRecord;
-    const use = (mount: MountInfo, extra: Partial<MountUse>): MountUse =>
+    const use = (mount: MountEntry, extra: Partial<MountUse>): MountUse =>
       ({ mount, via: 'directory', rel: 'pvc-1', deleted: false, owner, subdir: false, published: false, claimed: false, ...extra }) as MountUse;
     const published = use(m[3]!, { published: true });
     const peer = use(m[4]!, {});

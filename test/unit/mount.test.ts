@@ -33,6 +33,7 @@ describe('parseMountinfo', () => {
       fsType: 'ext3',
       source: '/dev/root',
       superOptions: ['rw', 'errors=continue'],
+      master: 1,
     });
   });
 
@@ -48,6 +49,8 @@ describe('parseMountinfo', () => {
     expect(e.root).toBe('/var/hpp/pool/vol-1');
     expect(e.options).toEqual(['ro', 'nosuid', 'nodev', 'relatime']);
     expect(e.fsType).toBe('ext4');
+    expect(e.shared).toBe(5);
+    expect(e.master).toBeUndefined();
     expect(entries.find((x) => x.mountId === 22)!.options).toEqual(['rw', 'relatime']);
   });
 
