@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseCli } from '../config/options.js';
+import { parsePools } from '../config/options.js';
 import { ConfigError, LEGACY_POOL_NAME, type PoolConfig } from '../pools/config.js';
 
 export const HPPCTL_USAGE = `Usage: hppctl [pool flags] COMMAND [options]
@@ -58,9 +58,6 @@ export interface AdminCli {
 /** Wrong flags or configuration: exit status 2. */
 export class UsageError extends Error {}
 
-/** Environment variables that select pools, as the daemon reads them. */
-const POOL_ENV = ['HPP_POOLS', 'HPP_POOLS_FILE', 'HPP_POOLS_JSON', 'HPP_HOSTPATH', 'HPP_USE_NAMING_PREFIX'];
-
 export function parseAdminCli(argv: string[], env: NodeJS.ProcessEnv): AdminCli {
   let values;
   let positionals: string[];
@@ -114,19 +111,9 @@ export function parseAdminCli(argv: string[], env: NodeJS.ProcessEnv): AdminCli 
     }
   }
 
-  // The pools, exactly as the daemon would read them from the same flags and environment: the
-  // daemon's own parser, given only the pool settings (its other settings are no concern here).
-  const args: string[] = [];
-  for (const d of defs) args.push('--pool', d);
-  if (values['pools-file'] !== undefined) args.push('--pools-file', values['pools-file']);
-  if (values['pools-json'] !== undefined) args.push('--pools-json', values['pools-json']);
-  if (values.hostpath !== undefined) args.push('--hostpath', values.hostpath);
-  if (values['use-naming-prefix']) args.push('--use-naming-prefix');
-  const poolEnv: NodeJS.ProcessEnv = {};
-  for (const k of POOL_ENV) if (env[k] !== undefined) poolEnv[k] = env[k];
+  // The pools, exactly as the daemon reads them from the same flags and environment.
   try {
-    // A fixed valid node name: parseCli validates it (the default is the hostname), hppctl does not use it.
-    out.pools = parseCli([...args, '--node-name', 'hppctl'], poolEnv).pools;
+    out.pools = parsePools({ ...values, pool: defs.length > 0 ? defs : undefined }, env);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     const e = err as NodeJS.ErrnoException;

@@ -95,6 +95,21 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
   if (!isValidNodeName(nodeName)) throw new ConfigError(`node name ${JSON.stringify(nodeName)} is not valid`);
   if (!endpoint.startsWith('unix:///')) throw new ConfigError(`endpoint ${endpoint} must be unix:///absolute/path`);
 
+  const pools = parsePools(values, env);
+  return { driverName, nodeName, endpoint, logLevel, pools, showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env) };
+}
+
+/** The pool flags, each with its environment variable as the fallback. */
+export interface PoolFlags {
+  pool?: string[];
+  'pools-file'?: string;
+  'pools-json'?: string;
+  hostpath?: string;
+  'use-naming-prefix'?: boolean;
+}
+
+/** The pools the flags and the environment define, checked; hppctl reads them with this too. */
+export function parsePools(values: PoolFlags, env: NodeJS.ProcessEnv): PoolConfig[] {
   const pools: PoolConfig[] = [];
   const poolFlags = values.pool ?? (env.HPP_POOLS ? env.HPP_POOLS.split(',').filter(Boolean) : []);
   pools.push(...poolFlags.map(parsePoolFlag));
@@ -107,7 +122,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
     const prefix = values['use-naming-prefix'] ?? ['true', '1', 'yes'].includes((env.HPP_USE_NAMING_PREFIX ?? '').toLowerCase());
     pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`), useNamingPrefix: prefix });
   }
-  return { driverName, nodeName, endpoint, logLevel, pools: checkPools(pools), showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env) };
+  return checkPools(pools);
 }
 
 function peerOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv): DriverOptions['peer'] {
