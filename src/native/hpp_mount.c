@@ -145,15 +145,21 @@ static bool flags_arg(napi_env env, napi_value v, const char *what, unsigned lon
   return true;
 }
 
+// The call's arguments into argv[0..n-1]; a TypeError naming `usage` unless there are exactly n.
+static bool exact_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc != n) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
+  }
+  return true;
+}
+
 // mount(source, target, fstype, flags, data) -> Promise<void>
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc != 5) {
-    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data) takes 5 arguments");
-    return NULL;
-  }
+  if (!exact_args(env, info, 5, argv, "mount(source, target, fstype, flags, data) takes 5 arguments")) return NULL;
   op *o = op_new(env, OP_MOUNT);
   if (!o) return NULL;
   if (!string_arg(env, argv[0], true, MAX_PATH_BYTES, "mount: source must be a path string or null", &o->source) ||
@@ -169,13 +175,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
 // umount2(target, flags) -> Promise<void>
 static napi_value js_umount2(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc != 2) {
-    napi_throw_type_error(env, NULL, "umount2(target, flags) takes 2 arguments");
-    return NULL;
-  }
+  if (!exact_args(env, info, 2, argv, "umount2(target, flags) takes 2 arguments")) return NULL;
   op *o = op_new(env, OP_UMOUNT2);
   if (!o) return NULL;
   if (!string_arg(env, argv[0], false, MAX_PATH_BYTES, "umount2: target must be a path string", &o->target) ||
@@ -192,13 +193,8 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
 // Linux 5.8) or the lookup fails otherwise (a dead FUSE mount, say), so the caller reads mountinfo.
 // Synchronous: it is a stat.
 static napi_value js_is_mount_root(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1], result;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc != 1) {
-    napi_throw_type_error(env, NULL, "isMountRoot(path) takes 1 argument");
-    return NULL;
-  }
+  if (!exact_args(env, info, 1, argv, "isMountRoot(path) takes 1 argument")) return NULL;
   char *p;
   if (!string_arg(env, argv[0], false, MAX_PATH_BYTES, "isMountRoot: path must be a path string", &p)) return NULL;
   struct statx stx;
