@@ -32,7 +32,8 @@ export async function btrfsUsage(path: string): Promise<BtrfsUsage | undefined> 
 
 /**
  * Every subvolume's usage from one `qgroup show`, keyed by absolute path. btrfs prints paths relative
- * to the filesystem root; `fsRoot` is where that root is mounted (the pool may sit deeper).
+ * to the filesystem root, so they are joined to where findmnt says that filesystem is mounted (the pool
+ * may sit deeper).
  */
 export async function btrfsUsageByPath(poolRoot: string): Promise<Map<string, BtrfsUsage>> {
   const [{ stdout }, top] = await Promise.all([
