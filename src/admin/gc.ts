@@ -153,14 +153,10 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
       await unmount(o.path);
       return;
     case 'detach': {
-      await detachLoop(o.path);
-      // The kernel lets go on last close: wait a little so the device is really free when we say so.
-      for (let i = 0; i < 50; i++) {
-        const d = (await listLoopDevices()).find((l) => l.name === o.path);
-        if (!d || loopBackingFile(d).file !== o.backingFile) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return 'still open elsewhere: the kernel detaches it on last close';
+      const outcome = await detachLoop(o.path);
+      if (outcome.detached) return;
+      const by = outcome.holders.map((h) => `pid ${h.pid} (${h.command})`).join(', ');
+      return `still open${by ? ` by ${by}` : ' elsewhere'}: the kernel detaches it on last close`;
     }
     case 'remove': {
       const st = await fsp.lstat(o.path);

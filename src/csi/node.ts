@@ -7,9 +7,9 @@ import type { Handler, Msg } from './rpc.js';
 import { mountedAt } from '../system/mount.js';
 import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-image.js';
-import { detachUnused } from '../volumes/block.js';
+import { detachUnused, reportDeferredDetaches } from '../volumes/block.js';
 import { unmountAndRemoveTarget } from '../volumes/filesystem.js';
-import { holdsVolume, publishVolume } from '../volumes/publish.js';
+import { publishVolume, targetState, unbindStale, type TargetState } from '../volumes/publish.js';
 import type { Publication, VolumeRecord } from '../volumes/record.js';
 
 /** Per-mount flags a bind mount of a volume directory may carry. */
@@ -127,9 +127,13 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     return volumes.dataPath(volumes.getPool(rec.pool)!, rec);
   }
 
-  /** Is what is mounted at `target` this volume (its directory, or one of its loop devices)? */
-  function targetHolds(rec: VolumeRecord, target: string): Promise<boolean> {
-    return holdsVolume(rec.mode, dataOf(rec), target);
+  /** What is mounted at `target`: this volume (its directory, or a usable loop device of its image)? */
+  function stateOf(rec: VolumeRecord, target: string): Promise<TargetState> {
+    return targetState(rec.mode, dataOf(rec), target);
+  }
+
+  async function targetHolds(rec: VolumeRecord, target: string): Promise<boolean> {
+    return (await stateOf(rec, target)).kind === 'ours';
   }
 
   const unsupported = (rpc: string, cap: string): Handler => async () => {
@@ -162,13 +166,21 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
           throw failedPrecondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
         }
         if (asBlock && wanted.mountFlags.length > 0) throw invalidArgument('mount flags do not apply to a block volume');
-        const mounted = await mountedAt(real);
+        let mounted = await mountedAt(real);
         const recorded = rec.publications[target];
 
         if (mounted) {
-          if (!(await targetHolds(rec, real))) {
+          const state = await stateOf(rec, real);
+          if (state.kind === 'stale' && recorded) {
+            // Our publication, whose loop device was taken from it: bound again below to one of this image.
+            ctx.log.warn({ volume: rec.id, target, why: state.why }, 'publication target is bound to a loop device that is not this volume\'s; re-making it');
+            await unbindStale(real);
+            mounted = undefined;
+          } else if (state.kind !== 'ours') {
             throw alreadyExists(`target ${target} already has something else mounted (${mounted.source} ${mounted.root})`);
           }
+        }
+        if (mounted) {
           if (recorded && !samePublication(recorded, wanted)) {
             throw alreadyExists(`volume ${rec.id} is already published at ${target} with other options (readOnly=${recorded.readOnly}, ${recorded.accessMode})`);
           }
@@ -211,7 +223,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         if (outcome === 'not-ours') throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
         const publications = { ...rec.publications };
         delete publications[target];
-        if (rec.mode === 'block') await detachUnused(dataOf(rec), Object.values(publications));
+        if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(dataOf(rec), Object.values(publications)), ctx.log, { volume: rec.id, target });
         if (recorded) await volumes.updatePublications({ ...rec, publications });
         return {};
       });
@@ -232,12 +244,15 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         return { usage: [], volume_condition: { abnormal: true, message: `volume data ${data} is missing` } };
       }
       if (rec.mode === 'block') {
-        const devices = await loopDevicesFor(data);
+        const devices = (await loopDevicesFor(data)).filter((d) => !d.detaching);
         const size = devices[0] ? await blockDeviceSize(devices[0].name) : BigInt(rec.capacityBytes);
+        const state = volumePath !== data && (await stateOf(rec, volumePath));
         const condition =
-          published && devices.length === 0
-            ? { abnormal: true, message: `no loop device is attached to ${data}` }
-            : { abnormal: false, message: devices.length > 0 ? `attached as ${devices.map((d) => d.name).join(', ')}` : 'image present' };
+          state && state.kind === 'stale'
+            ? { abnormal: true, message: `target ${volumePath} is bound to a device that is not this volume's: ${state.why}` }
+            : published && devices.length === 0
+              ? { abnormal: true, message: `no loop device is attached to ${data}` }
+              : { abnormal: false, message: devices.length > 0 ? `attached as ${devices.map((d) => d.name).join(', ')}` : 'image present' };
         return { usage: [{ unit: 'BYTES', total: size.toString(), available: '0', used: '0' }], volume_condition: condition };
       }
       const s = await fsp.statfs(data, { bigint: true });
@@ -278,7 +293,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         }
         const data = dataOf(rec);
         if (rec.mode === 'block') {
-          for (const d of await loopDevicesFor(data)) await refreshLoopCapacity(d.name);
+          for (const d of await loopDevicesFor(data)) if (!d.detaching) await refreshLoopCapacity(d.name);
         } else if (rec.diskImage) {
           const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
           await ensureDiskImage(data, size, rec.preallocation !== undefined && rec.preallocation !== 'none', ctx.log);

@@ -1,35 +1,72 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { status } from '@grpc/grpc-js';
+import { KeyedLock } from '../util/keyed-lock.js';
 import { run } from './exec.js';
 
 export interface LoopDevice {
   name: string;
+  /** "major:minor" of the loop device itself. */
+  devNum: string;
   backFile: string;
   backIno: bigint;
   /** "major:minor" of the filesystem holding the backing file. */
   backDev: string;
   readOnly: boolean;
   directIo: boolean;
+  /**
+   * AUTOCLEAR is set: a detach found the device open, and the kernel lets it go when its last opener
+   * closes it. After that it backs nothing and may be given to any other file, so a device in this
+   * state is never used again for a publication.
+   */
+  detaching: boolean;
+}
+
+/** What the kernel identifies a backing file by: its filesystem and inode, whatever the path. */
+export interface FileIdentity {
+  dev: string;
+  ino: bigint;
 }
 
 interface LosetupJson {
-  loopdevices?: Array<{ name: string; 'back-file': string | null; 'back-ino': number | string | null; 'back-maj:min': string | null; ro: boolean | string; dio: boolean | string }>;
+  loopdevices?: Array<{
+    name: string;
+    'maj:min': string | null;
+    'back-file': string | null;
+    'back-ino': number | string | null;
+    'back-maj:min': string | null;
+    ro: boolean | string;
+    dio: boolean | string;
+    autoclear: boolean | string;
+  }>;
 }
 
 const truthy = (v: boolean | string) => v === true || v === '1' || v === 'true';
+const COLUMNS = 'NAME,MAJ:MIN,BACK-FILE,BACK-INO,BACK-MAJ:MIN,RO,DIO,AUTOCLEAR';
 
-/** Every attached loop device with what backs it (one `losetup --list --json`). */
-export async function listLoopDevices(): Promise<LoopDevice[]> {
-  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN,RO,DIO']);
+/**
+ * Why the node's loop table has one queue: LOOP_CLR_FD only marks a device for detaching when it finds
+ * it open, and `losetup --list` opens every device it reports (LOOP_GET_STATUS64). Were our own
+ * listings to overlap our own detaches, those detaches would be deferred by ourselves. Attaching and
+ * binding a device onto a target also happen in the queue, so that nothing of ours can detach the
+ * device between the kernel saying it backs the image and the bind. Each turn is a few milliseconds.
+ */
+const loopTable = new KeyedLock();
+const LOOP_TABLE = 'loop-table';
+
+async function listUnlocked(devices: string[] = []): Promise<LoopDevice[]> {
+  const { stdout } = await run('losetup', ['--list', '--json', '--output', COLUMNS, ...devices]);
   if (!stdout.trim()) return [];
   const data = JSON.parse(stdout) as LosetupJson;
   return (data.loopdevices ?? []).map((d) => ({
     name: d.name,
+    devNum: (d['maj:min'] ?? '').trim(),
     backFile: (d['back-file'] ?? '').trim(),
     backIno: BigInt(d['back-ino'] ?? 0),
     backDev: (d['back-maj:min'] ?? '').trim(),
     readOnly: truthy(d.ro),
     directIo: truthy(d.dio),
+    detaching: truthy(d.autoclear),
   }));
 }
 
@@ -40,19 +77,46 @@ export function devString(dev: bigint): string {
   return `${major}:${minor}`;
 }
 
-/** Loop devices backed by this very file (same inode on the same filesystem, whatever the path said). */
-export async function loopDevicesFor(file: string): Promise<LoopDevice[]> {
+export async function fileIdentity(file: string): Promise<FileIdentity> {
   const st = await fsp.stat(file, { bigint: true });
-  const dev = devString(st.dev);
-  return (await listLoopDevices()).filter((d) => d.backIno === st.ino && d.backDev === dev);
+  return { dev: devString(st.dev), ino: st.ino };
 }
 
-/**
- * Attach `file`, reusing an attachment with the same read-only mode if one exists (never two devices
- * for one file and mode). Direct I/O is asked for and silently falls back where the filesystem lacks it.
- */
-export async function attachLoop(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
-  const existing = (await loopDevicesFor(file)).find((d) => d.readOnly === opts.readOnly);
+/** Does the kernel say `d` is backed by that very file? */
+export function backs(d: LoopDevice, file: FileIdentity): boolean {
+  return d.backIno === file.ino && d.backDev === file.dev;
+}
+
+async function devicesForUnlocked(file: string): Promise<LoopDevice[]> {
+  const id = await fileIdentity(file);
+  return (await listUnlocked()).filter((d) => backs(d, id));
+}
+
+/** Every attached loop device with what backs it (one `losetup --list --json`). */
+export function listLoopDevices(): Promise<LoopDevice[]> {
+  return loopTable.withKey(LOOP_TABLE, () => listUnlocked());
+}
+
+/** Loop devices backed by this very file (same inode on the same filesystem), detaching ones included. */
+export function loopDevicesFor(file: string): Promise<LoopDevice[]> {
+  return loopTable.withKey(LOOP_TABLE, () => devicesForUnlocked(file));
+}
+
+/** The loop device whose node has this rdev ("/dev/loopN"), or undefined when it is not a loop device. */
+export function loopDeviceWithNumber(rdev: bigint): string | undefined {
+  const num = devString(rdev);
+  let link: string;
+  try {
+    link = readlinkSync(`/sys/dev/block/${num}`);
+  } catch {
+    return undefined;
+  }
+  const base = path.basename(link);
+  return /^loop\d+$/.test(base) ? `/dev/${base}` : undefined;
+}
+
+async function attachUnlocked(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
+  const existing = (await devicesForUnlocked(file)).find((d) => d.readOnly === opts.readOnly && !d.detaching);
   if (existing) return existing;
   const args = ['--find', '--show', '--direct-io=on', ...(opts.readOnly ? ['--read-only'] : []), file];
   let name: string;
@@ -62,19 +126,125 @@ export async function attachLoop(file: string, opts: { readOnly: boolean }): Pro
     if (!/direct|Invalid argument/i.test(String((err as Error).message))) throw err;
     name = (await run('losetup', args.filter((a) => a !== '--direct-io=on'), { failCode: status.RESOURCE_EXHAUSTED })).stdout.trim();
   }
-  const attached = (await loopDevicesFor(file)).find((d) => d.name === name);
-  if (!attached) throw new Error(`losetup attached ${file} as ${name}, but the device does not show it`);
+  const attached = (await devicesForUnlocked(file)).find((d) => d.name === name);
+  if (!attached) throw new Error(`losetup attached ${file} as ${name}, but the kernel does not show ${name} backed by that file`);
+  if (attached.detaching) throw new Error(`losetup attached ${file} as ${name}, but ${name} is already marked for detaching`);
   return attached;
 }
 
-export async function detachLoop(name: string): Promise<void> {
+/** What the loop table lets a caller do within one turn of the queue. */
+export interface LoopTableTurn {
+  /**
+   * Attach `file`, reusing an attachment with the same read-only mode if one exists (never two usable
+   * devices for one file and mode) and never one that is detaching. Direct I/O is asked for and
+   * silently falls back where the filesystem lacks it.
+   */
+  attach(file: string, opts: { readOnly: boolean }): Promise<LoopDevice>;
+}
+
+/** Runs `fn` in one turn of the node's loop-table queue (see loopTable). */
+export function withLoopTable<T>(fn: (turn: LoopTableTurn) => Promise<T>): Promise<T> {
+  return loopTable.withKey(LOOP_TABLE, () => fn({ attach: attachUnlocked }));
+}
+
+export function attachLoop(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
+  return withLoopTable((t) => t.attach(file, opts));
+}
+
+/** A process that holds a loop device open. */
+export interface LoopHolder {
+  pid: number;
+  command: string;
+}
+
+export type DetachOutcome = { device: string; detached: true } | { device: string; detached: false; holders: LoopHolder[] };
+
+/** sysfs, read without opening the device: is it bound, and is it marked for detaching? */
+function sysfsState(device: string): { bound: boolean; autoclear: boolean; backingFile: string } {
+  const dir = `/sys/block/${path.basename(device)}/loop`;
   try {
-    await run('losetup', ['--detach', name]);
-  } catch (err) {
-    // Already gone is what we wanted.
-    if (/No such device|No such file/i.test(String((err as Error).message))) return;
-    throw err;
+    return {
+      bound: true,
+      backingFile: readFileSync(`${dir}/backing_file`, 'utf8').trim(),
+      autoclear: readFileSync(`${dir}/autoclear`, 'utf8').trim() === '1',
+    };
+  } catch {
+    return { bound: false, autoclear: false, backingFile: '' };
   }
+}
+
+/** How long a detach waits for a brief opener (udev's blkid, a listing) to close the device. */
+const DETACH_WAIT_MS = 1_000;
+
+/**
+ * Detach a loop device. When another process holds it open the kernel only marks it (AUTOCLEAR) and
+ * lets it go on the last close; this waits up to DETACH_WAIT_MS for that, and otherwise says who holds
+ * it. Either way the device is never used again by us (see LoopDevice.detaching).
+ */
+export async function detachLoop(name: string): Promise<DetachOutcome> {
+  const before = sysfsState(name);
+  if (!before.bound) return { device: name, detached: true };
+  await loopTable.withKey(LOOP_TABLE, async () => {
+    try {
+      await run('losetup', ['--detach', name]);
+    } catch (err) {
+      // Already gone is what we wanted.
+      if (!/No such device|No such file/i.test(String((err as Error).message))) throw err;
+    }
+  });
+  const until = Date.now() + DETACH_WAIT_MS;
+  for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+    const now = sysfsState(name);
+    // Gone, or let go and bound again to something else (somebody else's attach) since.
+    if (!now.bound || now.backingFile !== before.backingFile || !now.autoclear) return { device: name, detached: true };
+    if (Date.now() >= until) return { device: name, detached: false, holders: holdersOf(name) };
+    await new Promise((r) => setTimeout(r, pause));
+  }
+}
+
+/** Processes with an open descriptor on `device` (found through /proc/<pid>/fd, by device number). */
+export function holdersOf(device: string): LoopHolder[] {
+  let rdev: bigint;
+  try {
+    rdev = statSync(device, { bigint: true }).rdev;
+  } catch {
+    return [];
+  }
+  const holders: LoopHolder[] = [];
+  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    const holds = fds.some((fd) => {
+      try {
+        const st = statSync(`/proc/${pid}/fd/${fd}`, { bigint: true });
+        return st.isBlockDevice() && st.rdev === rdev;
+      } catch {
+        return false;
+      }
+    });
+    if (!holds) continue;
+    let command = '';
+    try {
+      command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ').slice(0, 200);
+    } catch {
+      /* gone meanwhile */
+    }
+    holders.push({ pid: Number(pid), command });
+  }
+  return holders;
+}
+
+/**
+ * The kernel's word, without opening the device, on whether `device` is still bound to the file at
+ * `file` (as the kernel prints its path) and not detaching. Used right after a bind, inside the queue.
+ */
+export function stillBoundTo(device: string, file: string): boolean {
+  const now = sysfsState(device);
+  return now.bound && !now.autoclear && now.backingFile === file;
 }
 
 /** Tell the loop driver the backing file changed size. */

@@ -1,8 +1,19 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { outOfRange } from '../csi/errors.js';
-import { attachLoop, detachLoop, listLoopDevices, loopDevicesFor, type LoopDevice } from '../system/loop.js';
-import { bindMount } from '../system/mount.js';
+import type { Logger } from '../observe/logger.js';
+import {
+  detachLoop,
+  devString,
+  listLoopDevices,
+  loopDeviceWithNumber,
+  loopDevicesFor,
+  stillBoundTo,
+  withLoopTable,
+  type DetachOutcome,
+  type LoopDevice,
+} from '../system/loop.js';
+import { bindMount, unmount } from '../system/mount.js';
 
 export const MiB = 1024n * 1024n;
 /** Size of a block volume when the request names none. The image is sparse, so this costs nothing up front. */
@@ -43,65 +54,97 @@ export async function buildBlockImage(file: string, size: bigint): Promise<void>
 }
 
 /**
- * Attach the image (reusing an attachment of the same mode) and bind the loop device node onto the
- * target file, which is created if missing.
+ * Attach the image (reusing an attachment of the same mode that is not detaching) and bind the loop
+ * device node onto the target file, which is created if missing. The bind happens in the same turn of
+ * the loop table as the attach, and is checked afterwards: a target is never left bound to a device
+ * that does not back this image.
  */
 export async function publishBlock(image: string, target: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
-  const dev = await attachLoop(image, { readOnly: opts.readOnly });
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
   const fh = await fsp.open(target, 'a', 0o600);
   await fh.close();
-  await bindMount(dev.name, target, { readOnly: opts.readOnly });
-  return dev;
-}
-
-/** Is `target` the device node of one of `image`'s loop devices? */
-export async function targetIsDeviceOf(target: string, image: string): Promise<boolean> {
-  try {
-    const st = await fsp.stat(target, { bigint: true });
-    if (!st.isBlockDevice()) return false;
-    for (const d of await loopDevicesFor(image)) {
-      const ds = await fsp.stat(d.name, { bigint: true });
-      if (ds.rdev === st.rdev) return true;
+  const imagePath = realpathSync(image);
+  return withLoopTable(async (t) => {
+    const dev = await t.attach(image, { readOnly: opts.readOnly });
+    await bindMount(dev.name, target, { readOnly: opts.readOnly });
+    const bound = statSync(target, { bigint: true });
+    if (!bound.isBlockDevice() || devString(bound.rdev) !== dev.devNum || !stillBoundTo(dev.name, imagePath)) {
+      await unmount(target).catch(() => {});
+      throw new Error(`${dev.name} stopped backing ${image} while it was bound onto ${target}; the bind was undone`);
     }
-    return false;
-  } catch {
-    return false;
-  }
+    return dev;
+  });
 }
 
-/** Detach the image's loop devices whose mode no publication still uses. */
-export async function detachUnused(image: string, stillUsed: { readOnly: boolean }[]): Promise<void> {
+/**
+ * What is bound at a block publication's target: a usable loop device of this image ('ours'), a loop
+ * device that no longer backs it or is detaching ('stale': its bind must be re-made, or the target
+ * would reach whatever the kernel gives that device next), or anything else.
+ */
+export type BlockTarget = { kind: 'ours'; device: string } | { kind: 'stale'; device: string; why: string } | { kind: 'other' };
+
+export async function blockTargetState(target: string, image: string): Promise<BlockTarget> {
+  const st = statSync(target, { bigint: true, throwIfNoEntry: false });
+  if (!st?.isBlockDevice()) return { kind: 'other' };
+  const device = loopDeviceWithNumber(st.rdev);
+  if (!device) return { kind: 'other' };
+  let mine: LoopDevice | undefined;
+  try {
+    mine = (await loopDevicesFor(image)).find((d) => d.devNum === devString(st.rdev));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (!mine) return { kind: 'stale', device, why: `${device} no longer backs ${image}` };
+  if (mine.detaching) return { kind: 'stale', device, why: `${device} is being detached (marked autoclear)` };
+  return { kind: 'ours', device };
+}
+
+/**
+ * Detach the image's loop devices whose mode no publication still uses. Returns what happened to each:
+ * a device another process holds open is only marked for detaching by the kernel (see detachLoop).
+ */
+export async function detachUnused(image: string, stillUsed: { readOnly: boolean }[]): Promise<DetachOutcome[]> {
   let devices: LoopDevice[];
   try {
     devices = await loopDevicesFor(image);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
+  const outcomes: DetachOutcome[] = [];
   for (const d of devices) {
-    if (!stillUsed.some((u) => u.readOnly === d.readOnly)) await detachLoop(d.name);
+    // One that is detaching already goes by itself once its last opener closes it.
+    if (!d.detaching && !stillUsed.some((u) => u.readOnly === d.readOnly)) outcomes.push(await detachLoop(d.name));
   }
+  return outcomes;
 }
 
-export async function detachAll(image: string): Promise<void> {
-  await detachUnused(image, []);
+export async function detachAll(image: string): Promise<DetachOutcome[]> {
+  return detachUnused(image, []);
+}
+
+/** Log the detaches that the kernel could only defer, with the processes that hold those devices. */
+export function reportDeferredDetaches(outcomes: DetachOutcome[], log: Logger, context: object): void {
+  for (const o of outcomes) {
+    if (o.detached) continue;
+    log.warn(
+      { ...context, device: o.device, holders: o.holders },
+      `loop device ${o.device} is held open by another process; the kernel detaches it when that process closes it, and it is not used again meanwhile`,
+    );
+  }
 }
 
 /**
  * Loop devices backed by files in a pool's block area that no volume owns any more (deleted image,
- * or no record): detached. Returns what was detached.
+ * or no record): detached. Returns what happened to each.
  */
-export async function detachOrphanLoops(blockDir: string, ownedImages: Set<string>): Promise<string[]> {
-  const detached: string[] = [];
+export async function detachOrphanLoops(blockDir: string, ownedImages: Set<string>): Promise<DetachOutcome[]> {
+  const outcomes: DetachOutcome[] = [];
   for (const d of await listLoopDevices()) {
     const file = d.backFile.replace(/ \(deleted\)$/, '');
-    if (path.dirname(file) !== blockDir) continue;
+    if (path.dirname(file) !== blockDir || d.detaching) continue;
     const gone = d.backFile.endsWith(' (deleted)') || !ownedImages.has(file);
-    if (gone) {
-      await detachLoop(d.name);
-      detached.push(d.name);
-    }
+    if (gone) outcomes.push(await detachLoop(d.name));
   }
-  return detached;
+  return outcomes;
 }

@@ -12,7 +12,7 @@ import { mountsBelow, readMountPoints, readMounts } from '../system/mount.js';
 import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
-import { buildBlockImage, detachAll } from './block.js';
+import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
 import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import { loadPool } from './pool-loader.js';
@@ -291,7 +291,8 @@ export class VolumeManager {
     }
     const dataPath = this.dataPath(st.pool, rec);
     if (rec.mode === 'block') {
-      await detachAll(dataPath);
+      // A device another process still holds open keeps the image (in the trash) until it is closed.
+      reportDeferredDetaches(await detachAll(dataPath), this.log, { volume: rec.id });
     } else {
       const below = mountsBelow(await readMounts(), dataPath);
       if (below.length > 0) {

@@ -5,7 +5,10 @@
 //
 // FAULT_KILLS (default 14) kills in all, split between a directory pool on the host filesystem and a
 // device pool the daemon formats XFS (reflink snapshots, project quotas). FAULT_SEED replays the
-// sequence of operations, picks and kill delays (timing itself cannot be replayed exactly).
+// sequence of operations, picks and kill delays (timing itself cannot be replayed exactly). Meanwhile
+// a prober opens the pool's loop devices as udev and monitoring agents do on a real node (FAULT_PROBE=0
+// turns it off), so that detaches are deferred by the kernel now and then; no target may ever reach a
+// device that is going away, or another volume's data.
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -19,6 +22,7 @@ import {
   intEnv,
   leftovers,
   listLoops,
+  LoopProber,
   mountContaining,
   mountsAt,
   mountsUnder,
@@ -34,6 +38,11 @@ import {
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 
 const KILLS = intEnv('FAULT_KILLS', 14);
+
+/** Loop devices in use: those marked for detaching (held open by the prober) are on their way out. */
+function attachedLoops(): ReturnType<typeof listLoops> {
+  return listLoops().filter((l) => !l.autoclear);
+}
 /**
  * A publish killed between its mount (or loop attach) and its record update leaves a mount the restarted
  * daemon does not know of, until the CO retries NodePublish (adopted) or calls NodeUnpublish (removed),
@@ -42,6 +51,8 @@ const KILLS = intEnv('FAULT_KILLS', 14);
  */
 const STRICT_PUBLISH = process.env.FAULT_STRICT_PUBLISH === '1';
 const SEED = seedFromEnv('FAULT_SEED');
+/** Other processes open the pool's loop devices while the campaign runs (FAULT_PROBE=0 turns it off). */
+const PROBE = process.env.FAULT_PROBE !== '0';
 const MiB = 1024 * 1024;
 /** Bytes at the start of a block volume that carry its marker. */
 const HEAD = 64 * 1024;
@@ -83,6 +94,8 @@ const stats = {
   restartMs: [] as number[],
   /** Restarts after an interrupted publish that found its mount or loop device made but not recorded. */
   unrecordedAfterPublishKill: { mounts: 0, loops: 0 },
+  /** Opens of pool loop devices by the prober, and how many of them were held for seconds. */
+  prober: { opens: 0, longHolds: 0 },
   typical: {} as Record<string, string>,
 };
 
@@ -215,6 +228,7 @@ class Campaign {
   readonly rng: Rng;
   readonly data: Rng;
   readonly killRng: Rng;
+  readonly prober: LoopProber;
   readonly vols = new Map<string, Vol>();
   readonly snaps = new Map<string, Snap>();
   readonly deletedVols = new Map<string, Mode>();
@@ -239,6 +253,7 @@ class Campaign {
     this.rng = r.fork();
     this.data = r.fork();
     this.killRng = r.fork();
+    this.prober = new LoopProber(r.fork(), pool);
     mkdirSync(path.join(dir, 'pods'), { recursive: true });
   }
 
@@ -551,7 +566,7 @@ class Campaign {
             const diff = contentDiff(target, mode, vol.content);
             this.check(!diff, `pub-content:${target}`, () => `data of ${vol.id} through ${target}: ${diff}`);
             if (mode === 'block') {
-              const loops = listLoops().filter((l) => l.backFile === this.dataPath(vol.name, mode));
+              const loops = attachedLoops().filter((l) => l.backFile === this.dataPath(vol.name, mode));
               this.check(loops.length === 1, `pub-loops:${target}`, () => `${loops.length} loop devices for ${vol.id} after publish`);
             }
             vol.pubs.add(target);
@@ -564,7 +579,7 @@ class Campaign {
               this.check(mountsAt(target).length === 0, `alt-mount:${target}`, () => `NodeUnpublish OK but ${target} still mounted`);
               this.check(!existsSync(target), `alt-target:${target}`, () => `NodeUnpublish OK but ${target} still exists`);
               if (mode === 'block') {
-                const loops = listLoops().filter((l) => l.backFile === this.dataPath(vol.name, mode));
+                const loops = attachedLoops().filter((l) => l.backFile === this.dataPath(vol.name, mode));
                 this.check(loops.length === 0, `alt-loops:${target}`, () => `${loops.map((l) => l.name).join(',')} still attached to ${vol.id} after its only target was unpublished`);
               }
               removePodDir(path.dirname(target));
@@ -595,7 +610,7 @@ class Campaign {
             this.check(!existsSync(target), `unpub-target:${target}`, () => `NodeUnpublish OK but ${target} still exists`);
             v.pubs.delete(target);
             if (mode === 'block' && v.pubs.size === 0) {
-              const loops = listLoops().filter((l) => l.backFile === this.dataPath(v.name, mode));
+              const loops = attachedLoops().filter((l) => l.backFile === this.dataPath(v.name, mode));
               this.check(loops.length === 0, `unpub-loops:${target}`, () => `${loops.map((l) => l.name).join(',')} still attached to ${v.id} after its last unpublish`);
             }
             removePodDir(path.dirname(target));
@@ -629,7 +644,7 @@ class Campaign {
               await this.d.clients.node.NodeExpandVolume({ volume_id: vol.id, volume_path: target, capacity_range: { required_bytes: String(to) } });
               if (mode === 'block') {
                 const rdev = statSync(target).rdev;
-                const loop = listLoops().find((l) => l.backFile === this.dataPath(vol.name, mode) && statSync(l.name).rdev === rdev);
+                const loop = attachedLoops().find((l) => l.backFile === this.dataPath(vol.name, mode) && statSync(l.name).rdev === rdev);
                 const size = loop ? Number(readFileSync(`/sys/class/block/${path.basename(loop.name)}/size`, 'utf8')) * 512 : -1;
                 this.check(size === to, `nexp-dev:${vol.name}:${to}`, () => `device at ${target} has ${size} bytes after NodeExpandVolume to ${to}`);
               } else {
@@ -766,8 +781,11 @@ class Campaign {
     }
 
     // Loop devices of pool images: owned by a record, and (once converged) only while published.
-    const loops = listLoops().filter((l) => l.backFile.startsWith(`${P}/`));
-    const loopByName = new Map(loops.map((l) => [l.name, l]));
+    const allLoops = listLoops().filter((l) => l.backFile.startsWith(`${P}/`));
+    const loopByName = new Map(allLoops.map((l) => [l.name, l]));
+    // A device marked for detaching is held open by the prober (the other openers of a real node): the
+    // daemon did its part, and the kernel lets the device go on the last close.
+    const loops = allLoops.filter((l) => !l.autoclear);
     for (const l of loops) {
       const r = byData.get(l.backFile);
       this.check(!l.deleted && r?.mode === 'block', `orphan-loop:${l.name}:${l.backFile}`, () => `${phase}: ${l.name} is backed by ${l.backFile}${l.deleted ? ' (deleted)' : ''}, which no block volume owns`);
@@ -832,7 +850,8 @@ class Campaign {
       const data = path.join(this.pool, r.data as string);
       if (r.mode === 'block') {
         const rdev = statSync(target).rdev;
-        return listLoops().some((l) => l.backFile === data && statSync(l.name).rdev === rdev);
+        // A device marked for detaching still shows the image, but backs nothing (or another volume) once its last opener closes it.
+        return listLoops().some((l) => l.backFile === data && !l.autoclear && statSync(l.name).rdev === rdev);
       }
       const a = statSync(target, { bigint: true });
       const b = statSync(data, { bigint: true });
@@ -962,6 +981,10 @@ class Campaign {
 
   /** The test's own cleanup through the driver, then nothing may be left. */
   async finish(): Promise<void> {
+    this.prober.stop();
+    stats.prober.opens += this.prober.counts.opens;
+    stats.prober.longHolds += this.prober.counts.longHolds;
+    await waitFor('held loop devices to go', () => listLoops().every((l) => !l.autoclear || !l.backFile.startsWith(`${this.pool}/`)), 5_000).catch(() => {});
     for (const v of this.vols.values()) for (const t of [...v.pubs]) await this.unpublish(v, t);
     for (const s of [...this.snaps.values()]) {
       await this.d.clients.controller.DeleteSnapshot({ snapshot_id: s.id });
@@ -981,6 +1004,7 @@ class Campaign {
 
   async run(kills: number): Promise<void> {
     await this.start();
+    if (PROBE) this.prober.start();
     await this.audit('restart', {});
     // Measure each kind twice: how long it takes and how many log lines it prints.
     const order = this.rng.shuffle(KINDS);
@@ -1010,6 +1034,7 @@ afterAll(() => {
       `(effect after restart: old=${stats.interruptedEffect.old} new=${stats.interruptedEffect.new}) ` +
       `kill-timing timer=${stats.killMode.timer} log-line=${stats.killMode.logLine} scope group=${stats.killScope.group} daemon-only=${stats.killScope.daemonOnly} ` +
       `unrecorded-after-publish-kill mounts=${stats.unrecordedAfterPublishKill.mounts} loops=${stats.unrecordedAfterPublishKill.loops} ` +
+      `prober opens=${stats.prober.opens} long-holds=${stats.prober.longHolds} ` +
       `restart-ms median=${[...stats.restartMs].sort((a, b) => a - b)[Math.floor(stats.restartMs.length / 2)] ?? '-'} max=${Math.max(0, ...stats.restartMs)}`,
   );
   console.log(`kill9 per kind (kills/interrupted/took effect): ${KINDS.map((k) => `${k}=${stats.byKind[k].kills}/${stats.byKind[k].interrupted}/${stats.byKind[k].tookEffect}`).join(' ')}`);

@@ -2,7 +2,7 @@
 // tools (as a container runtime would), the kernel's view of mounts and loop devices, fake tools on PATH.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DRIVER_JS, connect, waitForLogs, type DriverProcess } from './driver.js';
@@ -207,17 +207,75 @@ export interface Loop {
   name: string;
   backFile: string;
   deleted: boolean;
+  /** Marked for detaching (AUTOCLEAR): it goes when its last opener closes it, and may then back anything. */
+  autoclear: boolean;
 }
 
 export function listLoops(): Loop[] {
-  const text = execFileSync('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  const text = execFileSync('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,AUTOCLEAR'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
   if (!text.trim()) return [];
-  const data = JSON.parse(text) as { loopdevices?: Array<{ name: string; 'back-file': string | null }> };
+  const data = JSON.parse(text) as { loopdevices?: Array<{ name: string; 'back-file': string | null; autoclear: boolean | string }> };
   return (data.loopdevices ?? []).map((l) => {
     const raw = (l['back-file'] ?? '').trim();
     const deleted = raw.endsWith(' (deleted)');
-    return { name: l.name, backFile: deleted ? raw.slice(0, -' (deleted)'.length) : raw, deleted };
+    return { name: l.name, backFile: deleted ? raw.slice(0, -' (deleted)'.length) : raw, deleted, autoclear: l.autoclear === true || l.autoclear === '1' };
   });
+}
+
+/**
+ * Stands in for the other openers of loop devices on a real node (udev's blkid after every change
+ * event, a monitoring agent, a backup tool): opens the loop devices backed by files under `dir` at
+ * random, mostly for a few milliseconds and now and then for seconds. While a device is held, a detach
+ * only marks it (AUTOCLEAR) and the kernel lets it go on the last close.
+ */
+export class LoopProber {
+  readonly counts = { opens: 0, longHolds: 0 };
+  private timer: NodeJS.Timeout | undefined;
+  private readonly held = new Map<number, NodeJS.Timeout>();
+
+  constructor(
+    private readonly rng: Rng,
+    private readonly dir: string,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.probe(), 15);
+  }
+
+  private probe(): void {
+    const devices = readdirSync('/sys/block').filter((n) => {
+      if (!n.startsWith('loop')) return false;
+      try {
+        return readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').startsWith(`${this.dir}/`);
+      } catch {
+        return false;
+      }
+    });
+    if (devices.length === 0 || this.rng.int(0, 2) !== 0) return;
+    let fd: number;
+    try {
+      fd = openSync(`/dev/${this.rng.pick(devices)}`, 'r');
+    } catch {
+      return; // detached meanwhile
+    }
+    this.counts.opens++;
+    const long = this.rng.int(0, 19) === 0;
+    if (long) this.counts.longHolds++;
+    const ms = long ? this.rng.int(1_500, 3_000) : this.rng.int(1, 20);
+    this.held.set(fd, setTimeout(() => this.close(fd), ms));
+  }
+
+  private close(fd: number): void {
+    clearTimeout(this.held.get(fd));
+    this.held.delete(fd);
+    closeSync(fd);
+  }
+
+  /** Stop probing and close every device still held. */
+  stop(): void {
+    clearInterval(this.timer);
+    for (const fd of [...this.held.keys()]) this.close(fd);
+  }
 }
 
 export function loopsUnder(dir: string): Loop[] {
