@@ -306,9 +306,9 @@ describe('DaemonSet hpp-csi-node', () => {
 
   it('uses pinned sidecar images and the locally built driver image', () => {
     expect(container('hpp-csi-driver').image).toBe('hpp-csi-driver:latest');
-    expect(container('node-driver-registrar').image).toBe('registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0');
+    expect(container('node-driver-registrar').image).toBe('registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0');
     expect(container('csi-provisioner').image).toBe('registry.k8s.io/sig-storage/csi-provisioner:v6.4.0');
-    expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.15.0');
+    expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.19.0');
     for (const c of podSpec().containers as Obj[]) {
       if (c.name === 'hpp-csi-driver') continue;
       expect(c.image, c.name).toMatch(/^[^:@]+(:v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$/);
@@ -400,7 +400,8 @@ describe('DaemonSet hpp-csi-node', () => {
       expect(ready?.path).toBe('/readyz');
       expect(portOf(ready)).toBe(8080);
       expect(flag(c.args, 'metrics-address')).toBe(':8080');
-      expect(flag(container('liveness-probe').args, 'health-port')).toBe('9808');
+      expect(flag(container('liveness-probe').args, 'http-endpoint')).toBe(':9808');
+      expect(flag(container('liveness-probe').args, 'health-port'), 'deprecated, and exclusive with --http-endpoint').toBeUndefined();
     });
   });
 
