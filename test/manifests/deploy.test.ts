@@ -433,7 +433,7 @@ describe('DaemonSet hpp-csi-node', () => {
         expect(flag(args, f), `--${f}`).toBe('true');
       }
       expect(flag(args, 'immediate-topology')).toBe('false');
-      expect(effectiveGates(SIDECARS['csi-provisioner']!, args).Topology, 'topology on (GA in v6: no gate needed)').toBe(true);
+      expect(effectiveGates(SIDECARS['csi-provisioner']!, args).Topology, 'topology on (GA in v6, on by default)').toBe(true);
       // 0 = the pod, 1 = its controller: the DaemonSet (pods come and go with the nodes).
       expect(flag(args, 'capacity-ownerref-level')).toBe('1');
       expect(flag(args, 'leader-election') ?? 'false').toBe('false');
