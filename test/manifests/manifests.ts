@@ -148,7 +148,7 @@ function metadataErrors(meta: unknown): string[] {
 }
 
 /**
- * VolumeSnapshotClass, snapshot.storage.k8s.io/v1, as external-snapshotter v8.2's CRD
+ * VolumeSnapshotClass, snapshot.storage.k8s.io/v1, as external-snapshotter v8.7.0's CRD
  * (client/config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml) defines it: cluster-scoped;
  * properties apiVersion, kind, metadata, driver (string, required), deletionPolicy (Delete | Retain,
  * required), parameters (map of strings). Unknown fields are reported (the API server prunes them).
