@@ -145,6 +145,25 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     expect(code).toBe(2);
   });
 
+  it('--fan-out-timeout takes a duration; anything else is a usage error', async () => {
+    const run = (value: string) => {
+      try {
+        execFileSync(process.execPath, [ROUTER_JS, '--endpoint', `unix://${dir}/y.sock`, '--token-file', tokenFile(), '--peer', 'n1=127.0.0.1:1', '--fan-out-timeout', value], { stdio: 'pipe' });
+        return { status: 0, stderr: '' };
+      } catch (err) {
+        const e = err as { status: number; stderr: Buffer };
+        return { status: e.status, stderr: e.stderr.toString() };
+      }
+    };
+    for (const bad of ['5', '0s', '-1s', '1m', 'soon']) {
+      const r = run(bad);
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toContain('--fan-out-timeout');
+    }
+    const r = await startRouter(dir, ['--token-file', tokenFile(), '--peer', 'n1=127.0.0.1:1', '--fan-out-timeout', '250ms']);
+    await r.stop();
+  });
+
   it('works over TLS', async () => {
     const key = path.join(dir, 'tls.key');
     const cert = path.join(dir, 'tls.crt');
