@@ -5,6 +5,7 @@ import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT } from '../src/config/options.js'
 import { createLogger } from '../src/observe/logger.js';
 import { RouterApp } from '../src/router/app.js';
 import { KubernetesPeers, StaticPeers, type PeerResolver } from '../src/router/peers.js';
+import { DEFAULT_FAN_OUT_TIMEOUT_MS } from '../src/router/service.js';
 import { VERSION } from '../src/version.js';
 
 const USAGE = `Usage: hpp-snapshot-controller [flags]
@@ -24,6 +25,8 @@ node that owns the volume, for external-snapshotter and external-resizer running
   --peer-ca FILE        CA of the daemons' peer TLS certificates (plain TCP when absent)
   --peer-tls-server-name NAME  name to check the daemons' certificates against, instead of the
                         address dialled (one certificate for all daemons, e.g. hpp-peer.<namespace>)
+  --fan-out-timeout DURATION  how long a call that asks every node (unfiltered ListSnapshots, the
+                        snapshot name check) waits for each one, e.g. 5s or 500ms (default ${DEFAULT_FAN_OUT_TIMEOUT_MS / 1000}s)
   --log-level LEVEL     pino level                                 env LOG_LEVEL (default info)
   --version, --help
 `;
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
         'peer-port': { type: 'string' },
         'peer-ca': { type: 'string' },
         'peer-tls-server-name': { type: 'string' },
+        'fan-out-timeout': { type: 'string' },
         'log-level': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -84,6 +88,12 @@ async function main(): Promise<void> {
     if (fixed.size === 0 && !values['peers-file']) fail('give --peer, --peers-file or --discover-kubernetes');
     peers = new StaticPeers(fixed, values['peers-file']);
   }
+  let fanOutTimeoutMs = DEFAULT_FAN_OUT_TIMEOUT_MS;
+  if (values['fan-out-timeout'] !== undefined) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(values['fan-out-timeout']);
+    fanOutTimeoutMs = m ? Number(m[1]) * (m[2] === 's' ? 1000 : 1) : NaN;
+    if (!(fanOutTimeoutMs >= 1)) fail(`--fan-out-timeout ${JSON.stringify(values['fan-out-timeout'])}: expected a duration such as 5s or 500ms`);
+  }
   const log = createLogger({ name: 'hpp-snapshot-controller', level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info' });
   const app = new RouterApp(
     {
@@ -94,6 +104,7 @@ async function main(): Promise<void> {
       peers,
       caFile: values['peer-ca'],
       tlsServerName: values['peer-tls-server-name'],
+      fanOutTimeoutMs,
       log,
     },
     log,

@@ -1,12 +1,11 @@
-import * as grpc from '@grpc/grpc-js';
 import { PLUGIN_VOLUME_EXPANSION } from '../csi/capabilities.js';
-import { CsiError, alreadyExists, invalidArgument, notFound, unavailable, unimplemented } from '../csi/errors.js';
-import { pageRequest, takePage } from '../csi/paging.js';
-import { channelCredentials, tokenMetadata } from '../csi/peer-auth.js';
-import { loadCsi } from '../csi/proto.js';
+import { alreadyExists, invalidArgument, notFound, unavailable, unimplemented } from '../csi/errors.js';
+import { pageRequest } from '../csi/paging.js';
 import type { Handler, Msg } from '../csi/rpc.js';
 import type { Logger } from '../observe/logger.js';
 import { parseVolumeId } from '../volumes/ids.js';
+import { pageAcrossNodes } from './listing.js';
+import { NodeClients } from './nodes.js';
 import type { PeerResolver } from './peers.js';
 
 /** What the routing controller offers external-snapshotter and external-resizer. */
@@ -21,68 +20,62 @@ export interface RouterOptions {
   caFile?: string;
   /** Check the daemons' certificates against this name rather than the address dialled. */
   tlsServerName?: string;
+  /** How long a call that asks several nodes waits for each (unfiltered ListSnapshots, the name check). */
+  fanOutTimeoutMs?: number;
   log: Logger;
 }
 
+/** A call about one volume or snapshot waits for its node as long as the sidecars wait (--timeout=120s). */
+const OWNER_TIMEOUT_MS = 120_000;
+export const DEFAULT_FAN_OUT_TIMEOUT_MS = 5_000;
+
 /**
  * Forwards snapshot and expansion calls to the daemon on the node that owns the volume (the node is
- * part of every volume and snapshot id). Unfiltered ListSnapshots asks every known daemon and pages
- * over the merged, sorted list.
+ * part of every volume and snapshot id); that node alone decides, and only its absence fails them.
+ * Unfiltered ListSnapshots asks every known daemon and pages over their sorted lists. See README.md.
  */
 export function routerServices(opts: RouterOptions): { identity: Record<string, Handler>; controller: Record<string, Handler>; close(): void } {
-  const csi = loadCsi();
-  const clients = new Map<string, grpc.Client>();
-  const creds = channelCredentials(opts.caFile);
+  const nodes = new NodeClients(opts);
+  const fanOutMs = opts.fanOutTimeoutMs ?? DEFAULT_FAN_OUT_TIMEOUT_MS;
 
-  function client(address: string): grpc.Client {
-    let c = clients.get(address);
-    if (!c) {
-      c = new csi.Controller(address, creds, opts.tlsServerName ? { 'grpc.ssl_target_name_override': opts.tlsServerName, 'grpc.default_authority': opts.tlsServerName } : {});
-      clients.set(address, c);
-    }
-    return c;
-  }
-
-  function forward(address: string, method: string, req: Msg): Promise<Msg> {
-    return new Promise((resolve, reject) => {
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      (client(address) as any)[method](req, tokenMetadata(opts.token), { deadline: Date.now() + 120_000 }, (err: grpc.ServiceError | null, res: Msg) => {
-        if (!err) return resolve(res);
-        // The daemon's own status and message go back to the caller as they are.
-        reject(new CsiError(err.code, `${address}: ${err.details || err.message}`));
-      });
-    });
-  }
-
-  async function nodeAddress(id: string, what: string): Promise<string> {
+  function nodeOf(id: string, what: string): string {
     const ref = parseVolumeId(id);
     if (!ref) throw invalidArgument(`${what} ${JSON.stringify(id)} is not an id of this driver`);
-    const address = await opts.peers.address(ref.node);
-    if (!address) throw unavailable(`no daemon known for node ${ref.node} (${what} ${id})`);
-    return address;
+    return ref.node;
   }
 
-  /** Every snapshot of every known node; UNAVAILABLE when a node does not answer (a partial list would mislead). */
-  async function everySnapshot(): Promise<Msg[]> {
-    const peers = await opts.peers.all();
+  async function knownNodes(): Promise<Map<string, string>> {
+    try {
+      return await opts.peers.all();
+    } catch (err) {
+      throw unavailable(`cannot list the daemons: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * A snapshot of this name on a node other than `owner`, among the nodes that answer within the
+   * fan-out deadline. Best effort: a node that is down or slow is skipped, never a failure.
+   */
+  async function takenElsewhere(name: string, owner: string): Promise<Msg | undefined> {
+    let others: string[];
+    try {
+      others = [...(await opts.peers.all()).keys()].filter((n) => n !== owner);
+    } catch (err) {
+      opts.log.warn({ err: (err as Error).message }, 'CreateSnapshot: cannot list the daemons; snapshot name checked on the source node only');
+      return undefined;
+    }
     const lists = await Promise.all(
-      [...peers].map(async ([node, address]) => {
-        const all: Msg[] = [];
-        let next = '';
-        do {
-          const page = await forward(address, 'ListSnapshots', { starting_token: next, max_entries: 0 }).catch((err: Error) => {
-            opts.log.warn({ node, address, err: err.message }, 'ListSnapshots: a node did not answer');
-            throw unavailable(`node ${node} did not answer ListSnapshots: ${err.message}`);
-          });
-          all.push(...(page.entries as Msg[]));
-          next = page.next_token as string;
-        } while (next);
-        return all;
-      }),
+      others.map((node) =>
+        nodes.snapshots(node, '', 0, fanOutMs).then(
+          (s) => s.entries,
+          (err: Error) => {
+            opts.log.warn({ node, name, err: err.message }, 'CreateSnapshot: snapshot name not checked on a node that did not answer');
+            return [] as Msg[];
+          },
+        ),
+      ),
     );
-    const merged = lists.flat();
-    merged.sort((a, b) => (a.snapshot.snapshot_id < b.snapshot.snapshot_id ? -1 : 1));
-    return merged;
+    return lists.flat().find((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === name);
   }
 
   const identity: Record<string, Handler> = {
@@ -109,44 +102,44 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     async CreateSnapshot(req) {
       if (!req.name) throw invalidArgument('name is required');
       if (!req.source_volume_id) throw invalidArgument('source_volume_id is required');
-      const address = await nodeAddress(req.source_volume_id, 'source volume');
-      // Names are unique across the driver, but each daemon knows only its own snapshots: a name taken
-      // on another node by another volume's snapshot is ALREADY_EXISTS, as the CSI spec asks.
-      const taken = (await everySnapshot()).find((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === req.name);
-      if (taken && taken.snapshot.source_volume_id !== req.source_volume_id) {
-        throw alreadyExists(`snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
+      const owner = nodeOf(req.source_volume_id, 'source volume');
+      const taken = await takenElsewhere(req.name, owner);
+      if (taken) {
+        // A retry of a snapshot the owner already has stays OK, whatever another node holds.
+        const own = await nodes.call(owner, 'ListSnapshots', { source_volume_id: req.source_volume_id }, OWNER_TIMEOUT_MS);
+        if (!(own.entries as Msg[]).some((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === req.name)) {
+          throw alreadyExists(`snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
+        }
       }
-      return forward(address, 'CreateSnapshot', req);
+      return nodes.call(owner, 'CreateSnapshot', req, OWNER_TIMEOUT_MS);
     },
 
     async DeleteSnapshot(req) {
       if (!req.snapshot_id) throw invalidArgument('snapshot_id is required');
       // An id that is not ours names nothing: deleting it is a no-op, as on the daemon.
-      if (!parseVolumeId(req.snapshot_id)) return {};
-      return forward(await nodeAddress(req.snapshot_id, 'snapshot'), 'DeleteSnapshot', req);
+      const ref = parseVolumeId(req.snapshot_id);
+      if (!ref) return {};
+      return nodes.call(ref.node, 'DeleteSnapshot', req, OWNER_TIMEOUT_MS);
     },
 
     async ControllerExpandVolume(req) {
       if (!req.volume_id) throw invalidArgument('volume_id is required');
-      if (!parseVolumeId(req.volume_id)) throw notFound(`volume ${req.volume_id} does not exist`);
-      return forward(await nodeAddress(req.volume_id, 'volume'), 'ControllerExpandVolume', req);
+      const ref = parseVolumeId(req.volume_id);
+      if (!ref) throw notFound(`volume ${req.volume_id} does not exist`);
+      return nodes.call(ref.node, 'ControllerExpandVolume', req, OWNER_TIMEOUT_MS);
     },
 
     async ListSnapshots(req) {
-      const byId = (req.snapshot_id as string) || '';
-      const bySource = (req.source_volume_id as string) || '';
-      const one = byId || bySource;
-      if (one) {
-        // A filter names the node: ask only it (an id that is not ours matches nothing).
-        const ref = parseVolumeId(one);
-        if (!ref) return { entries: [], next_token: '' };
-        const address = await opts.peers.address(ref.node);
-        if (!address) return { entries: [], next_token: '' };
-        return forward(address, 'ListSnapshots', req);
+      const filters = [req.snapshot_id as string, req.source_volume_id as string].filter(Boolean);
+      if (filters.length > 0) {
+        // A filter names the node: ask only it. An id that is not ours, or two ids on different
+        // nodes, match nothing.
+        const refs = filters.map(parseVolumeId);
+        if (refs.some((r) => !r || r.node !== refs[0]!.node)) return { entries: [], next_token: '' };
+        return nodes.call(refs[0]!.node, 'ListSnapshots', req, OWNER_TIMEOUT_MS);
       }
       const paging = pageRequest(req);
-      const { page, next_token } = takePage(await everySnapshot(), (e) => e.snapshot.snapshot_id as string, paging);
-      return { entries: page, next_token };
+      return pageAcrossNodes((await knownNodes()).keys(), (node, after) => nodes.snapshots(node, after, paging.max, fanOutMs), paging);
     },
 
     CreateVolume: notHere('CreateVolume'),
@@ -165,7 +158,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     identity,
     controller,
     close() {
-      for (const c of clients.values()) c.close();
+      nodes.close();
     },
   };
 }

@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCsi } from '../../src/csi/proto.js';
-import { MOUNT_CAP, ROOT, cleanupDir, connect, expectCode, scratchDir, startDriver, type Clients, type DriverProcess } from '../helpers/driver.js';
+import { MOUNT_CAP, ROOT, cleanupDir, connect, expectCode, scratchDir, startDriver, type Clients, type DriverProcess, type Msg } from '../helpers/driver.js';
 
 const ROUTER_JS = path.join(ROOT, 'dist/cmd/hpp-snapshot-controller.js');
 const TOKEN = 'test-token-0123456789abcdef';
@@ -145,6 +145,25 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     expect(code).toBe(2);
   });
 
+  it('--fan-out-timeout takes a duration; anything else is a usage error', async () => {
+    const run = (value: string) => {
+      try {
+        execFileSync(process.execPath, [ROUTER_JS, '--endpoint', `unix://${dir}/y.sock`, '--token-file', tokenFile(), '--peer', 'n1=127.0.0.1:1', '--fan-out-timeout', value], { stdio: 'pipe' });
+        return { status: 0, stderr: '' };
+      } catch (err) {
+        const e = err as { status: number; stderr: Buffer };
+        return { status: e.status, stderr: e.stderr.toString() };
+      }
+    };
+    for (const bad of ['5', '0s', '-1s', '1m', 'soon']) {
+      const r = run(bad);
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toContain('--fan-out-timeout');
+    }
+    const r = await startRouter(dir, ['--token-file', tokenFile(), '--peer', 'n1=127.0.0.1:1', '--fan-out-timeout', '250ms']);
+    await r.stop();
+  });
+
   it('works over TLS', async () => {
     const key = path.join(dir, 'tls.key');
     const cert = path.join(dir, 'tls.crt');
@@ -176,5 +195,135 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
       await n3.stop();
       await n4.stop();
     }
+  });
+});
+
+describe('snapshot router with a node down: only the volumes and snapshots of that node are affected', () => {
+  let dir: string;
+  let n1: DriverProcess;
+  let n2: DriverProcess;
+  let n1Port: number;
+  let router: Awaited<ReturnType<typeof startRouter>>;
+  let a: string;
+  let b: string;
+  const tokenFile = () => path.join(dir, 'token');
+  const ids = (res: Msg): string[] => res.entries.map((e: Msg) => e.snapshot.snapshot_id);
+  const resume = (d?: DriverProcess) => d?.child.exitCode === null && d.child.kill('SIGCONT');
+  const timed = async <T>(p: Promise<T>): Promise<{ value: T; ms: number }> => {
+    const t0 = Date.now();
+    const value = await p;
+    return { value, ms: Date.now() - t0 };
+  };
+  /** The call fails with UNAVAILABLE and says which node is missing. */
+  const unavailableNaming = async (node: string, p: Promise<unknown>) => expect((await expectCode(p, 'UNAVAILABLE')).details).toMatch(new RegExp(`\\bnode ${node}\\b`));
+
+  beforeAll(async () => {
+    dir = scratchDir('router-down');
+    writeFileSync(tokenFile(), `${TOKEN}\n`, { mode: 0o600 });
+    for (const n of ['n1', 'n2']) mkdirSync(`${dir}/${n}`);
+    const peerArgs = ['--peer-address', '127.0.0.1:0', '--peer-token-file', tokenFile()];
+    n1 = await startDriver({ dir, node: 'n1', args: ['--pool', `p=${dir}/n1`, ...peerArgs] });
+    n2 = await startDriver({ dir, node: 'n2', args: ['--pool', `p=${dir}/n2`, ...peerArgs] });
+    n1Port = peerPort(n1);
+    // The router's defaults, as deployed.
+    router = await startRouter(dir, ['--token-file', tokenFile(), '--peer', `n1=127.0.0.1:${n1Port}`, '--peer', `n2=127.0.0.1:${peerPort(n2)}`]);
+    a = (await n1.clients.controller.CreateVolume({ name: 'a', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '1048576' } })).volume.volume_id;
+    b = (await n2.clients.controller.CreateVolume({ name: 'b', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '1048576' } })).volume.volume_id;
+    await router.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: a });
+    await router.clients.controller.CreateSnapshot({ name: 's2a', source_volume_id: b });
+    await router.clients.controller.CreateSnapshot({ name: 's2b', source_volume_id: b });
+  });
+  afterAll(async () => {
+    resume(n1);
+    resume(n2);
+    await router?.stop();
+    await n1?.stop();
+    await n2?.stop();
+    await cleanupDir(dir);
+  });
+
+  it('a node that hangs (SIGSTOP) holds up calls about other nodes by the fan-out deadline at most', async () => {
+    // A name taken on n2 by another volume's snapshot (made on n2 directly): with both nodes up, the
+    // router's best-effort check refuses it for a volume of n1, as the CSI spec asks.
+    await n2.clients.controller.CreateSnapshot({ name: 'dup', source_volume_id: b });
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 'dup', source_volume_id: a }), 'ALREADY_EXISTS');
+
+    expect(n2.child.kill('SIGSTOP')).toBe(true);
+    try {
+      // Calls about n1 alone never wait for n2.
+      const bySource = await timed(router.clients.controller.ListSnapshots({ source_volume_id: a }));
+      expect(ids(bySource.value)).toEqual(['n1:p:s1']);
+      expect(bySource.ms).toBeLessThan(4_000);
+      const grown = await timed(router.clients.controller.ControllerExpandVolume({ volume_id: a, capacity_range: { required_bytes: '2097152' } }));
+      expect(grown.value.capacity_bytes).toBe('2097152');
+      expect(grown.ms).toBeLessThan(4_000);
+      // A page that n1's snapshots fill needs no answer from n2.
+      const first = await timed(router.clients.controller.ListSnapshots({ max_entries: 1 }));
+      expect(ids(first.value)).toEqual(['n1:p:s1']);
+      expect(first.value.next_token).toBe('n1:p:s1');
+      expect(first.ms).toBeLessThan(4_000);
+
+      // The name check gives up on n2 after its short deadline and n1 alone decides: the name n2
+      // holds is not seen (the case names unique per node do not catch).
+      const made = await timed(router.clients.controller.CreateSnapshot({ name: 'dup', source_volume_id: a }));
+      expect(made.value.snapshot.snapshot_id).toBe('n1:p:dup');
+      expect(made.ms).toBeLessThan(15_000);
+
+      // A list that must include n2's snapshots says that n2 did not answer, within the deadline.
+      const t0 = Date.now();
+      await unavailableNaming('n2', router.clients.controller.ListSnapshots({}));
+      await unavailableNaming('n2', router.clients.controller.ListSnapshots({ max_entries: 1, starting_token: first.value.next_token }));
+      expect(Date.now() - t0).toBeLessThan(30_000);
+    } finally {
+      n2.child.kill('SIGCONT');
+    }
+    // Both up again: each node answers for its own snapshot of that name, and retries stay OK.
+    expect((await router.clients.controller.CreateSnapshot({ name: 'dup', source_volume_id: a })).snapshot.snapshot_id).toBe('n1:p:dup');
+    expect((await router.clients.controller.CreateSnapshot({ name: 'dup', source_volume_id: b })).snapshot.snapshot_id).toBe('n2:p:dup');
+    expect(ids(await router.clients.controller.ListSnapshots({}))).toEqual(['n1:p:dup', 'n1:p:s1', 'n2:p:dup', 'n2:p:s2a', 'n2:p:s2b']);
+    await router.clients.controller.DeleteSnapshot({ snapshot_id: 'n1:p:dup' });
+    await router.clients.controller.DeleteSnapshot({ snapshot_id: 'n2:p:dup' });
+  });
+
+  it('a node that is killed: calls about the other node work, calls about it answer UNAVAILABLE naming it, until it is back', async () => {
+    resume(n2); // should the test above have failed with n2 stopped
+    const before = await router.clients.controller.ListSnapshots({ max_entries: 2 });
+    expect(ids(before)).toEqual(['n1:p:s1', 'n2:p:s2a']);
+    await n1.kill();
+
+    const made = await router.clients.controller.CreateSnapshot({ name: 's2c', source_volume_id: b });
+    expect(made.snapshot.snapshot_id).toBe('n2:p:s2c');
+    expect((await router.clients.controller.CreateSnapshot({ name: 's2c', source_volume_id: b })).snapshot.snapshot_id, 'idempotent').toBe('n2:p:s2c');
+    expect(ids(await router.clients.controller.ListSnapshots({ source_volume_id: b }))).toEqual(['n2:p:s2a', 'n2:p:s2b', 'n2:p:s2c']);
+    expect(ids(await router.clients.controller.ListSnapshots({ snapshot_id: 'n2:p:s2b' }))).toEqual(['n2:p:s2b']);
+    const grown = await router.clients.controller.ControllerExpandVolume({ volume_id: b, capacity_range: { required_bytes: '2097152' } });
+    expect(grown.capacity_bytes).toBe('2097152');
+    await router.clients.controller.DeleteSnapshot({ snapshot_id: 'n2:p:s2c' });
+    // A page past the dead node's snapshots needs only the nodes it covers: the token stays good.
+    const rest = await router.clients.controller.ListSnapshots({ max_entries: 2, starting_token: before.next_token });
+    expect(ids(rest)).toEqual(['n2:p:s2b']);
+    expect(rest.next_token).toBe('');
+
+    await unavailableNaming('n1', router.clients.controller.CreateSnapshot({ name: 's1b', source_volume_id: a }));
+    await unavailableNaming('n1', router.clients.controller.DeleteSnapshot({ snapshot_id: 'n1:p:s1' }));
+    await unavailableNaming('n1', router.clients.controller.ListSnapshots({ snapshot_id: 'n1:p:s1' }));
+    await unavailableNaming('n1', router.clients.controller.ListSnapshots({ source_volume_id: a }));
+    await unavailableNaming('n1', router.clients.controller.ControllerExpandVolume({ volume_id: a, capacity_range: { required_bytes: '3145728' } }));
+    await unavailableNaming('n1', router.clients.controller.ListSnapshots({}));
+    await unavailableNaming('n1', router.clients.controller.ListSnapshots({ max_entries: 1 }));
+
+    // The node comes back on its address: the router serves it again without a restart.
+    n1 = await startDriver({ dir, node: 'n1', args: ['--pool', `p=${dir}/n1`, '--peer-address', `127.0.0.1:${n1Port}`, '--peer-token-file', tokenFile()] });
+    const until = Date.now() + 20_000;
+    for (;;) {
+      try {
+        expect(ids(await router.clients.controller.ListSnapshots({ snapshot_id: 'n1:p:s1' }))).toEqual(['n1:p:s1']);
+        break;
+      } catch (err) {
+        if (Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    expect(ids(await router.clients.controller.ListSnapshots({}))).toEqual(['n1:p:s1', 'n2:p:s2a', 'n2:p:s2b']);
   });
 });
