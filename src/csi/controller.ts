@@ -12,7 +12,7 @@ import { pageRequest, takePage } from './paging.js';
 import type { Handler, Msg } from './rpc.js';
 import type { Pool } from '../pools/pool.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
-import { parseOverhead, type Overhead } from '../volumes/disk-image.js';
+import { capacityForDiskImage, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
 import { parseParameters, volumeDirName, type VolumeParameters } from '../volumes/parameters.js';
 import type { VolumeMode, VolumeRecord } from '../volumes/record.js';
@@ -195,15 +195,19 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         const source = sourceRef ? await resolveContentSource(sourceRef, mode, sized ? capacity : 0n) : undefined;
         if (source && !sized) capacity = source.sizeBytes;
         const diskImageOverhead = diskImageOverheadFor(params, pool, source);
-        if (diskImageOverhead && capacity === 0n) {
-          throw invalidArgument(`createDiskImage needs a capacity_range to size disk.img: ${source?.kind} ${source?.id} has no size`);
+        let capacityNote: string | undefined;
+        if (diskImageOverhead) {
+          if (capacity === 0n) throw invalidArgument(`createDiskImage needs a capacity_range to size disk.img: ${source?.kind} ${source?.id} has no size`);
+          const asked = capacity;
+          capacity = capacityForDiskImage(asked, range.limit, diskImageOverhead);
+          if (capacity !== asked) capacityNote = `rounded up from ${asked} bytes so that disk.img holds 1 MiB at filesystem overhead ${diskImageOverhead.text}`;
         }
         const sameName = volumes.findByName(name);
         if (sameName && sameName.pool !== pool.name) {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(
-          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
+          { pool, name, mode, capacityBytes: capacity, capacityNote, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
           (existing) => {
             if (existing.mode !== mode) return `volume mode ${existing.mode}`;
             if ((existing.contentSource?.id ?? '') !== (source?.id ?? '')) return `content source ${existing.contentSource?.id ?? 'none'}`;

@@ -13,7 +13,7 @@ import { preallocate, type PreallocationMethod } from '../system/preallocate.js'
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll } from './block.js';
-import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
+import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import { loadPool } from './pool-loader.js';
 import { FIRST_PROJECT_ID, newPoolState, type PoolState } from './pool-state.js';
@@ -27,6 +27,8 @@ export interface CreateSpec {
   name: string;
   mode: VolumeMode;
   capacityBytes: bigint;
+  /** Why capacityBytes is more than was asked for, for the errors that name it. */
+  capacityNote?: string;
   parameters: Record<string, string>;
   /** Where the data goes, relative to the pool root (see VolumeRecord.data). */
   data: string;
@@ -197,12 +199,13 @@ export class VolumeManager {
     }
     const release = await this.locks.withKey(`capacity/${pool.name}`, async () => {
       const figs = await st.capacity.figures();
+      const note = spec.capacityNote ? ` (${spec.capacityNote})` : '';
       if (spec.capacityBytes > figs.totalBytes) {
-        throw outOfRange(`${spec.capacityBytes} bytes is more than pool ${pool.name} holds (${figs.totalBytes} bytes)`);
+        throw outOfRange(`${spec.capacityBytes} bytes${note} is more than pool ${pool.name} holds (${figs.totalBytes} bytes)`);
       }
       if (spec.capacityBytes > figs.availableBytes) {
         throw resourceExhausted(
-          `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}`,
+          `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}${note}`,
         );
       }
       return st.capacity.reserve(id, spec.capacityBytes);
@@ -245,6 +248,7 @@ export class VolumeManager {
         if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
         if (spec.diskImageOverhead) {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
+          if (size < MIN_DISK_IMAGE_BYTES) throw internal(`disk.img of ${spec.name} would have ${size} bytes: its capacity must be rounded up first`);
           // A restored or cloned image is grown here, before the record commits; never shrunk.
           preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
         }

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { closeSync, fsyncSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
@@ -156,6 +156,23 @@ describe('size enforcement and capacity on a btrfs pool with qgroups', () => {
     expect(BigInt(bytes.total)).toBe(BigInt(128 * MiB));
     expect(Number(bytes.used)).toBeGreaterThanOrEqual(120 * MiB);
     await d.clients.node.NodeUnpublishVolume({ volume_id: restored.volume.volume_id, target_path: target });
+
+    // Refused for its disk image: no subvolume, no directory, nothing in tmp.
+    const subvolumes = () => execFileSync('btrfs', ['subvolume', 'list', '-o', pool]).toString();
+    const before = subvolumes();
+    await expectCode(
+      d.clients.controller.CreateVolume({
+        name: 'img-refused',
+        volume_capabilities: [MOUNT_CAP],
+        capacity_range: { required_bytes: String(64 * MiB), limit_bytes: String(64 * MiB) },
+        parameters: { storagePool: 'bt', filesystemOverhead: '0.999' },
+        volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+      }),
+      'OUT_OF_RANGE',
+    );
+    expect(subvolumes()).toBe(before);
+    expect(existsSync(`${pool}/img-refused`)).toBe(false);
+    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
 
     await d.clients.controller.DeleteVolume({ volume_id: restored.volume.volume_id });
     await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });

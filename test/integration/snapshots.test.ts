@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, statfsSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
@@ -238,6 +238,35 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
       if (name === 'vm1-same') expect(grown.blocks * 512).toBeGreaterThanOrEqual(181 * MiB);
       await d.clients.node.NodeUnpublishVolume({ volume_id: id, target_path: target });
       await d.clients.controller.DeleteVolume({ volume_id: id });
+    }
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
+  });
+
+  it('a carried disk image follows the 1 MiB rule too, with the class’s filesystemOverhead; a refusal leaves nothing behind', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({ name: 'small', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(MiB) }, parameters: { createDiskImage: 'true', filesystemOverhead: '0' } });
+    expect(statSync(`${pool}/small/disk.img`).size).toBe(MiB);
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'small-snap', source_volume_id: volume.volume_id });
+    const from = { snapshot: { snapshot_id: snapshot.snapshot_id } };
+    const restore = (name: string, range: Record<string, string> | null, parameters: Record<string, string> = {}) =>
+      d.clients.controller.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], capacity_range: range, parameters, volume_content_source: from });
+
+    const err = await expectCode(restore('small-r0', { required_bytes: String(MiB), limit_bytes: String(MiB) }, { filesystemOverhead: '0.055' }), 'OUT_OF_RANGE');
+    expect(err.details).toContain('1109604');
+    expect(existsSync(`${pool}/small-r0`)).toBe(false);
+    expect(existsSync(`${pool}/.hpp/volumes/small-r0.json`)).toBe(false);
+    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+
+    // Rounded up where the range allows; the source's own overhead when the class names none.
+    expect((await restore('small-r1', { required_bytes: String(MiB) }, { filesystemOverhead: '0.055' })).volume.capacity_bytes).toBe('1109604');
+    expect(record(pool, 'volumes', 'small-r1').diskImage).toEqual({ overhead: '0.055' });
+    expect((await restore('small-r2', null)).volume.capacity_bytes).toBe(String(MiB));
+    expect(record(pool, 'volumes', 'small-r2').diskImage).toEqual({ overhead: '0' });
+    // createDiskImage with a source and no size: the source's size, then the 1 MiB rule at the pool's 0.055.
+    expect((await restore('small-r3', null, { createDiskImage: 'true' })).volume.capacity_bytes).toBe('1109604');
+    for (const name of ['small-r1', 'small-r2', 'small-r3']) {
+      expect(statSync(`${pool}/${name}/disk.img`).size, name).toBe(MiB);
+      await d.clients.controller.DeleteVolume({ volume_id: snapId(name) });
     }
     await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
     await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
