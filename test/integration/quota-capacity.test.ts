@@ -128,6 +128,34 @@ describe('size enforcement and capacity on a btrfs pool with qgroups', () => {
     await d.clients.controller.DeleteVolume({ volume_id: 'test-node:bt:c100' });
     expect(await cap()).toBeGreaterThanOrEqual(before - 2n * BigInt(MiB));
   });
+});
+
+describe('restores on a btrfs pool with qgroups', () => {
+  let dir: string;
+  let loop: TestLoop;
+  let d: DriverProcess;
+  let pool: string;
+
+  // A pool of its own: the capacity figures of the one above must not see this one's volumes and trash.
+  beforeAll(async () => {
+    dir = scratchDir('quota-restore');
+    loop = makeLoopDevice(`${dir}/btrfs.img`, 512);
+    execFileSync('mkfs.btrfs', ['-q', loop.device]);
+    mkdirSync(`${dir}/mnt`);
+    execFileSync('mount', [loop.device, `${dir}/mnt`]);
+    execFileSync('btrfs', ['quota', 'enable', `${dir}/mnt`]);
+    pool = `${dir}/mnt/pool`;
+    mkdirSync(pool);
+    mkdirSync(`${dir}/pods`);
+    d = await startDriver({ dir, args: ['--pool', `bt=${pool}`] });
+  });
+  afterAll(async () => {
+    await d?.stop();
+    unmountAll(`${dir}/pods/img128`);
+    unmountAll(`${dir}/mnt`);
+    loop?.detach();
+    await cleanupDir(dir);
+  });
 
   it('a restore into a larger volume is limited to its new size, and its preallocated disk.img, grown, fits in it', async () => {
     const { volume } = await d.clients.controller.CreateVolume({
