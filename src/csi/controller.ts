@@ -10,9 +10,11 @@ import type { DriverContext } from './context.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
 import { pageRequest, takePage } from './paging.js';
 import type { Handler, Msg } from './rpc.js';
+import type { Pool } from '../pools/pool.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
+import { capacityForDiskImage, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
-import { parseParameters, volumeDirName } from '../volumes/parameters.js';
+import { parseParameters, volumeDirName, type VolumeParameters } from '../volumes/parameters.js';
 import type { VolumeMode, VolumeRecord } from '../volumes/record.js';
 import type { SnapshotRecord } from '../volumes/snapshot-record.js';
 import type { ContentSource } from '../volumes/manager.js';
@@ -77,6 +79,16 @@ function checkSourceFits(ref: SourceRef, sourceMode: VolumeMode, sourceSize: big
   if (capacity !== 0n && capacity < sourceSize) {
     throw outOfRange(`${ref.kind} ${ref.id} needs at least ${sourceSize} bytes; ${capacity} were asked for`);
   }
+}
+
+/**
+ * The overhead the new volume's disk.img is sized with, or undefined when it gets none: a volume asked
+ * to have one, or a restore or clone carrying its source's on (grown for the new capacity).
+ */
+function diskImageOverheadFor(params: VolumeParameters, pool: Pool, source: ContentSource | undefined): Overhead | undefined {
+  if (params.createDiskImage) return params.filesystemOverhead ?? pool.filesystemOverhead;
+  if (!source?.diskImage) return undefined;
+  return params.filesystemOverhead ?? parseOverhead(source.diskImage.overhead, `filesystem overhead recorded with ${source.kind} ${source.id}`);
 }
 
 /** Snapshot classes may carry parameters; this driver takes none (csi.storage.k8s.io/* are the CO's). */
@@ -173,22 +185,29 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       const sized = range.required > 0n || range.limit > 0n;
       const mode = accessType === 'block' ? 'block' : 'filesystem';
       let capacity = capacityFor(mode, range);
+      const sourceRef = contentSourceRef(req.volume_content_source);
       if (params.createDiskImage && mode === 'block') throw invalidArgument('createDiskImage applies to Filesystem volumes only');
-      if (params.createDiskImage && capacity === 0n) throw invalidArgument('createDiskImage needs a capacity_range to size disk.img');
-      const diskImageOverhead = params.createDiskImage ? (params.filesystemOverhead ?? pool.filesystemOverhead) : undefined;
+      if (params.createDiskImage && capacity === 0n && !sourceRef) throw invalidArgument('createDiskImage needs a capacity_range to size disk.img');
       const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
 
-      const sourceRef = contentSourceRef(req.volume_content_source);
       const sourceKeys = sourceRef ? [`name/${sourceRef.name}`, `snapname/${sourceRef.name}`] : [];
       return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`, ...sourceKeys], async () => {
         const source = sourceRef ? await resolveContentSource(sourceRef, mode, sized ? capacity : 0n) : undefined;
         if (source && !sized) capacity = source.sizeBytes;
+        const diskImageOverhead = diskImageOverheadFor(params, pool, source);
+        let capacityNote: string | undefined;
+        if (diskImageOverhead) {
+          if (capacity === 0n) throw invalidArgument(`createDiskImage needs a capacity_range to size disk.img: ${source?.kind} ${source?.id} has no size`);
+          const asked = capacity;
+          capacity = capacityForDiskImage(asked, range.limit, diskImageOverhead);
+          if (capacity !== asked) capacityNote = `rounded up from ${asked} bytes so that disk.img holds 1 MiB at filesystem overhead ${diskImageOverhead.text}`;
+        }
         const sameName = volumes.findByName(name);
         if (sameName && sameName.pool !== pool.name) {
           throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(
-          { pool, name, mode, capacityBytes: capacity, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
+          { pool, name, mode, capacityBytes: capacity, capacityNote, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
           (existing) => {
             if (existing.mode !== mode) return `volume mode ${existing.mode}`;
             if ((existing.contentSource?.id ?? '') !== (source?.id ?? '')) return `content source ${existing.contentSource?.id ?? 'none'}`;

@@ -10,7 +10,7 @@ import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-i
 import { detachUnused, reportDeferredDetaches } from '../volumes/block.js';
 import { unmountAndRemoveTarget } from '../volumes/filesystem.js';
 import { publishVolume, targetState, unbindStale, type TargetState } from '../volumes/publish.js';
-import type { Publication, VolumeRecord } from '../volumes/record.js';
+import { wantsPreallocation, type Publication, type VolumeRecord } from '../volumes/record.js';
 
 /** Per-mount flags a bind mount of a volume directory may carry. */
 const ALLOWED_MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'noatime', 'atime', 'relatime', 'nodiratime', 'strictatime']);
@@ -296,7 +296,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
           for (const d of await loopDevicesFor(data)) if (!d.detaching) await refreshLoopCapacity(d.name);
         } else if (rec.diskImage) {
           const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
-          await ensureDiskImage(data, size, rec.preallocation !== undefined && rec.preallocation !== 'none', ctx.log);
+          await ensureDiskImage(data, size, wantsPreallocation(rec), ctx.log);
         }
         return { capacity_bytes: capacity.toString() };
       });

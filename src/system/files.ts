@@ -12,12 +12,14 @@ export function exists(p: string): boolean {
   }
 }
 
-/** Extend a file to `size` bytes (sparse), never shrinking it, and flush it. */
-export async function growFile(file: string, size: bigint): Promise<void> {
+/** Extend a file to `size` bytes (sparse), never shrinking it, and flush it; returns the size it had. */
+export async function growFile(file: string, size: bigint): Promise<bigint> {
   const fh = await fsp.open(file, 'r+');
   try {
-    if ((await fh.stat({ bigint: true })).size < size) await fh.truncate(Number(size));
+    const before = (await fh.stat({ bigint: true })).size;
+    if (before < size) await fh.truncate(Number(size));
     await fh.sync();
+    return before;
   } finally {
     await fh.close();
   }

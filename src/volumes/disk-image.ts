@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { invalidArgument } from '../csi/errors.js';
+import { invalidArgument, outOfRange } from '../csi/errors.js';
 import type { Logger } from '../observe/logger.js';
 import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 
@@ -11,6 +11,8 @@ export const DISK_IMAGE = 'disk.img';
 export const QEMU_UID = 107;
 export const QEMU_GID = 107;
 const MiB = 1024n * 1024n;
+/** The smallest disk.img the driver makes: CDI sizes images in whole MiB, and an empty one is no disk. */
+export const MIN_DISK_IMAGE_BYTES = MiB;
 
 /** An overhead as an exact fraction, from a decimal string such as "0.055" (0 ≤ overhead < 1). */
 export interface Overhead {
@@ -38,6 +40,28 @@ export function parseOverhead(text: string, where: string): Overhead {
 export function diskImageSize(capacity: bigint, overhead: Overhead): bigint {
   const usable = ((overhead.den - overhead.num) * capacity + overhead.den - 1n) / overhead.den;
   return (usable / MiB) * MiB;
+}
+
+/** The smallest capacity whose disk.img holds MIN_DISK_IMAGE_BYTES at this overhead. */
+export function minDiskImageCapacity(overhead: Overhead): bigint {
+  // ceil((den − num) × c / den) ≥ M  ⟺  (den − num) × c > (M − 1) × den, for a whole number M.
+  return ((MIN_DISK_IMAGE_BYTES - 1n) * overhead.den) / (overhead.den - overhead.num) + 1n;
+}
+
+/**
+ * The capacity of a volume with a disk image: `capacity` itself when its disk.img holds 1 MiB, else the
+ * smallest capacity whose image does, when `limit` (0: none) allows it; OUT_OF_RANGE when it does not.
+ */
+export function capacityForDiskImage(capacity: bigint, limit: bigint, overhead: Overhead): bigint {
+  const min = minDiskImageCapacity(overhead);
+  if (capacity >= min) return capacity;
+  if (limit > 0n && min > limit) {
+    throw outOfRange(
+      `disk.img must hold at least ${MIN_DISK_IMAGE_BYTES} bytes (1 MiB): at filesystem overhead ${overhead.text} that takes a volume of ` +
+        `${min} bytes, above limit_bytes ${limit} (${capacity} bytes would give a disk.img of ${diskImageSize(capacity, overhead)} bytes)`,
+    );
+  }
+  return min;
 }
 
 /**

@@ -13,12 +13,12 @@ import { preallocate, type PreallocationMethod } from '../system/preallocate.js'
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
-import { diskImageSize, ensureDiskImage, type Overhead } from './disk-image.js';
+import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import { loadPool } from './pool-loader.js';
 import { FIRST_PROJECT_ID, newPoolState, type PoolState } from './pool-state.js';
 import type { Publications } from './publication-log.js';
-import { toStored, type VolumeMode, type VolumeRecord } from './record.js';
+import { toStored, wantsPreallocation, type VolumeMode, type VolumeRecord } from './record.js';
 import { snapshotBuildName, snapshotDataDir, type SnapshotRecord } from './snapshot-record.js';
 import { Trash } from './trash.js';
 
@@ -27,11 +27,13 @@ export interface CreateSpec {
   name: string;
   mode: VolumeMode;
   capacityBytes: bigint;
+  /** Why capacityBytes is more than was asked for, for the errors that name it. */
+  capacityNote?: string;
   parameters: Record<string, string>;
   /** Where the data goes, relative to the pool root (see VolumeRecord.data). */
   data: string;
   preallocate: boolean;
-  /** Create disk.img sized with this overhead (filesystem volumes). */
+  /** Give the volume a disk.img sized with this overhead (filesystem volumes): a new one, or the source's copy grown. */
   diskImageOverhead?: Overhead;
   /** Fill the new volume from a snapshot or another volume (clone). */
   source?: ContentSource;
@@ -197,12 +199,13 @@ export class VolumeManager {
     }
     const release = await this.locks.withKey(`capacity/${pool.name}`, async () => {
       const figs = await st.capacity.figures();
+      const note = spec.capacityNote ? ` (${spec.capacityNote})` : '';
       if (spec.capacityBytes > figs.totalBytes) {
-        throw outOfRange(`${spec.capacityBytes} bytes is more than pool ${pool.name} holds (${figs.totalBytes} bytes)`);
+        throw outOfRange(`${spec.capacityBytes} bytes${note} is more than pool ${pool.name} holds (${figs.totalBytes} bytes)`);
       }
       if (spec.capacityBytes > figs.availableBytes) {
         throw resourceExhausted(
-          `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}`,
+          `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}${note}`,
         );
       }
       return st.capacity.reserve(id, spec.capacityBytes);
@@ -235,7 +238,8 @@ export class VolumeManager {
     try {
       if (spec.mode === 'block' && spec.source) {
         copyMethod = await copyFile(spec.source.dataPath, building);
-        await growFile(building, spec.capacityBytes);
+        const copied = await growFile(building, spec.capacityBytes);
+        if (spec.preallocate) preallocation = await preallocate(building, copied, spec.capacityBytes - copied, this.log);
       } else if (spec.mode === 'block') {
         await buildBlockImage(building, spec.capacityBytes);
         if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
@@ -244,6 +248,8 @@ export class VolumeManager {
         if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
         if (spec.diskImageOverhead) {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
+          if (size < MIN_DISK_IMAGE_BYTES) throw internal(`disk.img of ${spec.name} would have ${size} bytes: its capacity must be rounded up first`);
+          // A restored or cloned image is grown here, before the record commits; never shrunk.
           preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
         }
         // A block copy was flushed by growFile; a copied tree is flushed here, every file and directory.
@@ -264,7 +270,7 @@ export class VolumeManager {
       parameters: spec.parameters,
       ...(projectId !== undefined ? { projectId } : {}),
       preallocation,
-      ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : spec.source?.diskImage ? { diskImage: spec.source.diskImage } : {}),
+      ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : {}),
       ...(spec.source ? { contentSource: { kind: spec.source.kind, id: spec.source.id, method: copyMethod! } } : {}),
       createdAt: new Date().toISOString(),
       state: 'ready',
@@ -337,7 +343,7 @@ export class VolumeManager {
       const data = this.dataPath(st.pool, rec);
       if (rec.mode === 'block') {
         await growFile(data, capacity);
-        if (rec.preallocation && rec.preallocation !== 'none') await preallocate(data, current, delta, this.log);
+        if (wantsPreallocation(rec)) await preallocate(data, current, delta, this.log);
       } else {
         await st.pool.quota!.setLimit(data, rec.projectId, capacity);
       }

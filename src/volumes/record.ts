@@ -1,3 +1,5 @@
+import { PARAM_PREALLOCATION } from './parameters.js';
+
 /** What the daemon keeps about one volume, in `<pool>/.hpp/volumes/<name>.json`. */
 export type VolumeMode = 'filesystem' | 'block';
 
@@ -47,4 +49,9 @@ export function toStored(rec: VolumeRecord): StoredVolumeRecord {
   const { publications, ...stored } = rec;
   void publications;
   return stored;
+}
+
+/** Whether growth of the volume is allocated up front: it was preallocated, or its parameters ask for it. */
+export function wantsPreallocation(rec: Pick<VolumeRecord, 'preallocation' | 'parameters'>): boolean {
+  return (rec.preallocation !== undefined && rec.preallocation !== 'none') || rec.parameters[PARAM_PREALLOCATION] === 'true';
 }

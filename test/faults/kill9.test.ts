@@ -349,11 +349,13 @@ class Campaign {
   }
 
   randomCreate(mode: Mode): { capacity: number; params: Record<string, string> } {
-    const capacity = MiB * this.rng.int(1, 16);
+    const mib = this.rng.int(1, 16);
     const params =
       mode === 'fs'
         ? this.rng.pick<Record<string, string>>([{}, { createDiskImage: 'true' }, { createDiskImage: 'true', preallocation: 'true' }])
         : this.rng.pick<Record<string, string>>([{}, { preallocation: 'true' }]);
+    // A disk image needs a bit more than 1 MiB (CreateVolume rounds 1 MiB up to 1109604 bytes).
+    const capacity = MiB * (params.createDiskImage ? Math.max(mib, 2) : mib);
     return { capacity, params };
   }
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { diskImageSize, parseOverhead } from '../../src/volumes/disk-image.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
@@ -96,6 +96,47 @@ describe('KubeVirt disk images, preallocation and expansion', () => {
       d.clients.controller.CreateVolume({ name: 'ov-block', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(MiB) }, parameters: { createDiskImage: 'true', storagePool: 'default' } }),
       'INVALID_ARGUMENT',
     );
+  });
+
+  it('never makes a disk.img that cannot hold 1 MiB: the capacity is rounded up within limit_bytes, else OUT_OF_RANGE and nothing is left', async () => {
+    const pool = `${dir}/pool`;
+    d = await startDriver({ dir, args: ['--pool', `default=${pool}`] });
+    const create = (name: string, range: Record<string, string>, params: Record<string, string> = {}) =>
+      d!.clients.controller.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], capacity_range: range, parameters: { createDiskImage: 'true', ...params } });
+
+    // At 0.055, 1109604 bytes is the smallest volume whose disk.img holds 1 MiB.
+    const tiny = await create('tiny', { required_bytes: String(MiB) });
+    expect(tiny.volume.capacity_bytes).toBe('1109604');
+    expect(statSync(`${pool}/tiny/disk.img`).size).toBe(MiB);
+    expect((await create('tiny', { required_bytes: String(MiB) })).volume.capacity_bytes).toBe('1109604');
+    expect((await create('tiny-lim', { required_bytes: '1000', limit_bytes: String(2 * MiB) })).volume.capacity_bytes).toBe('1109604');
+    expect(statSync(`${pool}/tiny-lim/disk.img`).size).toBe(MiB);
+
+    const refused = ['no-room', 'no-room-limit-only', 'near-one', 'near-one-unlimited'];
+    const e1 = await expectCode(create('no-room', { required_bytes: String(MiB), limit_bytes: String(MiB) }), 'OUT_OF_RANGE');
+    expect(e1.details).toMatch(/disk\.img/);
+    expect(e1.details).toContain('1109604');
+    expect(e1.details).toContain('limit_bytes 1048576');
+    await expectCode(create('no-room-limit-only', { limit_bytes: String(MiB) }), 'OUT_OF_RANGE');
+    // An overhead close to 1 leaves disk.img empty for any size a pool has.
+    await expectCode(create('near-one', { required_bytes: String(64 * MiB), limit_bytes: String(64 * MiB) }, { filesystemOverhead: '0.999999999' }), 'OUT_OF_RANGE');
+    const e4 = await expectCode(create('near-one-unlimited', { required_bytes: String(64 * MiB) }, { filesystemOverhead: '0.999999999' }), 'OUT_OF_RANGE');
+    expect(e4.details).toMatch(/disk\.img/);
+    await d.stop();
+
+    // The same rule for a pool's own overhead.
+    d = await startDriver({ dir, args: ['--pool', `default=${pool}:overhead=0.999999999`] });
+    refused.push('pool-near-one');
+    await expectCode(create('pool-near-one', { required_bytes: String(64 * MiB), limit_bytes: String(64 * MiB) }), 'OUT_OF_RANGE');
+
+    for (const name of refused) {
+      expect(existsSync(`${pool}/${name}`), name).toBe(false);
+      expect(existsSync(`${pool}/.hpp/volumes/${name}.json`), name).toBe(false);
+    }
+    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+    const listed = (await d.clients.controller.ListVolumes({})).entries.map((e: { volume: { volume_id: string } }) => e.volume.volume_id);
+    expect(listed.filter((id: string) => refused.some((n) => id.endsWith(`:${n}`)))).toEqual([]);
+    for (const name of ['tiny', 'tiny-lim']) await d.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` });
   });
 
   it('falls back to writing zeros where fallocate is not supported (ext2) and records it', async () => {

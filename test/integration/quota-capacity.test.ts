@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
@@ -127,6 +127,84 @@ describe('size enforcement and capacity on a btrfs pool with qgroups', () => {
     await d.clients.controller.DeleteVolume({ volume_id: 'test-node:bt:fits' });
     await d.clients.controller.DeleteVolume({ volume_id: 'test-node:bt:c100' });
     expect(await cap()).toBeGreaterThanOrEqual(before - 2n * BigInt(MiB));
+  });
+});
+
+describe('restores on a btrfs pool with qgroups', () => {
+  let dir: string;
+  let loop: TestLoop;
+  let d: DriverProcess;
+  let pool: string;
+
+  // A pool of its own: the capacity figures of the one above must not see this one's volumes and trash.
+  beforeAll(async () => {
+    dir = scratchDir('quota-restore');
+    loop = makeLoopDevice(`${dir}/btrfs.img`, 512);
+    execFileSync('mkfs.btrfs', ['-q', loop.device]);
+    mkdirSync(`${dir}/mnt`);
+    execFileSync('mount', [loop.device, `${dir}/mnt`]);
+    execFileSync('btrfs', ['quota', 'enable', `${dir}/mnt`]);
+    pool = `${dir}/mnt/pool`;
+    mkdirSync(pool);
+    mkdirSync(`${dir}/pods`);
+    d = await startDriver({ dir, args: ['--pool', `bt=${pool}`] });
+  });
+  afterAll(async () => {
+    await d?.stop();
+    unmountAll(`${dir}/pods/img128`);
+    unmountAll(`${dir}/mnt`);
+    loop?.detach();
+    await cleanupDir(dir);
+  });
+
+  it('a restore into a larger volume is limited to its new size, and its preallocated disk.img, grown, fits in it', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({
+      name: 'img64',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(64 * MiB) },
+      parameters: { storagePool: 'bt', createDiskImage: 'true', preallocation: 'true' },
+    });
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'img64-snap', source_volume_id: volume.volume_id });
+    // 60 MiB copied (shared extents count in full) and 60 MiB more allocated: over the source's limit, inside the new one.
+    const restored = await d.clients.controller.CreateVolume({
+      name: 'img128',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(128 * MiB) },
+      parameters: { storagePool: 'bt', preallocation: 'true' },
+      volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+    });
+    const img = statSync(`${pool}/img128/disk.img`);
+    expect(img.size).toBe(120 * MiB);
+    expect(img.blocks * 512).toBeGreaterThanOrEqual(120 * MiB);
+    const target = `${dir}/pods/img128`;
+    await d.clients.node.NodePublishVolume({ volume_id: restored.volume.volume_id, target_path: target, volume_capability: MOUNT_CAP });
+    execFileSync('sync');
+    const stats = await d.clients.node.NodeGetVolumeStats({ volume_id: restored.volume.volume_id, volume_path: target });
+    const bytes = stats.usage.find((u: { unit: string }) => u.unit === 'BYTES');
+    expect(BigInt(bytes.total)).toBe(BigInt(128 * MiB));
+    expect(Number(bytes.used)).toBeGreaterThanOrEqual(120 * MiB);
+    await d.clients.node.NodeUnpublishVolume({ volume_id: restored.volume.volume_id, target_path: target });
+
+    // Refused for its disk image: no subvolume, no directory, nothing in tmp.
+    const subvolumes = () => execFileSync('btrfs', ['subvolume', 'list', '-o', pool]).toString();
+    const before = subvolumes();
+    await expectCode(
+      d.clients.controller.CreateVolume({
+        name: 'img-refused',
+        volume_capabilities: [MOUNT_CAP],
+        capacity_range: { required_bytes: String(64 * MiB), limit_bytes: String(64 * MiB) },
+        parameters: { storagePool: 'bt', filesystemOverhead: '0.999' },
+        volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+      }),
+      'OUT_OF_RANGE',
+    );
+    expect(subvolumes()).toBe(before);
+    expect(existsSync(`${pool}/img-refused`)).toBe(false);
+    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+
+    await d.clients.controller.DeleteVolume({ volume_id: restored.volume.volume_id });
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
   });
 });
 

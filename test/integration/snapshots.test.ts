@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, statfsSync, statSync, writeSync, createReadStream } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, writeSync, createReadStream } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
@@ -8,9 +8,10 @@ import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-async function sha256(file: string): Promise<string> {
+async function sha256(file: string, bytes?: number): Promise<string> {
   const h = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) h.update(chunk as Buffer);
+  const range = bytes === undefined ? {} : { end: bytes - 1 };
+  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB, ...range })) h.update(chunk as Buffer);
   return h.digest('hex');
 }
 
@@ -147,6 +148,20 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
     expect(statSync(img).size).toBe(128 * MiB);
     const head = createHash('sha256').update(readFileSync(img).subarray(0, 64 * MiB)).digest('hex');
     expect(head).toBe(src);
+    // A clone into a larger volume that asks for preallocation: grown, and the grown part allocated.
+    const cloned = await d.clients.controller.CreateVolume({
+      name: 'blk-clone',
+      volume_capabilities: [BLOCK_CAP],
+      capacity_range: { required_bytes: String(96 * MiB) },
+      parameters: { preallocation: 'true' },
+      volume_content_source: { volume: { volume_id: volume.volume_id } },
+    });
+    const cimg = `${pool}/.hpp/block/blk-clone.img`;
+    expect(statSync(cimg).size).toBe(96 * MiB);
+    expect(createHash('sha256').update(readFileSync(cimg).subarray(0, 64 * MiB)).digest('hex')).toBe(src);
+    expect(statSync(cimg).blocks * 512).toBeGreaterThanOrEqual(32 * MiB);
+    expect(record(pool, 'volumes', 'blk-clone').preallocation).toBe('fallocate');
+    await d.clients.controller.DeleteVolume({ volume_id: cloned.volume.volume_id });
     await expectCode(
       d.clients.controller.CreateVolume({ name: 'blk-small', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(32 * MiB) }, volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } } }),
       'OUT_OF_RANGE',
@@ -158,6 +173,103 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
     await d.clients.controller.DeleteVolume({ volume_id: restored.volume.volume_id });
     await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
     await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+  });
+
+  it('restores and clones a disk image into a larger volume: disk.img grows to CDI’s size for the new capacity, and on with expansion', async () => {
+    const img = (name: string) => `${pool}/${name}/disk.img`;
+    const { volume } = await d.clients.controller.CreateVolume({ name: 'vm1', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(64 * MiB) }, parameters: { createDiskImage: 'true' } });
+    expect(statSync(img('vm1')).size).toBe(60 * MiB);
+    const fd = openSync(img('vm1'), 'r+');
+    writeSync(fd, randomBytes(MiB), 0, MiB, 10 * MiB);
+    closeSync(fd);
+    const srcHash = await sha256(img('vm1'));
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'vm1-snap', source_volume_id: volume.volume_id });
+
+    // The README's vm1-restored: larger than its source, no parameters.
+    const restored = await d.clients.controller.CreateVolume({
+      name: 'vm1-restored',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(128 * MiB) },
+      volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+    });
+    expect(restored.volume.capacity_bytes).toBe(String(128 * MiB));
+    const st = statSync(img('vm1-restored'));
+    // round_down_MiB(ceil(0.945 × 128 MiB)) = 120 MiB
+    expect(st.size).toBe(120 * MiB);
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([107, 107, 0o660]);
+    expect(await sha256(img('vm1-restored'), 60 * MiB)).toBe(srcHash);
+    expect(st.blocks * 512).toBeLessThan(8 * MiB);
+    expect(record(pool, 'volumes', 'vm1-restored').diskImage).toEqual({ overhead: '0.055' });
+
+    // A clone asking for preallocation gets the grown part allocated.
+    await d.clients.controller.CreateVolume({
+      name: 'vm1-clone',
+      volume_capabilities: [MOUNT_CAP],
+      capacity_range: { required_bytes: String(128 * MiB) },
+      parameters: { preallocation: 'true' },
+      volume_content_source: { volume: { volume_id: volume.volume_id } },
+    });
+    const cs = statSync(img('vm1-clone'));
+    expect(cs.size).toBe(120 * MiB);
+    expect(await sha256(img('vm1-clone'), 60 * MiB)).toBe(srcHash);
+    expect(cs.blocks * 512).toBeGreaterThanOrEqual(60 * MiB);
+    expect(record(pool, 'volumes', 'vm1-clone')).toMatchObject({ diskImage: { overhead: '0.055' }, preallocation: 'fallocate' });
+
+    // Same size, preallocation asked: nothing to grow now, but expansions are allocated.
+    await d.clients.controller.CreateVolume({
+      name: 'vm1-same',
+      volume_capabilities: [MOUNT_CAP],
+      parameters: { preallocation: 'true' },
+      volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
+    });
+    expect(statSync(img('vm1-same')).size).toBe(60 * MiB);
+
+    // Expansion keeps growing them: round_down_MiB(ceil(0.945 × 256 MiB)) = 241 MiB.
+    for (const name of ['vm1-restored', 'vm1-clone', 'vm1-same']) {
+      const id = snapId(name);
+      const target = `${dir}/pods/${name}`;
+      await d.clients.node.NodePublishVolume({ volume_id: id, target_path: target, volume_capability: MOUNT_CAP });
+      const res = await d.clients.controller.ControllerExpandVolume({ volume_id: id, capacity_range: { required_bytes: String(256 * MiB) }, volume_capability: MOUNT_CAP });
+      expect(res.node_expansion_required).toBe(true);
+      await d.clients.node.NodeExpandVolume({ volume_id: id, volume_path: target });
+      const grown = statSync(`${target}/disk.img`);
+      expect(grown.size, name).toBe(241 * MiB);
+      if (name === 'vm1-clone') expect(grown.blocks * 512).toBeGreaterThanOrEqual(181 * MiB);
+      if (name === 'vm1-same') expect(grown.blocks * 512).toBeGreaterThanOrEqual(181 * MiB);
+      await d.clients.node.NodeUnpublishVolume({ volume_id: id, target_path: target });
+      await d.clients.controller.DeleteVolume({ volume_id: id });
+    }
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
+  });
+
+  it('a carried disk image follows the 1 MiB rule too, with the class’s filesystemOverhead; a refusal leaves nothing behind', async () => {
+    const { volume } = await d.clients.controller.CreateVolume({ name: 'small', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(MiB) }, parameters: { createDiskImage: 'true', filesystemOverhead: '0' } });
+    expect(statSync(`${pool}/small/disk.img`).size).toBe(MiB);
+    const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'small-snap', source_volume_id: volume.volume_id });
+    const from = { snapshot: { snapshot_id: snapshot.snapshot_id } };
+    const restore = (name: string, range: Record<string, string> | null, parameters: Record<string, string> = {}) =>
+      d.clients.controller.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], capacity_range: range, parameters, volume_content_source: from });
+
+    const err = await expectCode(restore('small-r0', { required_bytes: String(MiB), limit_bytes: String(MiB) }, { filesystemOverhead: '0.055' }), 'OUT_OF_RANGE');
+    expect(err.details).toContain('1109604');
+    expect(existsSync(`${pool}/small-r0`)).toBe(false);
+    expect(existsSync(`${pool}/.hpp/volumes/small-r0.json`)).toBe(false);
+    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+
+    // Rounded up where the range allows; the source's own overhead when the class names none.
+    expect((await restore('small-r1', { required_bytes: String(MiB) }, { filesystemOverhead: '0.055' })).volume.capacity_bytes).toBe('1109604');
+    expect(record(pool, 'volumes', 'small-r1').diskImage).toEqual({ overhead: '0.055' });
+    expect((await restore('small-r2', null)).volume.capacity_bytes).toBe(String(MiB));
+    expect(record(pool, 'volumes', 'small-r2').diskImage).toEqual({ overhead: '0' });
+    // createDiskImage with a source and no size: the source's size, then the 1 MiB rule at the pool's 0.055.
+    expect((await restore('small-r3', null, { createDiskImage: 'true' })).volume.capacity_bytes).toBe('1109604');
+    for (const name of ['small-r1', 'small-r2', 'small-r3']) {
+      expect(statSync(`${pool}/${name}/disk.img`).size, name).toBe(MiB);
+      await d.clients.controller.DeleteVolume({ volume_id: snapId(name) });
+    }
+    await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
+    await d.clients.controller.DeleteVolume({ volume_id: volume.volume_id });
   });
 
   it('is idempotent by name, refuses a name taken by another source, lists with filters and pages', async () => {
