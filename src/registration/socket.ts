@@ -13,11 +13,15 @@ export class SocketTakenError extends Error {
   override readonly name = 'SocketTakenError';
 }
 
-/** A socket file as bound by us: the same path holding another inode is no longer ours. */
+/**
+ * A socket file as bound by us. Inode numbers are reused at once (a socket removed and another made
+ * gets the same number on ext4 and tmpfs), so the birth time goes with them.
+ */
 export interface OwnedSocket {
   path: string;
-  dev: number;
-  ino: number;
+  dev: bigint;
+  ino: bigint;
+  birthtimeNs: bigint;
 }
 
 /**
@@ -81,15 +85,15 @@ export async function bindOwnedSocket(server: grpc.Server, sock: string, mode = 
   } finally {
     await fsp.rm(hidden, { force: true });
   }
-  const st = await fsp.lstat(sock);
-  return { path: sock, dev: st.dev, ino: st.ino };
+  const st = await fsp.lstat(sock, { bigint: true });
+  return { path: sock, dev: st.dev, ino: st.ino, birthtimeNs: st.birthtimeNs };
 }
 
 /** Is the socket at its path still the one bound here? */
 export async function stillOurs(owned: OwnedSocket): Promise<'ours' | 'gone' | 'replaced'> {
-  const st = await fsp.lstat(owned.path).catch(() => undefined);
+  const st = await fsp.lstat(owned.path, { bigint: true }).catch(() => undefined);
   if (!st) return 'gone';
-  return st.isSocket() && st.dev === owned.dev && st.ino === owned.ino ? 'ours' : 'replaced';
+  return st.isSocket() && st.dev === owned.dev && st.ino === owned.ino && st.birthtimeNs === owned.birthtimeNs ? 'ours' : 'replaced';
 }
 
 /** Removes the socket file if it is still the one bound here; someone else's is left alone. */
