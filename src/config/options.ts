@@ -7,7 +7,7 @@ import { readToken } from '../csi/peer-auth.js';
 import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
 import { registrationSocketPath } from '../registration/service.js';
-import { MAX_SOCKET_PATH_BYTES } from '../registration/socket.js';
+import { MAX_SOCKET_PATH_BYTES, bindName } from '../registration/socket.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
 
@@ -166,6 +166,7 @@ function registrationOptions(values: Record<string, unknown>, env: NodeJS.Proces
   if (!path.isAbsolute(dir)) throw new ConfigError(`--registration-dir ${JSON.stringify(dir)} must be an absolute path (kubelet's plugins_registry directory as mounted here)`);
   const socket = registrationSocketPath(path.normalize(dir), driverName);
   checkSocketLength(socket, `--registration-dir: the registration socket ${socket}`);
+  checkSocketLength(bindName(socket), `--registration-dir: the registration socket's bind name ${bindName(socket)}`);
   // kubelet dials a plain path; accept the unix:// form --endpoint uses as well.
   const kubeletEndpoint = kubeletText === undefined ? socketPath(endpoint) : kubeletText.replace(/^unix:\/\//, '');
   if (!path.isAbsolute(kubeletEndpoint)) {

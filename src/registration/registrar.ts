@@ -4,7 +4,7 @@ import { shutdownGracefully } from '../csi/grpc-server.js';
 import { bindService } from '../csi/rpc.js';
 import type { Logger } from '../observe/logger.js';
 import { loadRegistration, registrationService, registrationSocketPath } from './service.js';
-import { bindOwnedSocket, checkSocketPath, removeIfOurs, stillOurs, type OwnedSocket } from './socket.js';
+import { bindName, bindOwnedSocket, checkSocketPath, removeIfOurs, stillOurs, type OwnedSocket } from './socket.js';
 
 export interface RegistrarOptions {
   /** kubelet's plugins_registry directory as this process sees it. */
@@ -67,6 +67,7 @@ export class KubeletRegistrar {
     }
     if (!st.isDirectory()) throw new Error(`registration directory ${this.opts.dir} is not a directory`);
     await checkSocketPath(this.socket);
+    await checkSocketPath(bindName(this.socket));
   }
 
   /** Serves the registration socket: from now on kubelet may register the driver. */

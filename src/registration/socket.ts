@@ -1,5 +1,4 @@
 import * as grpc from '@grpc/grpc-js';
-import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
@@ -58,33 +57,37 @@ export async function checkSocketPath(sock: string, timeoutMs = 1_000): Promise<
 }
 
 /**
- * Binds `server` at `sock`, replacing a stale socket file there, and returns what to remove later.
- *
- * The server is bound under a hidden name beside `sock` and hard-linked to it. libuv unlinks the name
- * it bound when the listener closes, whatever is there by then; binding under a private name means our
- * shutdown can never remove a socket another process has put at `sock` since. link(2) also fails
- * rather than replace anything that appeared at `sock` after the check. (kubelet's plugin watcher
- * ignores names starting with a dot, so it never sees the hidden one.)
+ * The name a socket is bound under before it is hard-linked to `sock`: `.<name without .sock>.bind`
+ * beside it. libuv unlinks the name it bound when the listener closes, whatever is there by then; with
+ * this private name our shutdown can never remove a socket another process has put at `sock`. It stays
+ * while the socket is served: removing it at once would leave kubelet's plugin watcher failing to stat
+ * the file its create event named (it ignores names starting with a dot, but only after the stat).
+ */
+export function bindName(sock: string): string {
+  return path.join(path.dirname(sock), `.${path.basename(sock, '.sock')}.bind`);
+}
+
+/**
+ * Binds `server` at `sock` (through bindName(sock)), replacing stale socket files left by a kill -9,
+ * and returns what to remove later. link(2) fails rather than replace anything that appeared at `sock`
+ * since the check.
  */
 export async function bindOwnedSocket(server: grpc.Server, sock: string, mode = 0o600): Promise<OwnedSocket> {
+  const name = bindName(sock);
   if ((await checkSocketPath(sock)) === 'stale') await fsp.rm(sock, { force: true });
-  // Never longer than `sock`'s own name (at least "<2-character driver>-reg.sock"), so it fits sun_path too.
-  const hidden = path.join(path.dirname(sock), `.hpp-${randomBytes(3).toString('hex')}`);
+  // Live, the bind name would be another process starting on this socket.
+  if ((await checkSocketPath(name)) === 'stale') await fsp.rm(name, { force: true });
   await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${hidden}`, grpc.ServerCredentials.createInsecure(), (err) =>
-      err ? reject(new Error(`cannot bind ${hidden} (for ${sock}): ${err.message}`, { cause: err })) : resolve(),
+    server.bindAsync(`unix://${name}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(new Error(`cannot bind ${name} (for ${sock}): ${err.message}`, { cause: err })) : resolve(),
     ),
   );
-  try {
-    await fsp.chmod(hidden, mode);
-    await fsp.link(hidden, sock).catch((err: NodeJS.ErrnoException) => {
-      throw err.code === 'EEXIST'
-        ? new SocketTakenError(`${sock} appeared while this process was binding it: not replacing it`, { cause: err })
-        : new Error(`cannot link ${hidden} to ${sock}: ${err.message}`, { cause: err });
-    });
-  } finally {
-    await fsp.rm(hidden, { force: true });
-  }
+  await fsp.chmod(name, mode);
+  await fsp.link(name, sock).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'EEXIST'
+      ? new SocketTakenError(`${sock} appeared while this process was binding it: not replacing it`, { cause: err })
+      : new Error(`cannot link ${name} to ${sock}: ${err.message}`, { cause: err });
+  });
   const st = await fsp.lstat(sock, { bigint: true });
   return { path: sock, dev: st.dev, ino: st.ino, birthtimeNs: st.birthtimeNs };
 }

@@ -13,6 +13,8 @@ import { kubeletClient, type KubeletClient } from '../helpers/kubelet.js';
 
 const DRIVER = 'kubevirt.io.hostpath-provisioner';
 const SOCKET_NAME = `${DRIVER}-reg.sock`;
+/** What the socket is bound as before it is linked to its name; kubelet's plugin watcher ignores it (leading dot). */
+const BIND_NAME = `.${DRIVER}-reg.bind`;
 /** Where deploy/daemonset.yaml's socket dir puts the CSI socket on the host. */
 const HOST_CSI_SOCKET = `/var/lib/kubelet/plugins/${DRIVER}/csi.sock`;
 
@@ -76,7 +78,7 @@ describe('the daemon with --registration-dir, called as kubelet calls it', () =>
     await cleanupDir(dir);
   });
 
-  it('serves <dir>/<driver name>-reg.sock (root only) once CSI is served, and leaves nothing else in the directory', async () => {
+  it('serves <dir>/<driver name>-reg.sock (root only) once CSI is served; nothing else in the directory but its bind name', async () => {
     expect(servingLine(d).registration).toBe(sock);
     const offered = logLines(d.logs(), 'offering the driver to kubelet');
     expect(offered).toHaveLength(1);
@@ -86,10 +88,11 @@ describe('the daemon with --registration-dir, called as kubelet calls it', () =>
     expect(lstatSync(d.socket).isSocket()).toBe(true);
 
     // kubelet's plugin watcher takes sockets whose names do not start with a dot.
-    expect(readdirSync(registry)).toEqual([SOCKET_NAME]);
+    expect(readdirSync(registry).sort()).toEqual([BIND_NAME, SOCKET_NAME]);
     const st = lstatSync(sock);
     expect(st.isSocket()).toBe(true);
     expect(st.mode & 0o777).toBe(0o600);
+    expect(identity(path.join(registry, BIND_NAME)), 'the bind name is the same socket').toBe(identity(sock));
   });
 
   it('GetInfo answers what kubelet passes to its CSI handler: type, driver name, host path of the CSI socket, 1.0.0', async () => {
@@ -197,9 +200,11 @@ describe('the registration socket is replaced only when stale and removed on exi
     const before = identity(sock);
     await first.kill();
     expect(identity(sock), 'a crash leaves the socket behind').toBe(before);
+    expect(readdirSync(registry).sort()).toEqual([BIND_NAME, SOCKET_NAME]);
 
     const second = await start('a');
     expect(identity(sock)).not.toBe(before);
+    expect(identity(path.join(registry, BIND_NAME)), 'the stale bind name is replaced as well').toBe(identity(sock));
     const kubelet = kubeletClient(sock);
     try {
       expect(await kubelet.getInfo()).toEqual({ type: 'CSIPlugin', name: DRIVER, endpoint: second.socket, supported_versions: ['1.0.0'] });
@@ -265,7 +270,7 @@ describe('KubeletRegistrar in process', () => {
       const registered = identity(sock);
       await new Promise((res) => setTimeout(res, 400));
       expect(identity(sock), 'no more new sockets once registered').toBe(registered);
-      expect(readdirSync(dir)).toEqual([SOCKET_NAME]);
+      expect(readdirSync(dir).sort()).toEqual([BIND_NAME, SOCKET_NAME]);
     } finally {
       await r.close();
     }

@@ -151,10 +151,12 @@ describe('parseCli: registration with kubelet', () => {
     bad(['--registration-dir', DIR, '--kubelet-registration-path', 'csi.sock'], {}, '--kubelet-registration-path "csi.sock" must be an absolute path');
     bad(['--registration-dir', DIR, '--kubelet-registration-path', ''], {}, '--kubelet-registration-path "" must be an absolute path');
     bad(['--registration-dir', DIR, '--kubelet-registration-path', 'unix://csi.sock'], {}, 'must be an absolute path');
-    // sun_path: 107 bytes. The socket name is <driver>-reg.sock, 41 bytes for the default driver.
-    const longDir = `/${'d'.repeat(64)}`;
+    // sun_path: 107 bytes. The socket is <driver>-reg.sock (41 bytes for the default driver), bound first
+    // as .<driver>-reg.bind (42 bytes).
+    const longDir = `/${'d'.repeat(63)}`;
     expect(parseCli([...POOL, '--registration-dir', longDir], {}).registration?.dir).toBe(longDir);
-    bad(['--registration-dir', `${longDir}d`], {}, `--registration-dir: the registration socket ${longDir}d/kubevirt.io.hostpath-provisioner-reg.sock is 108 bytes long; a unix socket path can have at most 107`);
+    bad(['--registration-dir', `${longDir}d`], {}, `--registration-dir: the registration socket's bind name ${longDir}d/.kubevirt.io.hostpath-provisioner-reg.bind is 108 bytes long; a unix socket path can have at most 107`);
+    bad(['--registration-dir', `${longDir}dd`], {}, `--registration-dir: the registration socket ${longDir}dd/kubevirt.io.hostpath-provisioner-reg.sock is 108 bytes long`);
     bad(['--registration-dir', DIR, '--kubelet-registration-path', `/${'k'.repeat(107)}`], {}, 'is 108 bytes long; a unix socket path can have at most 107');
     expect(parseCli([...POOL, '--registration-dir', DIR, '--kubelet-registration-path', `/${'k'.repeat(106)}`], {}).registration?.kubeletEndpoint).toHaveLength(107);
   });
