@@ -1,4 +1,4 @@
-// mount(2), umount2(2) and a statx mount-point test for the daemon, so that publishing a volume costs a system call instead of
+// mount(2), umount2(2), a statx mount-point test and a loop device's status for the daemon, so that publishing a volume costs a system call instead of
 // spawning mount(8) or umount(8). Both run on the libuv thread pool (a mount can block, for instance on
 // a busy filesystem) and settle a promise: resolved with undefined, or rejected with an Error carrying
 // `errno` (a positive number) and `syscall`.
@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <linux/loop.h>
 #include <node_api.h>
 
 #ifndef STATX_ATTR_MOUNT_ROOT
@@ -212,11 +215,57 @@ static napi_value js_is_mount_root(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// loopStatus(device) -> { backingDevice: bigint, backingInode: bigint, flags: number } | null.
+// LOOP_GET_STATUS64 of a loop device: the device and inode of the file that backs it, as the kernel
+// holds them (no path involved), and its LO_FLAGS_*. null when the device backs nothing (ENXIO).
+// Synchronous: an open, an ioctl and a close. The caller serialises it with its own detaches, since a
+// detach that finds the device open is only deferred.
+static napi_value js_loop_status(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result, v;
+  if (!exact_args(env, info, 1, argv, "loopStatus(device) takes 1 argument")) return NULL;
+  char *p;
+  if (!string_arg(env, argv[0], false, MAX_PATH_BYTES, "loopStatus: device must be a path string", &p)) return NULL;
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  int err = errno;
+  free(p);
+  struct loop_info64 li;
+  int rc = -1;
+  if (fd >= 0) {
+    rc = ioctl(fd, LOOP_GET_STATUS64, &li);
+    err = errno;
+    close(fd);
+  }
+  if (rc != 0) {
+    if (err == ENXIO) {
+      napi_get_null(env, &result);
+      return result;
+    }
+    napi_value msg, error, errno_value, syscall;
+    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &error);
+    napi_create_int32(env, err, &errno_value);
+    napi_set_named_property(env, error, "errno", errno_value);
+    napi_create_string_utf8(env, fd < 0 ? "open" : "ioctl(LOOP_GET_STATUS64)", NAPI_AUTO_LENGTH, &syscall);
+    napi_set_named_property(env, error, "syscall", syscall);
+    napi_throw(env, error);
+    return NULL;
+  }
+  napi_create_object(env, &result);
+  napi_create_bigint_uint64(env, li.lo_device, &v);
+  napi_set_named_property(env, result, "backingDevice", v);
+  napi_create_bigint_uint64(env, li.lo_inode, &v);
+  napi_set_named_property(env, result, "backingInode", v);
+  napi_create_uint32(env, li.lo_flags, &v);
+  napi_set_named_property(env, result, "flags", v);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
       {"isMountRoot", NULL, js_is_mount_root, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"loopStatus", NULL, js_loop_status, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { run } from './exec.js';
+import { mountBackend } from './native-mount.js';
 
 export interface LoopDevice {
   name: string;
@@ -102,6 +103,46 @@ export function loopDevicesFor(file: string): Promise<LoopDevice[]> {
   return loopTable.withKey(LOOP_TABLE, () => devicesForUnlocked(file));
 }
 
+/** What the kernel says of one loop device: the file backing it, by identity, and its flags. */
+export interface LoopStatus {
+  backing: FileIdentity;
+  readOnly: boolean;
+  detaching: boolean;
+}
+
+const LO_FLAGS_READ_ONLY = 1;
+const LO_FLAGS_AUTOCLEAR = 4;
+
+async function statusUnlocked(device: string): Promise<LoopStatus | undefined> {
+  if (mountBackend.kind === 'syscall') {
+    let st;
+    try {
+      st = mountBackend.addon.loopStatus(device);
+    } catch (err) {
+      const e = err as Error & { errno?: number; syscall?: string };
+      throw new Error(`${e.syscall ?? 'LOOP_GET_STATUS64'} on ${device}: ${e.message}`);
+    }
+    if (!st) return undefined;
+    return {
+      backing: { dev: devString(st.backingDevice), ino: st.backingInode },
+      readOnly: (st.flags & LO_FLAGS_READ_ONLY) !== 0,
+      detaching: (st.flags & LO_FLAGS_AUTOCLEAR) !== 0,
+    };
+  }
+  const [d] = (await listUnlocked([device]).catch(() => [])).filter((x) => x.name === device && x.backFile !== '');
+  return d && { backing: { dev: d.backDev, ino: d.backIno }, readOnly: d.readOnly, detaching: d.detaching };
+}
+
+/** The kernel's status of one loop device (LOOP_GET_STATUS64); undefined when it backs nothing. */
+export function loopStatus(device: string): Promise<LoopStatus | undefined> {
+  return loopTable.withKey(LOOP_TABLE, () => statusUnlocked(device));
+}
+
+/** Is `status` a usable attachment of that very file? */
+export function usableFor(status: LoopStatus | undefined, file: FileIdentity): boolean {
+  return status !== undefined && !status.detaching && status.backing.dev === file.dev && status.backing.ino === file.ino;
+}
+
 /** The loop device whose node has this rdev ("/dev/loopN"), or undefined when it is not a loop device. */
 export function loopDeviceWithNumber(rdev: bigint): string | undefined {
   const num = devString(rdev);
@@ -140,11 +181,13 @@ export interface LoopTableTurn {
    * silently falls back where the filesystem lacks it.
    */
   attach(file: string, opts: { readOnly: boolean }): Promise<LoopDevice>;
+  /** The kernel's status of one device (see loopStatus). */
+  status(device: string): Promise<LoopStatus | undefined>;
 }
 
 /** Runs `fn` in one turn of the node's loop-table queue (see loopTable). */
 export function withLoopTable<T>(fn: (turn: LoopTableTurn) => Promise<T>): Promise<T> {
-  return loopTable.withKey(LOOP_TABLE, () => fn({ attach: attachUnlocked }));
+  return loopTable.withKey(LOOP_TABLE, () => fn({ attach: attachUnlocked, status: statusUnlocked }));
 }
 
 export function attachLoop(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
@@ -236,15 +279,6 @@ export function holdersOf(device: string): LoopHolder[] {
     holders.push({ pid: Number(pid), command });
   }
   return holders;
-}
-
-/**
- * The kernel's word, without opening the device, on whether `device` is still bound to the file at
- * `file` (as the kernel prints its path) and not detaching. Used right after a bind, inside the queue.
- */
-export function stillBoundTo(device: string, file: string): boolean {
-  const now = sysfsState(device);
-  return now.bound && !now.autoclear && now.backingFile === file;
 }
 
 /** Tell the loop driver the backing file changed size. */

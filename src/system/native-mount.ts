@@ -8,6 +8,8 @@ export interface NativeMount {
   umount2(target: string, flags: number): Promise<void>;
   /** statx's STATX_ATTR_MOUNT_ROOT: false also when the path is missing, null when the kernel cannot tell. */
   isMountRoot(p: string): boolean | null;
+  /** LOOP_GET_STATUS64 of a loop device; null when it backs nothing. Throws with errno/syscall otherwise. */
+  loopStatus(device: string): { backingDevice: bigint; backingInode: bigint; flags: number } | null;
 }
 
 /** mount(2) flags this driver uses (linux/mount.h). */

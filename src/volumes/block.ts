@@ -1,14 +1,16 @@
-import { promises as fsp, realpathSync, statSync } from 'node:fs';
+import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { outOfRange } from '../csi/errors.js';
 import type { Logger } from '../observe/logger.js';
 import {
   detachLoop,
   devString,
+  fileIdentity,
   listLoopDevices,
   loopDeviceWithNumber,
   loopDevicesFor,
-  stillBoundTo,
+  loopStatus,
+  usableFor,
   withLoopTable,
   type DetachOutcome,
   type LoopDevice,
@@ -63,12 +65,12 @@ export async function publishBlock(image: string, target: string, opts: { readOn
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
   const fh = await fsp.open(target, 'a', 0o600);
   await fh.close();
-  const imagePath = realpathSync(image);
+  const identity = await fileIdentity(image);
   return withLoopTable(async (t) => {
     const dev = await t.attach(image, { readOnly: opts.readOnly });
     await bindMount(dev.name, target, { readOnly: opts.readOnly });
     const bound = statSync(target, { bigint: true });
-    if (!bound.isBlockDevice() || devString(bound.rdev) !== dev.devNum || !stillBoundTo(dev.name, imagePath)) {
+    if (!bound.isBlockDevice() || devString(bound.rdev) !== dev.devNum || !usableFor(await t.status(dev.name), identity)) {
       await unmount(target).catch(() => {});
       throw new Error(`${dev.name} stopped backing ${image} while it was bound onto ${target}; the bind was undone`);
     }
@@ -88,14 +90,17 @@ export async function blockTargetState(target: string, image: string): Promise<B
   if (!st?.isBlockDevice()) return { kind: 'other' };
   const device = loopDeviceWithNumber(st.rdev);
   if (!device) return { kind: 'other' };
-  let mine: LoopDevice | undefined;
+  let identity;
   try {
-    mine = (await loopDevicesFor(image)).find((d) => d.devNum === devString(st.rdev));
+    identity = await fileIdentity(image);
   } catch (err) {
+    // With the image gone there is no telling what the device backs: nothing is touched.
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return { kind: 'other' };
   }
-  if (!mine) return { kind: 'stale', device, why: `${device} no longer backs ${image}` };
-  if (mine.detaching) return { kind: 'stale', device, why: `${device} is being detached (marked autoclear)` };
+  const status = await loopStatus(device);
+  if (!status || status.backing.dev !== identity.dev || status.backing.ino !== identity.ino) return { kind: 'stale', device, why: `${device} no longer backs ${image}` };
+  if (status.detaching) return { kind: 'stale', device, why: `${device} is being detached (marked autoclear)` };
   return { kind: 'ours', device };
 }
 

@@ -85,7 +85,8 @@ async function waitUntil(cond: () => boolean, ms = 5_000): Promise<void> {
   }
 }
 
-describe('a block publication reaches its own image, whatever happens to its loop device', () => {
+// Both ways of reading a loop device's status: the addon's LOOP_GET_STATUS64, and losetup without it.
+describe.each(['mount(2)', 'tools'])('a block publication reaches its own image, whatever happens to its loop device (%s)', (backend) => {
   let dir: string;
   let pool: string;
   let d: DriverProcess | undefined;
@@ -98,6 +99,7 @@ describe('a block publication reaches its own image, whatever happens to its loo
     mkdirSync(pool);
     mkdirSync(`${dir}/pods`);
   });
+  const expectBackend = async (drv: DriverProcess) => expect(await drv.waitForLog('"serving CSI"')).toContain(`"mounts":"${backend === 'tools' ? 'mount(8) (HPP_MOUNT_BACKEND=tools)' : 'mount(2)'}"`);
   afterEach(async () => {
     for (const h of holders.splice(0)) await h.release();
     await d?.stop();
@@ -107,7 +109,7 @@ describe('a block publication reaches its own image, whatever happens to its loo
     await cleanupDir(dir);
   });
 
-  const start = async () => (d = await startDriver({ dir, args: ['--pool', `default=${pool}`] }));
+  const start = async () => (d = await startDriver({ dir, args: ['--pool', `default=${pool}`], env: backend === 'tools' ? { HPP_MOUNT_BACKEND: 'tools' } : {} }));
   const image = (name: string) => `${pool}/.hpp/block/${name}.img`;
 
   async function blockVolume(drv: DriverProcess, name: string): Promise<string> {
@@ -131,6 +133,7 @@ describe('a block publication reaches its own image, whatever happens to its loo
 
   it('never reuses a device that is detaching, and never hands it to another volume', async () => {
     const drv = await start();
+    await expectBackend(drv);
     const a = await blockVolume(drv, 'vol-a');
     const b = await blockVolume(drv, 'vol-b');
     const tA = `${dir}/pods/a/dev`;

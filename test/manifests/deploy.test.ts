@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { CONTROLLER_CAPABILITIES } from '../../src/csi/capabilities.js';
+import { CONTROLLER_CAPABILITIES, PLUGIN_SERVICES } from '../../src/csi/capabilities.js';
 import { parseCli } from '../../src/config/options.js';
 import { registrationSocketPath } from '../../src/registration/service.js';
 import { MAX_SOCKET_PATH_BYTES, bindName } from '../../src/registration/socket.js';
@@ -39,6 +39,7 @@ import {
   expandArgs,
   fieldRef,
   flag,
+  grants,
   isCustomResource,
   kustomization,
   kustomizations,
@@ -54,6 +55,7 @@ import {
   yamlFilesInListedDirs,
   type Obj,
 } from './manifests.js';
+import { SIDECARS, effectiveGates, type Need } from './sidecars.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Scopes (loading, schemas and helpers are in ./manifests.ts, shared with the other manifest tests)
@@ -306,8 +308,8 @@ describe('DaemonSet hpp-csi-node', () => {
 
   it('uses pinned sidecar images and the locally built driver image', () => {
     expect(container('hpp-csi-driver').image).toBe('hpp-csi-driver:latest');
-    expect(container('csi-provisioner').image).toBe('registry.k8s.io/sig-storage/csi-provisioner:v5.2.0');
-    expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.15.0');
+    expect(container('csi-provisioner').image).toBe('registry.k8s.io/sig-storage/csi-provisioner:v6.4.0');
+    expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.19.0');
     for (const c of podSpec().containers as Obj[]) {
       if (c.name === 'hpp-csi-driver') continue;
       expect(c.image, c.name).toMatch(/^[^:@]+(:v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$/);
@@ -426,7 +428,8 @@ describe('DaemonSet hpp-csi-node', () => {
       expect(ready?.path).toBe('/readyz');
       expect(portOf(ready)).toBe(8080);
       expect(flag(c.args, 'metrics-address')).toBe(':8080');
-      expect(flag(container('liveness-probe').args, 'health-port')).toBe('9808');
+      expect(flag(container('liveness-probe').args, 'http-endpoint')).toBe(':9808');
+      expect(flag(container('liveness-probe').args, 'health-port'), 'deprecated, and exclusive with --http-endpoint').toBeUndefined();
     });
   });
 
@@ -456,7 +459,7 @@ describe('DaemonSet hpp-csi-node', () => {
         expect(flag(args, f), `--${f}`).toBe('true');
       }
       expect(flag(args, 'immediate-topology')).toBe('false');
-      expect(flag(args, 'feature-gates')?.split(',')).toContain('Topology=true');
+      expect(effectiveGates(SIDECARS['csi-provisioner']!, args).Topology, 'topology on (GA in v6, on by default)').toBe(true);
       // 0 = the pod, 1 = its controller: the DaemonSet (pods come and go with the nodes).
       expect(flag(args, 'capacity-ownerref-level')).toBe('1');
       expect(flag(args, 'leader-election') ?? 'false').toBe('false');
@@ -589,30 +592,40 @@ describe('RBAC', () => {
     }
   });
 
-  // What external-provisioner v5 needs with --node-deployment --enable-capacity
-  // --capacity-ownerref-level=1 and no leader election (its deploy/kubernetes/rbac.yaml).
-  const CLUSTER_NEEDS: [string, string, string[]][] = [
-    ['', 'persistentvolumes', ['get', 'list', 'watch', 'create', 'patch', 'delete']],
-    ['', 'persistentvolumeclaims', ['get', 'list', 'watch', 'update']],
-    ['storage.k8s.io', 'storageclasses', ['get', 'list', 'watch']],
-    ['', 'events', ['list', 'watch', 'create', 'update', 'patch']],
-    ['storage.k8s.io', 'csinodes', ['get', 'list', 'watch']],
-    ['', 'nodes', ['get', 'list', 'watch']],
-    // Restores: the snapshot handle from the claim's VolumeSnapshot and its bound content.
-    ['snapshot.storage.k8s.io', 'volumesnapshots', ['get', 'list']],
-    ['snapshot.storage.k8s.io', 'volumesnapshotcontents', ['get', 'list']],
+  // What the sidecars of the DaemonSet need with their flags, from the one table of them
+  // (./sidecars.ts: csi-provisioner v6.4.0; node-driver-registrar and livenessprobe need nothing).
+  const provisioner = container('csi-provisioner');
+  const provisionerNeeds: Need[] = SIDECARS['csi-provisioner']!.needs({
+    args: expandArgs(provisioner, { NODE_NAME: 'node-1', POD_NAME: 'pod-1', NAMESPACE }),
+    controllerCapabilities: CONTROLLER_CAPABILITIES,
+    pluginCapabilities: new Set<string>(PLUGIN_SERVICES),
+    workloadKind: 'DaemonSet',
+  });
+  // Granted beyond what --node-deployment needs, read only, as upstream's role does (rbac.yaml).
+  const KEPT: Need[] = [
+    { group: 'storage.k8s.io', resource: 'csinodes', verbs: ['get', 'list', 'watch'], scope: 'cluster', why: 'kept' },
+    { group: '', resource: 'nodes', verbs: ['get', 'list', 'watch'], scope: 'cluster', why: 'kept' },
   ];
-  const NAMESPACE_NEEDS: [string, string, string[]][] = [
-    ['storage.k8s.io', 'csistoragecapacities', ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']],
-    ['', 'pods', ['get']],
-  ];
+  const key = (n: Need, v: string) => `${n.group || 'core'}/${n.resource} ${v}`;
 
   it('the node ServiceAccount can do what csi-provisioner needs, cluster-wide and in its namespace', () => {
     const { cluster, namespaced } = saRules(sa);
     const missing: string[] = [];
-    for (const [g, r, verbs] of CLUSTER_NEEDS) for (const v of verbs) if (!allows(cluster, g, r, v)) missing.push(`cluster ${g || 'core'}/${r} ${v}`);
-    for (const [g, r, verbs] of NAMESPACE_NEEDS) for (const v of verbs) if (!allows(namespaced, g, r, v)) missing.push(`${NAMESPACE} ${g || 'core'}/${r} ${v}`);
+    for (const n of [...provisionerNeeds, ...KEPT]) {
+      for (const v of n.verbs) if (!allows(n.scope === 'cluster' ? cluster : namespaced, n.group, n.resource, v)) missing.push(`${n.scope} ${key(n, v)}`);
+    }
     expect(missing).toEqual([]);
+    // The ones the issue was about: restores and the snapshot finalizer sweep of v6.
+    for (const v of ['get', 'list', 'watch', 'update']) expect(allows(cluster, 'snapshot.storage.k8s.io', 'volumesnapshots', v), v).toBe(true);
+  });
+
+  it('and nothing more: no writes it does not make, no leases, nothing of the owner chain but the pod', () => {
+    const { cluster, namespaced } = saRules(sa);
+    const expand = (needs: Need[]) => new Set(needs.flatMap((n) => n.verbs.map((v) => key(n, v))));
+    const clusterWanted = expand([...provisionerNeeds, ...KEPT].filter((n) => n.scope === 'cluster'));
+    expect([...grants(cluster)].filter((g) => !clusterWanted.has(g)).sort()).toEqual([]);
+    const nsWanted = new Set([...clusterWanted, ...expand(provisionerNeeds.filter((n) => n.scope === 'namespace'))]);
+    expect([...grants(namespaced)].filter((g) => !nsWanted.has(g)).sort()).toEqual([]);
   });
 
   it('grants no wildcards and no access to secrets', () => {

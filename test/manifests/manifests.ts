@@ -148,7 +148,7 @@ function metadataErrors(meta: unknown): string[] {
 }
 
 /**
- * VolumeSnapshotClass, snapshot.storage.k8s.io/v1, as external-snapshotter v8.2's CRD
+ * VolumeSnapshotClass, snapshot.storage.k8s.io/v1, as external-snapshotter v8.7.0's CRD
  * (client/config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml) defines it: cluster-scoped;
  * properties apiVersion, kind, metadata, driver (string, required), deletionPolicy (Delete | Retain,
  * required), parameters (map of strings). Unknown fields are reported (the API server prunes them).
@@ -283,6 +283,19 @@ export function containerOf(spec: Obj, name: string): Obj {
   const c = (spec.containers as Obj[]).find((x) => x.name === name);
   if (!c) throw new Error(`no container ${name}`);
   return c;
+}
+
+/**
+ * A container the top-level README shows as a YAML snippet (a ```yaml block holding `- name: <name>`),
+ * for containers deploy/ documents instead of deploying (node-driver-registrar).
+ */
+export function readmeContainer(name: string): Obj {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/^```yaml\n([^]*?)^```$/gm)].map((m) => m[1]!).filter((b) => new RegExp(`^\\s*- name: ${name}$`, 'm').test(b));
+  if (blocks.length !== 1) throw new Error(`README.md: expected one yaml block with container ${name}, found ${blocks.length}`);
+  const parsed = parseYamlText(blocks[0]!, { version: '1.1' }) as unknown;
+  if (!Array.isArray(parsed) || parsed.length !== 1) throw new Error(`README.md: the ${name} block is not a list of one container`);
+  return parsed[0] as Obj;
 }
 
 export function volumeOf(spec: Obj, name: string): Obj {

@@ -46,6 +46,7 @@ import {
   volumeOf,
   type Obj,
 } from './manifests.js';
+import { SIDECARS, effectiveGates, imageRef, type Need } from './sidecars.js';
 
 const ROUTER = 'hpp-snapshot-controller';
 const SECRET = 'hpp-peer-token';
@@ -175,8 +176,8 @@ describe('Deployment hpp-snapshot-controller', () => {
   it('holds the router, csi-snapshotter and csi-resizer, pinned, each with requests, mounting only defined volumes', () => {
     const containers = ctlSpec.containers as Obj[];
     expect(containers.map((c) => c.name)).toEqual([ROUTER, 'csi-snapshotter', 'csi-resizer']);
-    expect(snapshotter.image).toBe('registry.k8s.io/sig-storage/csi-snapshotter:v8.2.0');
-    expect(resizer.image).toBe('registry.k8s.io/sig-storage/csi-resizer:v1.13.1');
+    expect(snapshotter.image).toBe('registry.k8s.io/sig-storage/csi-snapshotter:v8.7.0');
+    expect(resizer.image).toBe('registry.k8s.io/sig-storage/csi-resizer:v2.3.0');
     const volumes = (ctlSpec.volumes as Obj[]).map((v) => v.name);
     const used = new Set<string>();
     for (const c of containers) {
@@ -222,6 +223,8 @@ describe('Deployment hpp-snapshot-controller', () => {
     // --node-deployment is the sidecar's own answer to node-local volumes; here the router does it.
     expect(flag(snapshotter.args, 'node-deployment') ?? 'false').toBe('false');
     expect(flag(snapshotter.args, 'feature-gates') ?? '').not.toMatch(/CSIVolumeGroupSnapshot=true/);
+    // On by default since v8.7: it must be turned off, not merely left alone.
+    expect(effectiveGates(SIDECARS['csi-snapshotter']!, snapshotter.args).CSIVolumeGroupSnapshot).toBe(false);
     expect(flag(snapshotter.args, 'timeout')).toBe('120s');
   });
 
@@ -399,43 +402,33 @@ describe('NetworkPolicy', () => {
 
 describe('RBAC of hpp-snapshot-controller', () => {
   const sa = { name: ctlSpec.serviceAccountName as string, namespace: NAMESPACE };
-  type Need = [string, string, string[]];
-  const EVENTS: Need = ['', 'events', ['list', 'watch', 'create', 'update', 'patch']];
+  // csi-snapshotter and csi-resizer with their flags, against the router's capabilities, from the one
+  // table of the sidecars (./sidecars.ts: external-snapshotter v8.7.0, external-resizer v2.3.0).
+  const sidecarNeeds = ([snapshotter, resizer] as Obj[]).flatMap((c) =>
+    SIDECARS[imageRef(c.image).name]!.needs({
+      args: expandArgs(c, { POD_NAMESPACE: NAMESPACE }),
+      controllerCapabilities: new Set<string>(ROUTER_CONTROLLER_CAPABILITIES),
+      pluginCapabilities: new Set(['CONTROLLER_SERVICE']),
+      workloadKind: 'Deployment',
+    }),
+  );
+  // In the controller's namespace: the router's pod list (the sidecars' leases come from the table).
+  const ROUTER_NEEDS: Need[] = [{ group: '', resource: 'pods', verbs: ['list'], scope: 'namespace', why: 'the router finds the daemons' }];
+  const namespaceNeeds = [...sidecarNeeds.filter((n) => n.scope === 'namespace'), ...ROUTER_NEEDS];
+  const clusterNeeds = sidecarNeeds.filter((n) => n.scope === 'cluster');
 
-  // external-snapshotter v8.2 sidecar (deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml), without
-  // volume group snapshots (and so without "create" on contents, used by them only).
-  const SNAPSHOTTER: Need[] = [
-    EVENTS,
-    ['snapshot.storage.k8s.io', 'volumesnapshotclasses', ['get', 'list', 'watch']],
-    ['snapshot.storage.k8s.io', 'volumesnapshotcontents', ['get', 'list', 'watch', 'update', 'patch']],
-    ['snapshot.storage.k8s.io', 'volumesnapshotcontents/status', ['update', 'patch']],
-  ];
-  // external-resizer v1.13 (deploy/kubernetes/rbac.yaml), with --handle-volume-inuse-error=false and
-  // without the VolumeAttributesClass feature gate.
-  const RESIZER: Need[] = [
-    EVENTS,
-    ['', 'persistentvolumes', ['get', 'list', 'watch', 'patch']],
-    ['', 'persistentvolumeclaims', ['get', 'list', 'watch']],
-    ['', 'persistentvolumeclaims/status', ['patch']],
-  ];
-  const RESIZER_INUSE: Need[] = [['', 'pods', ['get', 'list', 'watch']]];
-  // In the controller's namespace: leader election of both sidecars, and the router's pod list.
-  const NAMESPACE_NEEDS: Need[] = [
-    ['coordination.k8s.io', 'leases', ['get', 'watch', 'list', 'delete', 'update', 'create']],
-    ['', 'pods', ['list']],
-  ];
-
-  const key = ([g, r]: Need, v: string) => `${g || 'core'}/${r} ${v}`;
-  const expand = (needs: Need[]) => new Set(needs.flatMap((n) => n[2].map((v) => key(n, v))));
+  const key = (n: Need, v: string) => `${n.group || 'core'}/${n.resource} ${v}`;
+  const expand = (needs: Need[]) => new Set(needs.flatMap((n) => n.verbs.map((v) => key(n, v))));
   const inUse = (flag(resizer.args, 'handle-volume-inuse-error') ?? 'true') !== 'false';
-  const clusterNeeds = [...SNAPSHOTTER, ...RESIZER, ...(inUse ? RESIZER_INUSE : [])];
 
   it('covers what csi-snapshotter and csi-resizer need cluster-wide, and the namespace needs in its namespace', () => {
     const { cluster, namespaced } = saRules(sa);
     const missing: string[] = [];
-    for (const n of clusterNeeds) for (const v of n[2]) if (!allows(cluster, n[0], n[1], v)) missing.push(`cluster ${key(n, v)}`);
-    for (const n of NAMESPACE_NEEDS) for (const v of n[2]) if (!allows(namespaced, n[0], n[1], v)) missing.push(`${NAMESPACE} ${key(n, v)}`);
+    for (const n of clusterNeeds) for (const v of n.verbs) if (!allows(cluster, n.group, n.resource, v)) missing.push(`cluster ${key(n, v)}`);
+    for (const n of namespaceNeeds) for (const v of n.verbs) if (!allows(namespaced, n.group, n.resource, v)) missing.push(`${NAMESPACE} ${key(n, v)}`);
     expect(missing).toEqual([]);
+    // Both sidecars elect a leader: their Lease in this namespace.
+    expect(namespaceNeeds.some((n) => n.resource === 'leases')).toBe(true);
   });
 
   it('grants nothing more: no pods or leases cluster-wide, no secrets, no group snapshots', () => {
@@ -443,7 +436,7 @@ describe('RBAC of hpp-snapshot-controller', () => {
     const clusterGranted = grants(cluster);
     const clusterWanted = expand(clusterNeeds);
     expect([...clusterGranted].filter((g) => !clusterWanted.has(g)).sort()).toEqual([]);
-    const nsWanted = new Set([...clusterWanted, ...expand(NAMESPACE_NEEDS)]);
+    const nsWanted = new Set([...clusterWanted, ...expand(namespaceNeeds)]);
     expect([...grants(namespaced)].filter((g) => !nsWanted.has(g)).sort()).toEqual([]);
     expect(allows(cluster, '', 'pods', 'list'), 'pods are listed in the controller namespace only').toBe(inUse);
   });
