@@ -45,6 +45,7 @@ import {
   kustomizations,
   listedResources,
   mountAt,
+  readmeContainer,
   objects,
   one,
   parsedFiles,
@@ -450,6 +451,22 @@ describe('DaemonSet hpp-csi-node', () => {
       const registering = (podSpec().containers as Obj[]).filter((c) => flag((c.args ?? []) as string[], 'kubelet-registration-path') !== undefined);
       expect(registering.map((c) => c.name)).toEqual(['hpp-csi-driver']);
       for (const c of podSpec().containers as Obj[]) expect(String(c.image), c.name).not.toMatch(/node-driver-registrar/);
+    });
+
+    it("README.md's node-driver-registrar stand-in takes over the driver's registration as is: same sockets, same volumes, a free port", () => {
+      const c = readmeContainer('node-driver-registrar');
+      const driver = container('hpp-csi-driver');
+      expect(flag(c.args, 'csi-address')).toBe(driverSocket());
+      expect(flag(c.args, 'kubelet-registration-path')).toBe(flag(driver.args, 'kubelet-registration-path'));
+      // Its --plugin-registration-path default, where the driver mounts kubelet's plugins_registry now.
+      expect(flag(c.args, 'plugin-registration-path') ?? '/registration').toBe(flag(driver.args, 'registration-dir'));
+      for (const dir of [path.posix.dirname(driverSocket()), '/registration']) {
+        expect(mountAt(c, dir)?.name, dir).toBe(mountAt(driver, dir)?.name);
+      }
+      const port = Number(flag(c.args, 'http-endpoint')!.split(':').pop());
+      expect((c.ports as Obj[]).map((p) => p.containerPort)).toEqual([port]);
+      const taken = (podSpec().containers as Obj[]).flatMap((x) => ((x.ports ?? []) as Obj[]).map((p) => p.containerPort as number));
+      expect(taken).not.toContain(port);
     });
 
     it('csi-provisioner provisions node-locally with capacity owned by the DaemonSet', () => {
