@@ -7,6 +7,7 @@ import { PeerServer } from './csi/peer-server.js';
 import { readiness, socketAnswers, type CheckResult } from './observe/health.js';
 import { ObserveServer, parseListenAddress, type ListenAddress } from './observe/http.js';
 import { DriverMetrics } from './observe/metrics.js';
+import { KubeletRegistrar } from './registration/registrar.js';
 import { setExecLogger } from './system/exec.js';
 import { mountBackend } from './system/native-mount.js';
 import { VolumeManager } from './volumes/manager.js';
@@ -23,6 +24,8 @@ export interface DriverOptions {
   metricsAddress?: string;
   /** The TCP endpoint the routing controller calls for snapshots and expansion (token required). */
   peer?: { address: string; token: string; tls?: PeerTls };
+  /** Register with kubelet: `dir` is its plugins_registry, `kubeletEndpoint` the CSI socket as kubelet sees it. */
+  registration?: { dir: string; kubeletEndpoint: string };
 }
 
 /** The daemon: pools and volumes reconciled, CSI served on the socket, metrics and health over HTTP. */
@@ -33,6 +36,7 @@ export class DriverApp {
   private readonly http?: ObserveServer;
   private readonly httpAddress?: ListenAddress;
   private readonly peer?: PeerServer;
+  private readonly registrar?: KubeletRegistrar;
   /** The port the peer endpoint listens on once started. */
   peerPort?: number;
   /** The address /metrics is served on once started (the real port when asked for port 0). */
@@ -47,7 +51,14 @@ export class DriverApp {
     this.volumes = new VolumeManager(opts.nodeName, opts.pools.map(
         (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, log.child({ component: 'pool', pool: p.name })),
       ), log.child({ component: 'volumes' }));
-    this.metrics = new DriverMetrics(this.volumes, log.child({ component: 'metrics' }), { version: VERSION });
+    if (opts.registration) {
+      this.registrar = new KubeletRegistrar({ ...opts.registration, driverName: opts.driverName }, log.child({ component: 'registration' }));
+    }
+    const registrar = this.registrar;
+    this.metrics = new DriverMetrics(this.volumes, log.child({ component: 'metrics' }), {
+      version: VERSION,
+      kubeletRegistered: registrar && (() => registrar.state.state === 'registered'),
+    });
     const ctx = { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log };
     this.server = new CsiServer(ctx, log.child({ component: 'csi' }), this.metrics);
     if (opts.peer) this.peer = new PeerServer(ctx, log.child({ component: 'peer' }), opts.peer.token, opts.peer.tls, this.metrics);
@@ -70,11 +81,15 @@ export class DriverApp {
     // volumes) can be watched: /readyz says what is missing until the pools are loaded.
     await this.startHttp();
     try {
+      await this.registrar?.check();
       await this.volumes.start();
       if (this.stopping) return;
       await this.server.listen(this.opts.endpoint);
+      // Only now: kubelet calls NodeGetInfo as soon as it has registered the driver.
+      await this.registrar?.listen();
       if (this.peer && this.opts.peer) this.peerPort = await this.peer.listen(this.opts.peer.address);
     } catch (err) {
+      await this.registrar?.close();
       await this.http?.close();
       throw err;
     }
@@ -88,6 +103,7 @@ export class DriverApp {
         volumes: this.volumes.list().length,
         metrics: this.metricsAddress ?? (this.http ? 'unavailable' : 'off'),
         peerPort: this.peerPort,
+        registration: this.registrar?.socket ?? 'off',
         mounts: mountBackend.kind === 'syscall' ? 'mount(2)' : `mount(8) (${mountBackend.why})`,
         ms: Date.now() - started,
       },
@@ -109,28 +125,29 @@ export class DriverApp {
     }
   }
 
-  /** Liveness: the CSI socket is bound, not shutting down, and accepts connections. */
+  /** Liveness: the CSI socket is bound, not shutting down, and accepts connections; the registration socket (when served) is still ours. */
   async liveness(): Promise<CheckResult> {
     const sock = this.server.servingSocket;
     if (!sock) return { ok: false, problems: [this.stopping ? 'shutting down' : 'CSI socket not served yet'] };
     const why = await socketAnswers(sock);
-    return why ? { ok: false, problems: [why] } : { ok: true, problems: [] };
+    const problems = [...(why ? [why] : []), ...((await this.registrar?.liveness()) ?? [])];
+    return { ok: problems.length === 0, problems };
   }
 
-  /** Readiness: CSI served and every pool there, writable and loaded. */
+  /** Readiness: CSI served, every pool there, writable and loaded, and kubelet's registration (when asked for). */
   async readiness(): Promise<CheckResult> {
     const [live, pools] = await Promise.all([this.liveness(), readiness(this.volumes, 2_000)]);
-    const problems = [...live.problems, ...pools.problems];
+    const problems = [...live.problems, ...pools.problems, ...(this.registrar?.readiness() ?? [])];
     return { ok: problems.length === 0, problems };
   }
 
   /**
-   * Stops taking CSI calls and lets in-flight ones finish, removes the socket, closes the HTTP server
+   * Stops offering the driver to kubelet and taking CSI calls, lets in-flight ones finish, removes the sockets, closes the HTTP server
    * and lets go of the pools. Idempotent: every call gets the same promise.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      await Promise.all([this.server.close(), this.peer?.close()]);
+      await Promise.all([this.registrar?.close(), this.server.close(), this.peer?.close()]);
       await this.http?.close();
       await this.volumes.close();
       this.log.info('stopped');

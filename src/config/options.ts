@@ -1,9 +1,13 @@
 import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DriverOptions } from '../app.js';
+import { socketPath } from '../csi/grpc-server.js';
 import { readToken } from '../csi/peer-auth.js';
 import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
+import { registrationSocketPath } from '../registration/service.js';
+import { MAX_SOCKET_PATH_BYTES, bindName } from '../registration/socket.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
 
@@ -29,6 +33,11 @@ export const USAGE = `Usage: hpp-csi-driver [flags]
   --peer-token-file FILE  shared token every peer call must carry (required with it)  env PEER_TOKEN_FILE
   --peer-tls-cert FILE    serve the peer endpoint over TLS with this cert ...        env PEER_TLS_CERT
   --peer-tls-key FILE     ... and key                                                 env PEER_TLS_KEY
+  --registration-dir DIR  register with kubelet (node-driver-registrar's job): serve DIR/<driver-name>-reg.sock,
+                          DIR being kubelet's plugins_registry as mounted here   env REGISTRATION_DIR (default: off)
+  --kubelet-registration-path PATH
+                          the CSI socket's path as kubelet sees it on the host   env KUBELET_REGISTRATION_PATH
+                                                        (default: the --endpoint path)
   --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
   --version               print the version and exit
   --help                  print this help
@@ -61,6 +70,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
         'peer-token-file': { type: 'string' },
         'peer-tls-cert': { type: 'string' },
         'peer-tls-key': { type: 'string' },
+        'registration-dir': { type: 'string' },
+        'kubelet-registration-path': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -96,7 +107,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
   if (!endpoint.startsWith('unix:///')) throw new ConfigError(`endpoint ${endpoint} must be unix:///absolute/path`);
 
   const pools = parsePools(values, env);
-  return { driverName, nodeName, endpoint, logLevel, pools, showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env) };
+  const registration = registrationOptions(values, env, driverName, endpoint);
+  return { driverName, nodeName, endpoint, logLevel, pools, showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env), registration };
 }
 
 /** The pool flags, each with its environment variable as the fallback. */
@@ -141,4 +153,30 @@ function peerOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv): D
   const keyFile = (values['peer-tls-key'] as string | undefined) ?? env.PEER_TLS_KEY;
   if (!!certFile !== !!keyFile) throw new ConfigError('--peer-tls-cert and --peer-tls-key go together');
   return { address, token, ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}) };
+}
+
+/** --registration-dir and --kubelet-registration-path; undefined when the daemon does not register itself. */
+function registrationOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv, driverName: string, endpoint: string): DriverOptions['registration'] {
+  const dir = (values['registration-dir'] as string | undefined) ?? env.REGISTRATION_DIR ?? '';
+  const kubeletText = (values['kubelet-registration-path'] as string | undefined) ?? (env.KUBELET_REGISTRATION_PATH || undefined);
+  if (dir === '') {
+    if (kubeletText !== undefined) throw new ConfigError('--kubelet-registration-path needs --registration-dir: without it the daemon does not register with kubelet');
+    return undefined;
+  }
+  if (!path.isAbsolute(dir)) throw new ConfigError(`--registration-dir ${JSON.stringify(dir)} must be an absolute path (kubelet's plugins_registry directory as mounted here)`);
+  const socket = registrationSocketPath(path.normalize(dir), driverName);
+  checkSocketLength(socket, `--registration-dir: the registration socket ${socket}`);
+  checkSocketLength(bindName(socket), `--registration-dir: the registration socket's bind name ${bindName(socket)}`);
+  // kubelet dials a plain path; accept the unix:// form --endpoint uses as well.
+  const kubeletEndpoint = kubeletText === undefined ? socketPath(endpoint) : kubeletText.replace(/^unix:\/\//, '');
+  if (!path.isAbsolute(kubeletEndpoint)) {
+    throw new ConfigError(`--kubelet-registration-path ${JSON.stringify(kubeletText)} must be an absolute path: the CSI socket as kubelet sees it on the host`);
+  }
+  checkSocketLength(kubeletEndpoint, `--kubelet-registration-path ${kubeletEndpoint}`);
+  return { dir: path.normalize(dir), kubeletEndpoint };
+}
+
+function checkSocketLength(sock: string, what: string): void {
+  const bytes = Buffer.byteLength(sock);
+  if (bytes > MAX_SOCKET_PATH_BYTES) throw new ConfigError(`${what} is ${bytes} bytes long; a unix socket path can have at most ${MAX_SOCKET_PATH_BYTES}`);
 }

@@ -59,6 +59,8 @@ export interface DriverMetricsOptions {
   defaultMetrics?: boolean;
   /** How long a scrape waits for one pool's figures before leaving them out. */
   poolTimeoutMs?: number;
+  /** Whether kubelet has registered the driver; undefined: the daemon does not register itself (no series). */
+  kubeletRegistered?: () => boolean;
 }
 
 /**
@@ -164,6 +166,18 @@ export class DriverMetrics implements RpcObserver {
         this.set(attachedLoopDevices(self.volumes.list()));
       },
     });
+
+    const kubeletRegistered = opts.kubeletRegistered;
+    if (kubeletRegistered) {
+      new Gauge({
+        name: `${p}kubelet_registered`,
+        help: "1 when kubelet's last NotifyRegistrationStatus said it registered the driver; 0 before it did, or when it reported a failure (logged with kubelet's error).",
+        registers,
+        collect() {
+          this.set(kubeletRegistered() ? 1 : 0);
+        },
+      });
+    }
 
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
   }

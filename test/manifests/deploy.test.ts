@@ -22,6 +22,8 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { CONTROLLER_CAPABILITIES, PLUGIN_SERVICES } from '../../src/csi/capabilities.js';
 import { parseCli } from '../../src/config/options.js';
+import { registrationSocketPath } from '../../src/registration/service.js';
+import { MAX_SOCKET_PATH_BYTES, bindName } from '../../src/registration/socket.js';
 import { LEGACY_POOL_NAME, parsePoolsJson } from '../../src/pools/config.js';
 import { ROUTER_CONTROLLER_CAPABILITIES } from '../../src/router/service.js';
 import { parseParameters } from '../../src/volumes/parameters.js';
@@ -43,6 +45,7 @@ import {
   kustomizations,
   listedResources,
   mountAt,
+  readmeContainer,
   objects,
   one,
   parsedFiles,
@@ -306,7 +309,6 @@ describe('DaemonSet hpp-csi-node', () => {
 
   it('uses pinned sidecar images and the locally built driver image', () => {
     expect(container('hpp-csi-driver').image).toBe('hpp-csi-driver:latest');
-    expect(container('node-driver-registrar').image).toBe('registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0');
     expect(container('csi-provisioner').image).toBe('registry.k8s.io/sig-storage/csi-provisioner:v6.4.0');
     expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.19.0');
     for (const c of podSpec().containers as Obj[]) {
@@ -357,9 +359,36 @@ describe('DaemonSet hpp-csi-node', () => {
         expect(opts.peer?.address).toBe('10.244.1.5:9700');
         expect(opts.peer?.token).toBe('a'.repeat(64));
         expect(opts.peer?.tls, 'TLS is optional and off by default').toBeUndefined();
+        expect(opts.registration).toEqual({ dir: '/registration', kubeletEndpoint: `/var/lib/kubelet/plugins/${DRIVER_NAME}/csi.sock` });
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    // What kubelet v1.34's plugin watcher takes (pkg/kubelet/pluginmanager/pluginwatcher): a unix socket in
+    // <root-dir>/plugins_registry whose name does not start with a dot; its CSI handler then dials
+    // GetInfo's endpoint as a plain path on the host.
+    it('registers itself with kubelet: its socket in kubelet\'s plugins_registry, naming the host path of the CSI socket', () => {
+      const c = container('hpp-csi-driver');
+      const args = expandArgs(c, { NODE_NAME: 'worker-1', POD_IP: '10.244.1.5' });
+      const dir = flag(args, 'registration-dir')!;
+      expect(dir).toBe('/registration');
+      const reg = mountAt(c, dir);
+      expect(reg, `registration dir mounted at ${dir}`).toBeDefined();
+      expect(reg!.readOnly ?? false, 'the driver makes its socket there').toBe(false);
+      const regVolume = volume(reg!.name);
+      expect(regVolume.hostPath).toEqual({ path: '/var/lib/kubelet/plugins_registry', type: 'Directory' });
+
+      const socketVolume = volume(mountAt(c, path.posix.dirname(driverSocket()))!.name);
+      const hostPath = flag(args, 'kubelet-registration-path');
+      expect(hostPath).toBe(`/var/lib/kubelet/plugins/${DRIVER_NAME}/csi.sock`);
+      expect(hostPath).toBe(path.posix.join(socketVolume.hostPath.path, path.posix.basename(driverSocket())));
+
+      const inPod = registrationSocketPath(dir, DRIVER_NAME);
+      const onHost = path.posix.join(regVolume.hostPath.path, path.posix.relative(dir, inPod));
+      expect(onHost).toBe(`/var/lib/kubelet/plugins_registry/${DRIVER_NAME}-reg.sock`);
+      expect(path.posix.basename(onHost).startsWith('.')).toBe(false);
+      for (const p of [inPod, bindName(inPod), onHost, hostPath!]) expect(Buffer.byteLength(p), p).toBeLessThanOrEqual(MAX_SOCKET_PATH_BYTES);
     });
 
     it('mounts the socket dir, kubelet dirs (Bidirectional), /dev and the pools config', () => {
@@ -409,21 +438,35 @@ describe('DaemonSet hpp-csi-node', () => {
     it('all talk to the driver socket through the shared socket dir', () => {
       const socket = driverSocket();
       const socketVolume = mountAt(container('hpp-csi-driver'), path.posix.dirname(socket))!.name;
-      for (const name of ['node-driver-registrar', 'csi-provisioner', 'liveness-probe']) {
+      for (const name of ['csi-provisioner', 'liveness-probe']) {
         const c = container(name);
         expect(flag(c.args, 'csi-address'), name).toBe(socket);
         expect(mountAt(c, path.posix.dirname(socket))?.name, name).toBe(socketVolume);
       }
     });
 
-    it('node-driver-registrar registers the host path of that socket with kubelet', () => {
-      const c = container('node-driver-registrar');
-      const socketVolume = volume(mountAt(container('hpp-csi-driver'), path.posix.dirname(driverSocket()))!.name);
-      expect(flag(c.args, 'kubelet-registration-path')).toBe(`/var/lib/kubelet/plugins/${DRIVER_NAME}/csi.sock`);
-      expect(flag(c.args, 'kubelet-registration-path')).toBe(path.posix.join(socketVolume.hostPath.path, path.posix.basename(driverSocket())));
-      const reg = mountAt(c, '/registration');
-      expect(reg, 'registration dir mounted at /registration').toBeDefined();
-      expect(volume(reg!.name).hostPath?.path).toBe('/var/lib/kubelet/plugins_registry');
+    it('none of them is node-driver-registrar: the driver registers itself, and two registrations of one driver fight in kubelet', () => {
+      const names = (podSpec().containers as Obj[]).map((c) => c.name);
+      expect(names).not.toContain('node-driver-registrar');
+      const registering = (podSpec().containers as Obj[]).filter((c) => flag((c.args ?? []) as string[], 'kubelet-registration-path') !== undefined);
+      expect(registering.map((c) => c.name)).toEqual(['hpp-csi-driver']);
+      for (const c of podSpec().containers as Obj[]) expect(String(c.image), c.name).not.toMatch(/node-driver-registrar/);
+    });
+
+    it("README.md's node-driver-registrar stand-in takes over the driver's registration as is: same sockets, same volumes, a free port", () => {
+      const c = readmeContainer('node-driver-registrar');
+      const driver = container('hpp-csi-driver');
+      expect(flag(c.args, 'csi-address')).toBe(driverSocket());
+      expect(flag(c.args, 'kubelet-registration-path')).toBe(flag(driver.args, 'kubelet-registration-path'));
+      // Its --plugin-registration-path default, where the driver mounts kubelet's plugins_registry now.
+      expect(flag(c.args, 'plugin-registration-path') ?? '/registration').toBe(flag(driver.args, 'registration-dir'));
+      for (const dir of [path.posix.dirname(driverSocket()), '/registration']) {
+        expect(mountAt(c, dir)?.name, dir).toBe(mountAt(driver, dir)?.name);
+      }
+      const port = Number(flag(c.args, 'http-endpoint')!.split(':').pop());
+      expect((c.ports as Obj[]).map((p) => p.containerPort)).toEqual([port]);
+      const taken = (podSpec().containers as Obj[]).flatMap((x) => ((x.ports ?? []) as Obj[]).map((p) => p.containerPort as number));
+      expect(taken).not.toContain(port);
     });
 
     it('csi-provisioner provisions node-locally with capacity owned by the DaemonSet', () => {

@@ -285,6 +285,19 @@ export function containerOf(spec: Obj, name: string): Obj {
   return c;
 }
 
+/**
+ * A container the top-level README shows as a YAML snippet (a ```yaml block holding `- name: <name>`),
+ * for containers deploy/ documents instead of deploying (node-driver-registrar).
+ */
+export function readmeContainer(name: string): Obj {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/^```yaml\n([^]*?)^```$/gm)].map((m) => m[1]!).filter((b) => new RegExp(`^\\s*- name: ${name}$`, 'm').test(b));
+  if (blocks.length !== 1) throw new Error(`README.md: expected one yaml block with container ${name}, found ${blocks.length}`);
+  const parsed = parseYamlText(blocks[0]!, { version: '1.1' }) as unknown;
+  if (!Array.isArray(parsed) || parsed.length !== 1) throw new Error(`README.md: the ${name} block is not a list of one container`);
+  return parsed[0] as Obj;
+}
+
 export function volumeOf(spec: Obj, name: string): Obj {
   const v = (spec.volumes as Obj[]).find((x) => x.name === name);
   if (!v) throw new Error(`no volume ${name}`);

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { CONTROLLER_CAPABILITIES, PLUGIN_SERVICES } from '../../src/csi/capabilities.js';
 import { ROUTER_CONTROLLER_CAPABILITIES } from '../../src/router/service.js';
-import { NAMESPACE, all, allows, expandArgs, saRules, type Obj } from './manifests.js';
+import { NAMESPACE, all, allows, expandArgs, one, readmeContainer, saRules, type Obj } from './manifests.js';
 import { SIDECARS, effectiveGates, flagProblems, imageRef, type Need, type Sidecar, type SidecarContext } from './sidecars.js';
 
 interface Found {
@@ -23,6 +23,15 @@ const found: Found[] = [...all('DaemonSet'), ...all('Deployment')].flatMap((w) =
     .filter((c) => imageRef(c.image).name !== DRIVER_IMAGE)
     .map((c) => ({ label: `${w.kind} ${w.metadata.name} container ${c.name}`, workload: w, container: c, sidecar: SIDECARS[imageRef(c.image).name] })),
 );
+// The driver registers itself with kubelet; README.md shows node-driver-registrar as the stand-in for
+// that, and its snippet is held to the same checks as a deployed sidecar.
+const standIn = readmeContainer('node-driver-registrar');
+found.push({
+  label: 'README.md node-driver-registrar (stand-in in DaemonSet hpp-csi-node)',
+  workload: one('DaemonSet', 'hpp-csi-node'),
+  container: standIn,
+  sidecar: SIDECARS[imageRef(standIn.image).name],
+});
 
 /** The capabilities of the CSI endpoint a workload's sidecars talk to: the driver, or the router. */
 function endpointOf(w: Obj): Pick<SidecarContext, 'controllerCapabilities' | 'pluginCapabilities'> {
@@ -55,7 +64,7 @@ function saOf(w: Obj): { name: string; namespace: string } {
 }
 
 describe('CSI sidecars: pinned releases', () => {
-  it('every container besides the driver is a sidecar this test knows, and each of the five is deployed', () => {
+  it('every container besides the driver is a sidecar this test knows, and each of the five is deployed (node-driver-registrar as the README\'s stand-in)', () => {
     expect(found.filter((f) => !f.sidecar).map((f) => `${f.label}: ${f.container.image}`)).toEqual([]);
     expect(new Set(found.map((f) => f.sidecar?.image))).toEqual(new Set(Object.keys(SIDECARS)));
   });

@@ -197,6 +197,15 @@ describe('DriverMetrics', () => {
     expect(await readiness(fakeSource([{ name: 'good', ready: true }]))).toEqual({ ok: true, problems: [] });
   });
 
+  it('hpp_kubelet_registered follows kubelet\'s verdict, and is there only when the daemon registers itself', async () => {
+    expect(samples(await new DriverMetrics(fakeSource([]), silentLogger(), { version: '1', defaultMetrics: false }).render()).has('hpp_kubelet_registered')).toBe(false);
+    let registered = false;
+    const m = new DriverMetrics(fakeSource([]), silentLogger(), { version: '1', defaultMetrics: false, kubeletRegistered: () => registered });
+    expect(samples(await m.render()).get('hpp_kubelet_registered')).toBe(0);
+    registered = true;
+    expect(samples(await m.render()).get('hpp_kubelet_registered')).toBe(1);
+  });
+
   it('several registries live side by side in one process', async () => {
     const a = new DriverMetrics(fakeSource([]), silentLogger(), { version: 'a' });
     const b = new DriverMetrics(fakeSource([]), silentLogger(), { version: 'b' });

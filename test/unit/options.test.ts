@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, parseCli } from '../../src/config/options.js';
+import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, USAGE, parseCli } from '../../src/config/options.js';
 import { ConfigError } from '../../src/pools/config.js';
 
 const POOL = ['--pool', 'default=/var/hpp'];
@@ -111,5 +111,58 @@ describe('parseCli', () => {
   it('--version and --help need no pools', () => {
     expect(parseCli(['--version'], {}).showVersion).toBe(true);
     expect(parseCli(['--help'], {}).showHelp).toBe(true);
+  });
+});
+
+describe('parseCli: registration with kubelet', () => {
+  const DIR = '/registration';
+  const HOST = '/var/lib/kubelet/plugins/kubevirt.io.hostpath-provisioner/csi.sock';
+
+  it('is off unless --registration-dir (or REGISTRATION_DIR) is given; "" turns it off', () => {
+    expect(parseCli(POOL, {}).registration).toBeUndefined();
+    expect(parseCli([...POOL, '--registration-dir', ''], { REGISTRATION_DIR: DIR }).registration).toBeUndefined();
+  });
+
+  it('kubelet reaches the CSI socket at --kubelet-registration-path, by default at the --endpoint path', () => {
+    expect(parseCli([...POOL, '--registration-dir', DIR, '--kubelet-registration-path', HOST], {}).registration).toEqual({ dir: DIR, kubeletEndpoint: HOST });
+    expect(parseCli([...POOL, '--endpoint', 'unix:///run/hpp/csi.sock', '--registration-dir', DIR], {}).registration).toEqual({ dir: DIR, kubeletEndpoint: '/run/hpp/csi.sock' });
+    // The unix:// form of --endpoint is taken too; kubelet is given the plain path it dials.
+    expect(parseCli([...POOL, '--registration-dir', DIR, `--kubelet-registration-path=unix://${HOST}`], {}).registration?.kubeletEndpoint).toBe(HOST);
+    expect(parseCli([...POOL, '--registration-dir', '/registration/./sub/..//'], {}).registration?.dir).toBe('/registration/');
+  });
+
+  it('environment variables are the equivalents of the flags, and flags win', () => {
+    expect(parseCli(POOL, { REGISTRATION_DIR: DIR, KUBELET_REGISTRATION_PATH: HOST }).registration).toEqual({ dir: DIR, kubeletEndpoint: HOST });
+    expect(parseCli(POOL, { REGISTRATION_DIR: DIR, KUBELET_REGISTRATION_PATH: '' }).registration).toEqual({ dir: DIR, kubeletEndpoint: '/csi/csi.sock' });
+    expect(parseCli([...POOL, '--registration-dir', '/r2', '--kubelet-registration-path', '/h2.sock'], { REGISTRATION_DIR: DIR, KUBELET_REGISTRATION_PATH: HOST }).registration).toEqual({
+      dir: '/r2',
+      kubeletEndpoint: '/h2.sock',
+    });
+  });
+
+  it('bad flags are ConfigErrors that say what is wrong', () => {
+    const bad = (args: string[], env: NodeJS.ProcessEnv, message: string) => {
+      expect(() => parseCli([...POOL, ...args], env), args.join(' ')).toThrow(ConfigError);
+      expect(() => parseCli([...POOL, ...args], env), args.join(' ')).toThrow(message);
+    };
+    bad(['--kubelet-registration-path', HOST], {}, '--kubelet-registration-path needs --registration-dir');
+    bad([], { KUBELET_REGISTRATION_PATH: HOST }, '--kubelet-registration-path needs --registration-dir');
+    bad(['--registration-dir', 'registration'], {}, '--registration-dir "registration" must be an absolute path');
+    bad(['--registration-dir', DIR, '--kubelet-registration-path', 'csi.sock'], {}, '--kubelet-registration-path "csi.sock" must be an absolute path');
+    bad(['--registration-dir', DIR, '--kubelet-registration-path', ''], {}, '--kubelet-registration-path "" must be an absolute path');
+    bad(['--registration-dir', DIR, '--kubelet-registration-path', 'unix://csi.sock'], {}, 'must be an absolute path');
+    // sun_path: 107 bytes. The socket is <driver>-reg.sock (41 bytes for the default driver), bound first
+    // as .<driver>-reg.bind (42 bytes).
+    const longDir = `/${'d'.repeat(63)}`;
+    expect(parseCli([...POOL, '--registration-dir', longDir], {}).registration?.dir).toBe(longDir);
+    bad(['--registration-dir', `${longDir}d`], {}, `--registration-dir: the registration socket's bind name ${longDir}d/.kubevirt.io.hostpath-provisioner-reg.bind is 108 bytes long; a unix socket path can have at most 107`);
+    bad(['--registration-dir', `${longDir}dd`], {}, `--registration-dir: the registration socket ${longDir}dd/kubevirt.io.hostpath-provisioner-reg.sock is 108 bytes long`);
+    bad(['--registration-dir', DIR, '--kubelet-registration-path', `/${'k'.repeat(107)}`], {}, 'is 108 bytes long; a unix socket path can have at most 107');
+    expect(parseCli([...POOL, '--registration-dir', DIR, '--kubelet-registration-path', `/${'k'.repeat(106)}`], {}).registration?.kubeletEndpoint).toHaveLength(107);
+  });
+
+  it('--help lists both flags', () => {
+    expect(USAGE).toContain('--registration-dir DIR');
+    expect(USAGE).toContain('--kubelet-registration-path PATH');
   });
 });
