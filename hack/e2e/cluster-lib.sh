@@ -70,7 +70,8 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---- the record: one line per thing up made, undone by down in reverse order -------------------
 # Kinds: mkdir PATH | mount PATH | bind-self PATH | sysctl-bind KEY VALUE | link NAME |
-#        loop DEV FILE | pid NAME (pid file $PIDS/NAME.pid) | cgroups NAME (kubepods etc.)
+#        loop DEV FILE | pid NAME (pid file $PIDS/NAME.pid) | cgroups NAME (kubepods etc.) |
+#        kubelet-root PATH (where kubelet's mounts are: unmounted, not removed)
 record() { printf '%s\n' "$*" >>"$RECORD"; }
 
 # mkdir -p that records each directory it created (outermost first), for down to remove.
