@@ -5,6 +5,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, unlinkSync
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { bindName } from '../../src/system/unix-socket.js';
 import { DRIVER_JS, MOUNT_CAP, ROOT, cleanupDir, connect, scratchDir, startDriver, type Clients, type DriverProcess } from '../helpers/driver.js';
 
 const ROUTER_JS = path.join(ROOT, 'dist/cmd/hpp-snapshot-controller.js');
@@ -18,9 +19,13 @@ interface Run {
   stop(): Promise<void>;
 }
 
-/** Starts a built command; `outcome` settles when it prints `ready` or exits, whichever comes first. */
-function run(js: string, args: string[], ready: string): Run {
-  const child = spawn(process.execPath, [js, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts a built command (`node js args`, under `wrapper` if given); `outcome` settles when it prints
+ * `ready` or exits, whichever comes first.
+ */
+function run(js: string, args: string[], ready: string, wrapper: string[] = []): Run {
+  const argv = [...wrapper, process.execPath, js, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const outcome = new Promise<'served' | number | null>((resolve) => {
@@ -45,8 +50,8 @@ function run(js: string, args: string[], ready: string): Run {
 }
 
 /** Runs a command that is expected to refuse to start; one that serves instead is stopped (SIGTERM). */
-async function refusal(js: string, args: string[], ready: string): Promise<{ code: 'served' | number | null; out: string }> {
-  const r = run(js, args, ready);
+async function refusal(js: string, args: string[], ready: string, wrapper?: string[]): Promise<{ code: 'served' | number | null; out: string }> {
+  const r = run(js, args, ready, wrapper);
   const code = await Promise.race([r.outcome, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 20_000))]);
   if (code === 'served' || code === 'timeout') await r.stop();
   return { code: code === 'timeout' ? null : code, out: r.out() };
@@ -102,6 +107,13 @@ describe('hpp-csi-driver: a second daemon on a live endpoint', () => {
     expect(inode(sock)).toBe(ino);
     expect(readFileSync(path.join(pool, '.hpp', 'daemon.lock'), 'utf8')).toBe(poolLock);
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).toBe(mountsBefore);
+  });
+
+  it('from another PID and network namespace (another pod), it says what it can: the pid in the lock file', async () => {
+    const ino = inode(sock);
+    const res = await refusal(DRIVER_JS, driverArgs(sock, pool, ['--metrics-address', 'off']), '"serving CSI"', ['unshare', '--pid', '--fork', '--mount-proc', '--net']);
+    expectRefused(res, new RegExp(`another PID namespace \\(pid ${first.child.pid} there, as ${sock}\\.lock says\\)`));
+    expect(inode(sock)).toBe(ino);
   });
 
   it('the first daemon still serves afterwards: Probe, CreateVolume, NodePublishVolume', async () => {
@@ -196,6 +208,17 @@ describe('hpp-csi-driver: the socket path at start', () => {
     } finally {
       c.close();
     }
+  });
+
+  it('a socket path too long for the private bind name is bound as it is, and still guarded', async () => {
+    const pool = freshPool('long');
+    const sock = path.join(dir, `${'l'.repeat(99 - dir.length)}.sock`);
+    expect(bindName(sock)).toBeUndefined();
+    const d = await startDriver({ dir, socket: sock, args: ['--pool', `default=${pool}`] });
+    daemons.push(d);
+    expectRefused(await refusal(DRIVER_JS, driverArgs(sock, pool, ['--metrics-address', 'off']), '"serving CSI"'), new RegExp(`pid ${d.child.pid}\\b`));
+    expect(await d.stop()).toBe(0);
+    expect(existsSync(sock)).toBe(false);
   });
 
   it('on exit a daemon leaves alone a socket that another process made since', async () => {
