@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { DriverApp } from '../src/app.js';
 import { USAGE, parseCli } from '../src/config/options.js';
+import { EndpointTakenError } from '../src/csi/socket-claim.js';
 import { createLogger } from '../src/observe/logger.js';
 import { ConfigError } from '../src/pools/config.js';
 import { VERSION } from '../src/version.js';
@@ -52,6 +53,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`hpp-csi-driver: ${err instanceof Error ? err.stack : String(err)}\n`);
+  // An endpoint taken is an expected refusal: its message says it all.
+  const text = err instanceof EndpointTakenError ? err.message : err instanceof Error ? err.stack : String(err);
+  process.stderr.write(`hpp-csi-driver: ${text}\n`);
   process.exit(1);
 });

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { readToken } from '../src/csi/peer-auth.js';
 import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT } from '../src/config/options.js';
+import { EndpointTakenError } from '../src/csi/socket-claim.js';
 import { createLogger } from '../src/observe/logger.js';
 import { RouterApp } from '../src/router/app.js';
 import { KubernetesPeers, StaticPeers, type PeerResolver } from '../src/router/peers.js';
@@ -125,6 +126,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`hpp-snapshot-controller: ${err instanceof Error ? err.stack : String(err)}\n`);
+  // An endpoint taken is an expected refusal: its message says it all.
+  const text = err instanceof EndpointTakenError ? err.message : err instanceof Error ? err.stack : String(err);
+  process.stderr.write(`hpp-snapshot-controller: ${text}\n`);
   process.exit(1);
 });

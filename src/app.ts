@@ -77,20 +77,24 @@ export class DriverApp {
 
   async start(): Promise<void> {
     const started = Date.now();
-    // Metrics and health first, so that a slow start (formatting a device pool, reconciling many
+    // The endpoint before anything else: a second daemon started on it must leave the socket, the
+    // metrics port, the pools and their mounts to the one serving.
+    await this.server.claim(this.opts.endpoint);
+    // Metrics and health next, so that a slow start (formatting a device pool, reconciling many
     // volumes) can be watched: /readyz says what is missing until the pools are loaded.
     await this.startHttp();
     try {
       await this.registrar?.check();
       await this.volumes.start();
       if (this.stopping) return;
-      await this.server.listen(this.opts.endpoint);
+      await this.server.listen();
       // Only now: kubelet calls NodeGetInfo as soon as it has registered the driver.
       await this.registrar?.listen();
       if (this.peer && this.opts.peer) this.peerPort = await this.peer.listen(this.opts.peer.address);
     } catch (err) {
       await this.registrar?.close();
       await this.http?.close();
+      await this.server.close(0);
       throw err;
     }
     if (this.stopping) return;

@@ -1,5 +1,4 @@
 import * as grpc from '@grpc/grpc-js';
-import { promises as fsp } from 'node:fs';
 import type { Logger } from '../observe/logger.js';
 import type { DriverContext } from './context.js';
 import { controllerService } from './controller.js';
@@ -7,11 +6,12 @@ import { identityService } from './identity.js';
 import { nodeService } from './node.js';
 import { loadCsi } from './proto.js';
 import { bindService, type RpcObserver } from './rpc.js';
-import { bindUnixSocket, shutdownGracefully } from './grpc-server.js';
-
+import { shutdownGracefully } from './grpc-server.js';
+import { SocketClaim } from './socket-claim.js';
 
 export class CsiServer {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.enable_channelz': 0 });
+  private claimed?: SocketClaim;
   private sock?: string;
   private closing?: Promise<void>;
 
@@ -22,9 +22,19 @@ export class CsiServer {
     this.server.addService(csi.Node.service, bindService(nodeService(ctx), log, observer));
   }
 
-  /** Binds the unix socket, replacing a stale socket file left by a previous run. */
-  async listen(endpoint: string): Promise<void> {
-    this.sock = await bindUnixSocket(this.server, endpoint);
+  /**
+   * Takes the endpoint for this process (see SocketClaim) before anything else starts: an
+   * EndpointTakenError, with nothing changed, when another process serves or is starting on it.
+   */
+  async claim(endpoint: string): Promise<void> {
+    this.claimed ??= await SocketClaim.take(endpoint);
+  }
+
+  /** Binds the claimed socket, replacing a stale socket file left by a previous run. */
+  async listen(): Promise<void> {
+    if (!this.claimed) throw new Error('CsiServer.listen() before claim()');
+    await this.claimed.bind(this.server);
+    this.sock = this.claimed.path;
   }
 
   /** The socket file while the server takes calls (bound and not closing); undefined otherwise. */
@@ -32,14 +42,18 @@ export class CsiServer {
     return this.closing ? undefined : this.sock;
   }
 
-  /** Stops taking calls, lets in-flight ones finish (up to graceMs), removes the socket. Idempotent. */
+  /**
+   * Removes the socket (if still ours) and stops taking calls, lets in-flight ones finish (up to
+   * graceMs), then lets go of the endpoint. Idempotent.
+   */
   close(graceMs = 10_000): Promise<void> {
     this.closing ??= this.shutdown(graceMs);
     return this.closing;
   }
 
   private async shutdown(graceMs: number): Promise<void> {
+    await this.claimed?.withdraw();
     await shutdownGracefully(this.server, graceMs);
-    if (this.sock) await fsp.rm(this.sock, { force: true });
+    await this.claimed?.release();
   }
 }

@@ -1,7 +1,6 @@
-import { promises as fsp } from 'node:fs';
-import net from 'node:net';
 import type { Pool } from '../pools/pool.js';
 import type { QuotaBackend } from '../pools/quota.js';
+import { probeUnixSocket } from '../system/unix-socket.js';
 import type { VolumeManager } from '../volumes/manager.js';
 
 /** The outcome of a health check: ok, or the reasons it is not. */
@@ -77,20 +76,17 @@ export async function readiness(volumes: VolumeSource, loadTimeoutMs?: number): 
  * nothing is logged or counted per probe); undefined when it answered, else why not.
  */
 export async function socketAnswers(sock: string, timeoutMs = 1_000): Promise<string | undefined> {
-  const st = await fsp.lstat(sock).catch((err: NodeJS.ErrnoException) => err);
-  if (st instanceof Error) return `CSI socket ${sock} is missing (${st.code ?? st.message})`;
-  if (!st.isSocket()) return `${sock} is not a socket`;
-  return new Promise((resolve) => {
-    const conn = net.connect({ path: sock });
-    const done = (why: string | undefined) => {
-      clearTimeout(timer);
-      conn.removeAllListeners();
-      conn.on('error', () => {});
-      conn.destroy();
-      resolve(why);
-    };
-    const timer = setTimeout(() => done(`CSI socket ${sock} did not accept a connection within ${timeoutMs} ms`), timeoutMs);
-    conn.once('connect', () => done(undefined));
-    conn.once('error', (err: NodeJS.ErrnoException) => done(`CSI socket ${sock} refuses connections (${err.code ?? err.message})`));
-  });
+  const s = await probeUnixSocket(sock, timeoutMs);
+  switch (s.state) {
+    case 'live':
+      return undefined;
+    case 'absent':
+      return `CSI socket ${sock} is missing`;
+    case 'not-socket':
+      return `${sock} is not a socket`;
+    case 'stale':
+      return `CSI socket ${sock} refuses connections (ECONNREFUSED)`;
+    case 'unknown':
+      return `CSI socket ${sock} does not accept connections (${s.cause.message})`;
+  }
 }

@@ -1,8 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
-import { promises as fsp } from 'node:fs';
 import { loadCsi } from '../csi/proto.js';
 import { bindService } from '../csi/rpc.js';
-import { bindUnixSocket, shutdownGracefully } from '../csi/grpc-server.js';
+import { shutdownGracefully } from '../csi/grpc-server.js';
+import { SocketClaim } from '../csi/socket-claim.js';
 import type { Logger } from '../observe/logger.js';
 import { routerServices, type RouterOptions } from './service.js';
 
@@ -10,7 +10,7 @@ import { routerServices, type RouterOptions } from './service.js';
 export class RouterApp {
   private readonly server = new grpc.Server();
   private readonly services: ReturnType<typeof routerServices>;
-  private sock?: string;
+  private claim?: SocketClaim;
 
   constructor(
     private readonly opts: RouterOptions & { endpoint: string },
@@ -23,15 +23,17 @@ export class RouterApp {
     this.server.addService(csi.Controller.service, bindService(this.services.controller, rpcLog));
   }
 
+  /** An EndpointTakenError, with nothing changed, when another process serves or is starting on the endpoint. */
   async start(): Promise<void> {
-    const sock = await bindUnixSocket(this.server, this.opts.endpoint);
-    this.sock = sock;
+    this.claim = await SocketClaim.take(this.opts.endpoint);
+    await this.claim.bind(this.server);
     this.log.info({ endpoint: this.opts.endpoint, driver: this.opts.driverName }, 'serving snapshot router');
   }
 
   async stop(): Promise<void> {
+    await this.claim?.withdraw();
     await shutdownGracefully(this.server, 10_000);
     this.services.close();
-    if (this.sock) await fsp.rm(this.sock, { force: true });
+    await this.claim?.release();
   }
 }

@@ -59,12 +59,13 @@ function promisify<M extends string>(client: grpc.Client, service: grpc.ServiceC
   return out;
 }
 
-export function connect(endpoint: string): Clients {
+/** Clients for the three CSI services; `options` e.g. `{ 'grpc.use_local_subchannel_pool': 1 }` for a connection of their own. */
+export function connect(endpoint: string, options?: grpc.ChannelOptions): Clients {
   const csi = loadCsi();
   const creds = grpc.credentials.createInsecure();
-  const id = new csi.Identity(endpoint, creds);
-  const ctl = new csi.Controller(endpoint, creds);
-  const nd = new csi.Node(endpoint, creds);
+  const id = new csi.Identity(endpoint, creds, options);
+  const ctl = new csi.Controller(endpoint, creds, options);
+  const nd = new csi.Node(endpoint, creds, options);
   return {
     identity: promisify(id, csi.Identity),
     controller: promisify(ctl, csi.Controller),
@@ -126,11 +127,12 @@ export function scratchDir(prefix: string): string {
 
 /**
  * Start the built daemon (dist/) as a child process on its own socket and wait until it serves.
- * `args` are extra driver flags, typically --pool NAME=DIR.
+ * `args` are extra driver flags, typically --pool NAME=DIR; `socket` a path to serve on (default: a
+ * fresh one in `dir`).
  */
-export async function startDriver(opts: { dir: string; args: string[]; node?: string; env?: Record<string, string> }): Promise<DriverProcess> {
+export async function startDriver(opts: { dir: string; args: string[]; node?: string; env?: Record<string, string>; socket?: string }): Promise<DriverProcess> {
   if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' before the tests`);
-  const socket = path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const socket = opts.socket ?? path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`);
   const endpoint = `unix://${socket}`;
   // Metrics off unless a test asks (a later flag wins): parallel daemons must not fight over :8080.
   const child = spawn(process.execPath, [DRIVER_JS, '--endpoint', endpoint, '--node-name', opts.node ?? 'test-node', '--log-level', 'debug', '--metrics-address', 'off', ...opts.args], {

@@ -26,6 +26,12 @@ function tree(root: string): string[] {
   return out.sort();
 }
 
+/** The daemon's own files beside its pools: its socket and the lock file that goes with it. */
+function socketFiles(d: DriverProcess): string[] {
+  const sock = path.basename(d.socket);
+  return [sock, `${sock}.lock`];
+}
+
 function cap(mode: string, type: 'mount' | 'block' = 'mount'): Msg {
   return type === 'mount' ? { access_mode: { mode }, mount: { fs_type: '', mount_flags: [] } } : { access_mode: { mode }, block: {} };
 }
@@ -64,7 +70,7 @@ describe('validation against a running daemon', () => {
       expect(err.details).toMatch(/name/);
     }
     expect(tree(pool)).toEqual(before);
-    expect(readdirSync(path.dirname(pool)).filter((e) => e !== 'pool' && !e.endsWith('.sock'))).toEqual([]);
+    expect(readdirSync(path.dirname(pool)).filter((e) => e !== 'pool' && !socketFiles(d).includes(e))).toEqual([]);
   });
 
   it('names up to 128 characters from the allowed set are accepted', async () => {
@@ -321,7 +327,7 @@ describe('pool missing at start', () => {
     await expectCode(d.clients.controller.CreateVolume({ name: 'early', volume_capabilities: [MOUNT_CAP] }), 'UNAVAILABLE');
     expect((await d.clients.controller.GetCapacity({})).available_capacity).toBe('0');
     // The driver never creates a pool root itself: a missing root is a missing disk.
-    expect(readdirSync(dir).filter((e) => !e.endsWith('.sock'))).toEqual([]);
+    expect(readdirSync(dir).filter((e) => !socketFiles(d).includes(e))).toEqual([]);
 
     mkdirSync(path.join(dir, 'later'));
     expect((await d.clients.identity.Probe({})).ready?.value).toBe(true);
