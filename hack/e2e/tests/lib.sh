@@ -141,10 +141,14 @@ EOF
 }
 
 # pod NAME VOLUME...: a busybox pod that idles (and stops at once on TERM), with each VOLUME, written
-# fs:CLAIM (mounted at /data/CLAIM) or block:CLAIM (the device /dev/CLAIM).
+# fs:CLAIM (mounted at /data/CLAIM) or block:CLAIM (the device /dev/CLAIM). With POD_SCRIPT set, the
+# pod runs that shell script instead of idling.
+IDLE_SCRIPT="trap 'exit 0' TERM; while :; do sleep 1; done"
 pod() {
-  local name=$1 v mounts='' devices='' volumes=''
+  local name=$1 v mounts='' devices='' volumes='' script
   shift
+  # The script as a YAML double-quoted string.
+  script=$(printf '%s' "${POD_SCRIPT:-$IDLE_SCRIPT}" | sed 's/\\/\\\\/g; s/"/\\"/g' | awk '{ printf "%s%s", (NR > 1 ? "\\n" : ""), $0 }')
   for v; do
     local kind=${v%%:*} claim=${v#*:}
     case $kind in
@@ -171,7 +175,7 @@ spec:
     - name: c
       image: $BUSYBOX
       imagePullPolicy: Never
-      command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]$mounts$devices$volumes
+      command: ["sh", "-c", "$script"]$mounts$devices$volumes
 EOF
 }
 
