@@ -140,6 +140,26 @@ stop_pids() {
   fi
 }
 
+# Every process in a kubepods cgroup (pods' containers and sandboxes), in any hierarchy.
+kubepods_procs() {
+  local d
+  for d in /sys/fs/cgroup/*/kubepods; do
+    [[ -d $d ]] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -un
+}
+
+# containerd's shims: found by our containerd's socket in their command line (no other containerd
+# uses that path), which outlive it.
+shim_pids() {
+  local f pid
+  # grep -z: one argument per "line"; -x: the whole argument.
+  while read -r f; do
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    if [[ $(tr '\0' '\n' 2>/dev/null <"$f" | head -n1) == *containerd-shim* ]]; then echo "$pid"; fi
+  done < <(grep -lzxF -- "$CTRD_SOCK" /proc/[0-9]*/cmdline 2>/dev/null || true)
+  return 0
+}
+
 # ---- mounts ---------------------------------------------------------------------------------------
 # Mount points at or under PATH, deepest (most recently stacked) first.
 mounts_under() {
@@ -180,6 +200,27 @@ safe_rm_rf() {
     return 1
   fi
   rm -rf --one-file-system -- "$p"
+}
+
+# Loop devices whose backing file is under one of the PATHs.
+loops_backed_under() {
+  local dev file p
+  losetup -l -n -O NAME,BACK-FILE 2>/dev/null | while read -r dev file; do
+    file=${file% (deleted)}
+    for p in "$@"; do
+      if [[ $file == "$p"/* ]]; then echo "$dev"; break; fi
+    done
+  done
+}
+
+# Unmount everything below a self-bound dir but keep the bind itself for the record step.
+umount_below() {
+  local p=$1 m
+  while read -r m; do
+    if [[ -n $m && $m != "${p%/}" ]]; then
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    fi
+  done < <(mounts_under "$p")
 }
 
 kubectl_admin() { "$KUBECTL" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
