@@ -202,15 +202,28 @@ safe_rm_rf() {
   rm -rf --one-file-system -- "$p"
 }
 
-# Loop devices whose backing file is under one of the PATHs.
-loops_backed_under() {
-  local dev file p
-  losetup -l -n -O NAME,BACK-FILE 2>/dev/null | while read -r dev file; do
+# The loop devices of the cluster's volumes, holders first (so that each detach takes effect at once
+# rather than being deferred by the kernel):
+#   - kubelet's: it puts a loop device over each block volume's device it maps, to keep that device
+#     from going away; found by the device node's inode, since the path it was attached by (a bind
+#     under kubelet's root) is gone once unmounted;
+#   - the driver's: backed by a file under one of the PATHs, or by a pool's file seen through a mount
+#     that is gone (a dead driver container's: the path then starts at the pool's root, "/.hpp/").
+volume_loops() {
+  local dev file p ours=() devfs inos
+  while read -r dev file; do
     file=${file% (deleted)}
+    if [[ $file == /.hpp/* ]]; then ours+=("$dev"); continue; fi
     for p in "$@"; do
-      if [[ $file == "$p"/* ]]; then echo "$dev"; break; fi
+      if [[ $file == "$p"/* ]]; then ours+=("$dev"); break; fi
     done
-  done
+  done < <(losetup -l -n -O NAME,BACK-FILE 2>/dev/null)
+  ((${#ours[@]})) || return 0
+  devfs=$(mountpoint -d /dev)
+  inos=" $(stat -c %i "${ours[@]}" | tr '\n' ' ')"
+  losetup -l -n -O NAME,BACK-MAJ:MIN,BACK-INO 2>/dev/null |
+    awk -v fs="$devfs" -v w="$inos" '$2 == fs && index(w, " " $3 " ") { print $1 }'
+  printf '%s\n' "${ours[@]}"
 }
 
 # Unmount everything below a self-bound dir but keep the bind itself for the record step.

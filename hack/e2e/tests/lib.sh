@@ -78,6 +78,9 @@ pool_leftovers() {
     losetup -l -n -O NAME,BACK-FILE | awk -v p="$p/" 'index($2, p) == 1 { print "loop device " $1 " on " $2 }'
     findmnt -rn -o TARGET,SOURCE | awk -v p="[$p/" 'index($2, p) { print "mount " $1 " of " $2 }'
   done
+  # A pool's file opened through a mount that is gone (a dead driver container's) shows from the
+  # pool's root.
+  losetup -l -n -O NAME,BACK-FILE | awk 'index($2, "/.hpp/") == 1 { print "loop device " $1 " on " $2 " (a pool'"'"'s file)" }'
   btrfs subvolume list -o "$POOL_SMALL" 2>/dev/null | sed 's/^/btrfs subvolume /'
   return 0
 }
@@ -142,7 +145,7 @@ EOF
 
 # pod NAME VOLUME...: a busybox pod that idles (and stops at once on TERM), with each VOLUME, written
 # fs:CLAIM (mounted at /data/CLAIM) or block:CLAIM (the device /dev/CLAIM). With POD_SCRIPT set, the
-# pod runs that shell script instead of idling.
+# pod runs that shell script instead of idling; POD_RESTART_POLICY sets its restartPolicy (Never).
 IDLE_SCRIPT="trap 'exit 0' TERM; while :; do sleep 1; done"
 pod() {
   local name=$1 v mounts='' devices='' volumes='' script
@@ -167,7 +170,7 @@ kind: Pod
 metadata:
   name: $name
 spec:
-  restartPolicy: Never
+  restartPolicy: ${POD_RESTART_POLICY:-Never}
   terminationGracePeriodSeconds: 2
   # No cluster DNS here (CLUSTER.md): the node's (empty) resolver setup instead of a warning per pod.
   dnsPolicy: Default
