@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { detectQuota } from '../pools/quota.js';
 import { fsyncDir } from '../system/atomic-file.js';
-import { detachLoop, listLoopDevices } from '../system/loop.js';
+import { describeHolders, detachLoop, listLoopDevices } from '../system/loop.js';
 import { mountAt, unmount } from '../system/mount.js';
 import { loopBackingFile, type NodeScan, type PoolView } from './inspect.js';
 import { readMounts } from '../system/mount.js';
@@ -155,8 +155,7 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
     case 'detach': {
       const outcome = await detachLoop(o.path);
       if (outcome.detached) return;
-      const by = outcome.holders.map((h) => `pid ${h.pid} (${h.command})`).join(', ');
-      return `still open${by ? ` by ${by}` : ' elsewhere'}: the kernel detaches it on last close`;
+      return `still open by ${describeHolders(outcome.holders, outcome.loopsOver)}: the kernel detaches it on last close`;
     }
     case 'remove': {
       const st = await fsp.lstat(o.path);

@@ -200,7 +200,9 @@ export interface LoopHolder {
   command: string;
 }
 
-export type DetachOutcome = { device: string; detached: true } | { device: string; detached: false; holders: LoopHolder[] };
+export type DetachOutcome =
+  | { device: string; detached: true }
+  | { device: string; detached: false; holders: LoopHolder[]; loopsOver: string[] };
 
 /** sysfs, read without opening the device: is it bound, and is it marked for detaching? */
 function sysfsState(device: string): { bound: boolean; autoclear: boolean; backingFile: string } {
@@ -240,7 +242,9 @@ export async function detachLoop(name: string): Promise<DetachOutcome> {
     const now = sysfsState(name);
     // Gone, or let go and bound again to something else (somebody else's attach) since.
     if (!now.bound || now.backingFile !== before.backingFile || !now.autoclear) return { device: name, detached: true };
-    if (Date.now() >= until) return { device: name, detached: false, holders: holdersOf(name) };
+    if (Date.now() >= until) {
+      return { device: name, detached: false, holders: holdersOf(name), loopsOver: await loopsOver(name) };
+    }
     await new Promise((r) => setTimeout(r, pause));
   }
 }
@@ -279,6 +283,38 @@ export function holdersOf(device: string): LoopHolder[] {
     holders.push({ pid: Number(pid), command });
   }
   return holders;
+}
+
+/**
+ * Loop devices whose backing file is `device` itself. The kernel holds a device open for such a loop
+ * device, with no process to show: kubelet puts one over each block volume it maps into a pod (to keep
+ * the device from going away), and detaches it again when it unmaps. Found by the device node's
+ * identity, since the path it was attached by (a bind under kubelet's root) may be unmounted by now.
+ */
+export async function loopsOver(device: string): Promise<string[]> {
+  let node: FileIdentity;
+  try {
+    node = await fileIdentity(device);
+  } catch {
+    return [];
+  }
+  const over: string[] = [];
+  for (const entry of readdirSync('/sys/block').filter((e) => /^loop\d+$/.test(e))) {
+    const candidate = `/dev/${entry}`;
+    if (candidate === device || !sysfsState(candidate).bound) continue;
+    const status = await loopStatus(candidate).catch(() => undefined);
+    if (status && status.backing.dev === node.dev && status.backing.ino === node.ino) over.push(candidate);
+  }
+  return over;
+}
+
+/** Who holds a loop device open, in words: processes, and loop devices over it (kubelet's). */
+export function describeHolders(holders: LoopHolder[], loopsOver: string[]): string {
+  const who = [
+    ...holders.map((h) => `pid ${h.pid} (${h.command})`),
+    ...loopsOver.map((d) => `loop device ${d} over it (kubelet maps block volumes through one)`),
+  ];
+  return who.length > 0 ? who.join(', ') : 'another process (gone by now, or in another PID namespace)';
 }
 
 /** Tell the loop driver the backing file changed size. */

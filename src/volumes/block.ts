@@ -3,6 +3,7 @@ import path from 'node:path';
 import { outOfRange } from '../csi/errors.js';
 import type { Logger } from '../observe/logger.js';
 import {
+  describeHolders,
   detachLoop,
   devString,
   fileIdentity,
@@ -128,13 +129,13 @@ export async function detachAll(image: string): Promise<DetachOutcome[]> {
   return detachUnused(image, []);
 }
 
-/** Log the detaches that the kernel could only defer, with the processes that hold those devices. */
+/** Log the detaches that the kernel could only defer, with what holds those devices. */
 export function reportDeferredDetaches(outcomes: DetachOutcome[], log: Logger, context: object): void {
   for (const o of outcomes) {
     if (o.detached) continue;
     log.warn(
-      { ...context, device: o.device, holders: o.holders },
-      `loop device ${o.device} is held open by another process; the kernel detaches it when that process closes it, and it is not used again meanwhile`,
+      { ...context, device: o.device, holders: o.holders, loopsOver: o.loopsOver },
+      `loop device ${o.device} is held open by ${describeHolders(o.holders, o.loopsOver)}; the kernel detaches it when that is closed, and it is not used again meanwhile`,
     );
   }
 }

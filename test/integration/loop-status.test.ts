@@ -3,7 +3,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileIdentity, listLoopDevices, loopStatus, usableFor } from '../../src/system/loop.js';
+import { describeHolders, detachLoop, fileIdentity, listLoopDevices, loopStatus, loopsOver, usableFor } from '../../src/system/loop.js';
 import { mountBackend } from '../../src/system/native-mount.js';
 import { cleanupDir, scratchDir } from '../helpers/driver.js';
 
@@ -53,5 +53,27 @@ describe('loop device status from the kernel', () => {
     for (let i = 0; i < 100 && (await loopStatus(rw)); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await loopStatus(rw)).toBeUndefined();
     execFileSync('losetup', ['-d', ro]);
+  });
+
+  // What kubelet does with each block volume it maps into a pod: a loop device over the volume's loop
+  // device. A detach of ours is then deferred with no process to show; the outcome names that device.
+  it('names a loop device over the device as what holds it', async () => {
+    const file = `${dir}/a/over`;
+    writeFileSync(file, Buffer.alloc(1024 * 1024));
+    const ours = execFileSync('losetup', ['--find', '--show', file]).toString().trim();
+    const over = execFileSync('losetup', ['--find', '--show', ours]).toString().trim();
+    try {
+      expect(await loopsOver(ours)).toEqual([over]);
+      expect(await loopsOver(over)).toEqual([]);
+      const outcome = await detachLoop(ours);
+      expect(outcome).toMatchObject({ device: ours, detached: false, holders: [], loopsOver: [over] });
+      if (!outcome.detached) expect(describeHolders(outcome.holders, outcome.loopsOver)).toContain(`loop device ${over} over it`);
+      expect((await loopStatus(ours))?.detaching).toBe(true);
+    } finally {
+      execFileSync('losetup', ['-d', over]);
+    }
+    // The holder gone, the deferred detach happens.
+    for (let i = 0; i < 100 && (await loopStatus(ours)); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await loopStatus(ours)).toBeUndefined();
   });
 });
