@@ -100,7 +100,16 @@ describe('size enforcement and capacity on a btrfs pool with qgroups', () => {
 
   it('GetCapacity goes down as volumes are created, and creates beyond it are refused', async () => {
     const cap = async () => BigInt((await d.clients.controller.GetCapacity({ parameters: { storagePool: 'bt' } })).available_capacity);
-    const before = await cap();
+    // What volumes may still grow into is recomputed in the background, at most every 2 s, and a call
+    // that starts a recompute answers from the previous one: wait until a recompute has seen the
+    // previous test's writes (two readings 2 s apart agree, the first of them after a recompute).
+    let before = await cap();
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 2_100));
+      const now = await cap();
+      if (i > 0 && now === before) break;
+      before = now;
+    }
     expect(before).toBeGreaterThan(100n * BigInt(MiB));
     await d.clients.controller.CreateVolume({ name: 'c100', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String(100 * MiB) }, parameters: { storagePool: 'bt' } });
     const after = await cap();
