@@ -40,8 +40,8 @@ HPP_E2E_KUBELET_ROOT="${HPP_E2E_KUBELET_ROOT:-/var/lib/kubelet}"
 # Host paths that pods mount with mountPropagation Bidirectional: made shared mounts for the
 # cluster's life. Each entry is PATH, or PATH:FSTYPE:SIZE for a pool on a loop device of its own
 # (a filesystem that enforces its size). The default is what hack/e2e/overlay expects: the
-# directory pool "local" and the 1G btrfs pool "small".
-HPP_E2E_POOLS="${HPP_E2E_POOLS:-/var/hpvolumes /var/hpvolumes-small:btrfs:1G}"
+# directory pool "local", the 1G btrfs pool "small" and the 16G one "suite" (sparse files).
+HPP_E2E_POOLS="${HPP_E2E_POOLS:-/var/hpvolumes /var/hpvolumes-small:btrfs:1G /var/hpvolumes-suite:btrfs:16G}"
 
 # Components at this nice level (the machine is shared; 0 keeps timings honest).
 HPP_E2E_NICE="${HPP_E2E_NICE:-0}"
