@@ -4,7 +4,7 @@
  * HTTP server closed on SIGTERM.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DriverApp } from '../../src/app.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { parsePoolFlag } from '../../src/pools/config.js';
@@ -329,8 +329,9 @@ describe('metrics and health over HTTP', () => {
       expect(app.stop()).toBe(stopped);
       expect(await get(addr, '/healthz')).toEqual({ status: 503, body: 'not ok: shutting down\n' });
       expect((await get(addr, '/readyz')).status).toBe(503);
-      // No new connections while draining: the listener (and with it the socket file) is gone already.
-      expect(existsSync(sock)).toBe(false);
+      // No new connections while draining: the socket file goes (stop() removes it without waiting
+      // for in-flight calls; the removal is file system work, so it may land after the HTTP answers).
+      await vi.waitFor(() => expect(existsSync(sock)).toBe(false), { timeout: 5_000, interval: 10 });
       letGo();
       expect((await call).volume.volume_id).toBe('test-node:p3:in-flight');
       await stopped;
