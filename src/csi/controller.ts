@@ -11,6 +11,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRang
 import { pageRequest, takePage } from './paging.js';
 import type { Handler, Msg } from './rpc.js';
 import type { Pool } from '../pools/pool.js';
+import { reportedCapacityBytes } from '../pools/capacity.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
 import { capacityForDiskImage, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
@@ -289,10 +290,11 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         return zero;
       }
       if (!(await pool.health()).ready) return zero;
-      const { availableBytes } = await volumes.capacityOf(pool.name);
+      const { availableBytes, totalBytes } = await volumes.capacityOf(pool.name);
+      const reported = reportedCapacityBytes(availableBytes, totalBytes).toString();
       return {
-        available_capacity: availableBytes.toString(),
-        maximum_volume_size: { value: availableBytes.toString() },
+        available_capacity: reported,
+        maximum_volume_size: { value: reported },
         minimum_volume_size: null,
       };
     },

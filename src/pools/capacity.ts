@@ -121,3 +121,23 @@ export class CapacityTracker {
     this.computedAt = Date.now();
   }
 }
+
+/**
+ * What GetCapacity reports for a pool: `available` rounded down to a power-of-two step of at most
+ * 1/1024 of the pool's size (16 MiB on a 16 GiB pool, 1 MiB on 1 GiB).
+ *
+ * The exact figure moves with every provision and with file system metadata, and csi-provisioner
+ * writes a CSIStorageCapacity object for every change it sees, through a client limited to a few
+ * writes a second, re-checking every storage class of the node after each provision or delete
+ * (kubernetes-csi/external-provisioner#1161: its queue does not fold repeated items). Under a burst of
+ * provisions the exact figure kept that queue saturated, so a new storage class waited a minute for
+ * its object. A rounded figure changes only when the pool really fills or empties by a step; the
+ * scheduler loses at most one step of precision, and never gets a figure above what can be promised.
+ * CreateVolume and expansion still admit by the exact figure.
+ */
+export function reportedCapacityBytes(available: bigint, total: bigint): bigint {
+  if (available <= 0n) return 0n;
+  let step = 1n;
+  while (step * 2n <= total / 1024n) step *= 2n;
+  return available - (available % step);
+}

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CapacityTracker } from '../../src/pools/capacity.js';
+import { CapacityTracker, reportedCapacityBytes } from '../../src/pools/capacity.js';
 import type { Pool } from '../../src/pools/pool.js';
 import type { VolumeRecord } from '../../src/volumes/record.js';
 
@@ -58,5 +58,43 @@ describe('CapacityTracker', () => {
     expect(halved).toBeGreaterThanOrEqual(100n * MiB);
     expect(halved).toBeLessThan(100n * MiB + 8192n);
     expect((await new CapacityTracker(pool(300n * MiB, 1), () => vols).figures()).availableBytes).toBe(0n);
+  });
+});
+
+describe('reportedCapacityBytes (what GetCapacity tells the scheduler)', () => {
+  const GiB = 1024n * MiB;
+
+  it('rounds down to a power-of-two step of at most 1/1024 of the pool', () => {
+    expect(reportedCapacityBytes(16n * GiB - 1n, 16n * GiB)).toBe(16n * GiB - 16n * MiB);
+    expect(reportedCapacityBytes(10n * GiB + 15n * MiB, 16n * GiB)).toBe(10n * GiB);
+    expect(reportedCapacityBytes(700n * MiB + 12345n, 1n * GiB)).toBe(700n * MiB);
+    // 1.5 GiB: 1/1024 is 1.5 MiB, so the step is 1 MiB.
+    expect(reportedCapacityBytes(1000n * MiB + 5n, 1536n * MiB)).toBe(1000n * MiB);
+  });
+
+  it('never reports more than the exact figure, and never less than it by a whole step', () => {
+    for (const total of [1n, 4096n, 100n * MiB, 16n * GiB, 3n * 1024n * GiB + 7n]) {
+      let step = 1n;
+      while (step * 2n <= total / 1024n) step *= 2n;
+      expect(step * 1024n <= total || step === 1n).toBe(true);
+      for (const available of [1n, total / 3n, total - 1n, total]) {
+        const r = reportedCapacityBytes(available, total);
+        expect(r <= available).toBe(true);
+        expect(available - r < step).toBe(true);
+      }
+    }
+  });
+
+  it('keeps the figure steady while small volumes come and go', () => {
+    const total = 16n * GiB;
+    const seen = new Set<bigint>();
+    for (let used = 0n; used < 15n * MiB; used += MiB) seen.add(reportedCapacityBytes(8n * GiB - used, total));
+    expect(seen.size).toBeLessThanOrEqual(2);
+  });
+
+  it('reports 0 for nothing or less', () => {
+    expect(reportedCapacityBytes(0n, 16n * GiB)).toBe(0n);
+    expect(reportedCapacityBytes(-5n, 16n * GiB)).toBe(0n);
+    expect(reportedCapacityBytes(5n, 0n)).toBe(5n);
   });
 });
