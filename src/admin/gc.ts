@@ -177,8 +177,8 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
       await fsp.unlink(o.path);
       await fsyncDir(path.dirname(o.path));
       if (typeof rec.projectId === 'number') {
-        // As the daemon does on delete: lift the XFS project limit that outlives the directory.
-        const quota = await detectQuota(view.root).catch(() => undefined);
+        // As the daemon does on delete: lift the project limit that outlives the directory.
+        const quota = await detectQuota(view.root, path.join(view.root, '.hpp')).catch(() => undefined);
         await quota?.release(rec.projectId).catch(() => {});
       }
       return;

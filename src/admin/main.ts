@@ -61,7 +61,7 @@ async function scanAll(views: PoolView[]): Promise<NodeScan> {
 
 async function quotaOf(v: PoolView): Promise<QuotaBackend | undefined> {
   if (!isScannable(v)) return undefined;
-  return detectQuota(v.root).catch(() => undefined);
+  return detectQuota(v.root, path.join(v.root, '.hpp')).catch(() => undefined);
 }
 
 const STATE_TEXT: Record<PoolView['state'], string> = {

@@ -91,7 +91,7 @@ export class Pool {
     if (!(await this.lock.acquire())) {
       return { ready: false, reason: `pool ${this.name}: ${this.root} is in use by another daemon (pid ${await this.lock.holder()})` };
     }
-    this.quota = await detectQuota(this.root);
+    this.quota = await detectQuota(this.root, this.metaDir);
     if (this.quota.kind === 'none') this.log.warn({ detail: this.quota.detail }, 'volume sizes are not enforced in this pool');
     else this.log.info({ detail: this.quota.detail }, 'volume sizes are enforced');
     return health;

@@ -1,9 +1,11 @@
 import { chmodSync, mkdirSync, promises as fsp } from 'node:fs';
 import { btrfsCreateSubvolume, btrfsQuotaOn, btrfsSetLimit, btrfsUsage, btrfsUsageByPath } from '../system/btrfs.js';
 import { mountContaining, readMounts } from '../system/mount.js';
-import { xfsProjectQuotaOn, xfsProjectReport, xfsSetLimit, xfsSetProject } from '../system/xfs.js';
+import { projectQuotaOn, projectReport, setProject, setProjectLimit, type ProjectQuotaFs } from '../system/project-quota.js';
+import { ProjectIdAllocator } from './project-ids.js';
 
 const XFS_MAGIC = 0x58465342n;
+const EXT4_MAGIC = 0xef53n;
 const BTRFS_MAGIC = 0x9123683en;
 
 export interface DirUsage {
@@ -18,16 +20,18 @@ export interface DirUsage {
  * directory), btrfs qgroups (a subvolume per volume), or nothing (sizes are advisory).
  */
 export interface QuotaBackend {
-  readonly kind: 'xfs-project' | 'btrfs-qgroup' | 'none';
+  readonly kind: 'xfs-project' | 'ext4-project' | 'btrfs-qgroup' | 'none';
   /** Why sizes are or are not enforced, for logs, Probe and metrics. */
   readonly detail: string;
-  /** Create an empty volume directory limited to `bytes`; returns the XFS project id when one was used. */
-  createDirectory(dir: string, bytes: bigint, projectId: () => number): Promise<number | undefined>;
+  /** Create an empty volume directory limited to `bytes`; returns the project id when one was used. */
+  createDirectory(dir: string, bytes: bigint): Promise<number | undefined>;
+  /** The pool's volumes hold project ids below `id`: new ones are handed out from there up. */
+  projectIdsBelow(id: number): void;
   setLimit(dir: string, projectId: number | undefined, bytes: bigint): Promise<void>;
   usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined>;
   /** Usage of every volume directory at once (one tool run), as a lookup. */
   usageLookup(): Promise<(dir: string, projectId: number | undefined) => DirUsage | undefined>;
-  /** Lift the limit of a volume being deleted (XFS projects outlive their directories). */
+  /** Lift the limit of a volume being deleted (projects outlive their directories). */
   release(projectId: number | undefined): Promise<void>;
 }
 
@@ -44,6 +48,7 @@ class NoQuota implements QuotaBackend {
     await mkdirOpen(dir);
     return undefined;
   }
+  projectIdsBelow(): void {}
   async setLimit(): Promise<void> {}
   async usage(): Promise<undefined> {
     return undefined;
@@ -54,35 +59,63 @@ class NoQuota implements QuotaBackend {
   async release(): Promise<void> {}
 }
 
-class XfsProjectQuota implements QuotaBackend {
-  readonly kind = 'xfs-project' as const;
+/** XFS or ext4 project quotas: a project per volume directory, its hard limit the volume's capacity. */
+class ProjectQuota implements QuotaBackend {
+  readonly kind: 'xfs-project' | 'ext4-project';
   readonly detail: string;
-  constructor(private readonly mountPoint: string) {
-    this.detail = `XFS project quotas on ${mountPoint}`;
+  private readonly ids: ProjectIdAllocator;
+
+  constructor(
+    private readonly fs: ProjectQuotaFs,
+    private readonly mountPoint: string,
+    device: string,
+    metaDir: string,
+  ) {
+    this.kind = fs === 'xfs' ? 'xfs-project' : 'ext4-project';
+    this.detail = `${fs === 'xfs' ? 'XFS' : 'ext4'} project quotas on ${mountPoint}`;
+    this.ids = new ProjectIdAllocator(metaDir, device, () => this.idsInUse());
   }
-  async createDirectory(dir: string, bytes: bigint, projectId: () => number): Promise<number> {
+
+  async createDirectory(dir: string, bytes: bigint): Promise<number> {
     await mkdirOpen(dir);
-    const id = projectId();
-    await xfsSetProject(this.mountPoint, dir, id);
-    await xfsSetLimit(this.mountPoint, id, bytes);
+    const id = await this.ids.allocate();
+    await setProject(this.fs, this.mountPoint, dir, id);
+    await setProjectLimit(this.fs, this.mountPoint, id, bytes);
     return id;
   }
+  projectIdsBelow(id: number): void {
+    this.ids.atLeast(id);
+  }
   async setLimit(_dir: string, projectId: number | undefined, bytes: bigint): Promise<void> {
-    if (projectId !== undefined) await xfsSetLimit(this.mountPoint, projectId, bytes);
+    if (projectId !== undefined) await setProjectLimit(this.fs, this.mountPoint, projectId, bytes);
   }
   async usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined> {
     if (projectId === undefined) return undefined;
     return (await this.usageLookup())(dir, projectId);
   }
   async usageLookup() {
-    const report = await xfsProjectReport(this.mountPoint);
+    const report = await projectReport(this.fs, this.mountPoint);
     return (_dir: string, projectId: number | undefined): DirUsage | undefined => {
       const u = projectId === undefined ? undefined : report.get(projectId);
       return u && { usedBytes: u.usedBytes, limitBytes: u.hardBytes, usedInodes: u.usedInodes };
     };
   }
   async release(projectId: number | undefined): Promise<void> {
-    if (projectId !== undefined) await xfsSetLimit(this.mountPoint, projectId, 0n);
+    if (projectId !== undefined) await setProjectLimit(this.fs, this.mountPoint, projectId, 0n);
+  }
+
+  /** Projects the filesystem counts (an inode or a limit) and the ones the admin named in /etc/projects. */
+  private async idsInUse(): Promise<Set<number>> {
+    const used = new Set<number>();
+    for (const [id, u] of await projectReport(this.fs, this.mountPoint)) {
+      if (u.usedInodes > 0n || u.usedBytes > 0n || u.hardBytes > 0n) used.add(id);
+    }
+    const etc = await fsp.readFile('/etc/projects', 'utf8').catch(() => '');
+    for (const line of etc.split('\n')) {
+      const m = /^\s*(\d+):/.exec(line);
+      if (m) used.add(Number(m[1]));
+    }
+    return used;
   }
 }
 
@@ -112,16 +145,26 @@ class BtrfsQgroupQuota implements QuotaBackend {
       return u && { usedBytes: u.referencedBytes, limitBytes: u.limitBytes };
     };
   }
+  projectIdsBelow(): void {}
   async release(): Promise<void> {}
 }
 
-/** Finds what the filesystem under `root` can enforce. Nothing is switched on here: that is the admin's call. */
-export async function detectQuota(root: string): Promise<QuotaBackend> {
+/**
+ * Finds what the filesystem under `root` can enforce (`metaDir` keeps the pool's project ids).
+ * Nothing is switched on here: that is the admin's call, and the detail says how.
+ */
+export async function detectQuota(root: string, metaDir: string): Promise<QuotaBackend> {
   const type = (await fsp.statfs(root, { bigint: true })).type;
-  if (type === XFS_MAGIC) {
-    const mp = mountContaining(await readMounts(), root)?.mountPoint ?? root;
-    if (await xfsProjectQuotaOn(mp)) return new XfsProjectQuota(mp);
-    return new NoQuota(`XFS at ${mp} is mounted without project quotas (prjquota): sizes are not enforced`);
+  if (type === XFS_MAGIC || type === EXT4_MAGIC) {
+    const fs: ProjectQuotaFs = type === XFS_MAGIC ? 'xfs' : 'ext4';
+    const mount = mountContaining(await readMounts(), root);
+    const mp = mount?.mountPoint ?? root;
+    if (await projectQuotaOn(fs, mp)) return new ProjectQuota(fs, mp, mount?.device ?? mp, metaDir);
+    if (fs === 'xfs') return new NoQuota(`XFS at ${mp} is mounted without project quotas (mount it with -o prjquota): sizes are not enforced`);
+    const device = mount?.source ?? 'DEVICE';
+    return new NoQuota(
+      `ext4 at ${mp} has no project quotas on: sizes are not enforced (unmounted: tune2fs -O project,quota ${device}; then mount it with -o prjquota)`,
+    );
   }
   if (type === BTRFS_MAGIC) {
     if (await btrfsQuotaOn(root)) return new BtrfsQgroupQuota(root);

@@ -7,6 +7,7 @@ import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
+import { CONTAINER_FILE_CONTEXT, labelForContainers, selinuxEnabled } from '../system/selinux.js';
 import { exists, fsyncTree, growFile } from '../system/files.js';
 import { mountsBelow, readMountPoints, readMounts } from '../system/mount.js';
 import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
@@ -16,7 +17,7 @@ import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
 import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import { loadPool } from './pool-loader.js';
-import { FIRST_PROJECT_ID, newPoolState, type PoolState } from './pool-state.js';
+import { newPoolState, type PoolState } from './pool-state.js';
 import type { Publications } from './publication-log.js';
 import { toStored, wantsPreallocation, type VolumeMode, type VolumeRecord } from './record.js';
 import { snapshotBuildName, snapshotDataDir, type SnapshotRecord } from './snapshot-record.js';
@@ -62,12 +63,18 @@ export class VolumeManager {
   private readonly snapshots = new Map<string, SnapshotRecord>();
   private readonly trash: Trash;
 
+  /** Labels a built volume for containers (SELinux hosts); undefined where there is nothing to label. */
+  private readonly labelVolume?: (target: string) => Promise<void>;
+
   constructor(
     readonly node: string,
     pools: Pool[],
     private readonly log: Logger,
+    opts: { labelVolume?: ((target: string) => Promise<void>) | null } = {},
   ) {
     this.trash = new Trash(log);
+    this.labelVolume = opts.labelVolume === undefined ? (selinuxEnabled() ? labelForContainers : undefined) : (opts.labelVolume ?? undefined);
+    if (this.labelVolume) log.info({ context: CONTAINER_FILE_CONTEXT }, 'SELinux is on: new, restored and cloned volumes are labelled for containers');
     for (const p of pools) this.pools.set(p.name, newPoolState(p, () => this.volumesIn(p.name)));
   }
 
@@ -123,7 +130,7 @@ export class VolumeManager {
       const { volumes, snapshots } = await loadPool(st, { node: this.node, trash: this.trash, log: this.log });
       for (const snap of snapshots) this.snapshots.set(snap.id, snap);
       for (const rec of volumes) this.index.set(rec.id, rec);
-      st.nextProjectId = Math.max(FIRST_PROJECT_ID, ...volumes.map((r) => (r.projectId ?? 0) + 1));
+      st.pool.quota?.projectIdsBelow(Math.max(0, ...volumes.map((r) => (r.projectId ?? 0) + 1)));
       // Trash is emptied before serving so that quota usage and free space are true from the start.
       await this.trash.sweepNow(st.pool);
       st.loaded = true;
@@ -244,7 +251,7 @@ export class VolumeManager {
         await buildBlockImage(building, spec.capacityBytes);
         if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
       } else {
-        projectId = await pool.quota!.createDirectory(building, spec.capacityBytes, () => st.nextProjectId++);
+        projectId = await pool.quota!.createDirectory(building, spec.capacityBytes);
         if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
         if (spec.diskImageOverhead) {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
@@ -255,6 +262,8 @@ export class VolumeManager {
         // A block copy was flushed by growFile; a copied tree is flushed here, every file and directory.
         if (spec.source) await fsyncTree(building);
       }
+      // Copies and new files got their labels from where they came from: every volume is labelled as a whole.
+      if (this.labelVolume) await this.labelVolume(building);
     } catch (err) {
       return abandon(err);
     }
