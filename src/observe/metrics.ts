@@ -131,7 +131,7 @@ export class DriverMetrics implements RpcObserver {
     poolGauge('pool_ready', '1 when the pool is there, writable and its volumes loaded; 0 otherwise.', (s) => (s.ready ? 1 : 0));
     poolGauge(
       'pool_size_enforced',
-      'Whether volume sizes are enforced in the pool (1) or advisory (0); backend: xfs-project, btrfs-qgroup or none.',
+      'Whether volume sizes are enforced in the pool (1) or advisory (0); backend: xfs-project, ext4-project, btrfs-qgroup or none.',
       (s) => (s.backend ? (s.backend === 'none' ? 0 : 1) : undefined),
       (s) => ({ pool: s.name, backend: s.backend! }),
       ['pool', 'backend'],

@@ -166,7 +166,7 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
     expect(p.overcommit).toBeCloseTo((136 * MiB) / Number(fs.blocks * fs.bsize), 5);
     expect(BigInt(p.usedBytes) + BigInt(p.freeBytes)).toBeLessThanOrEqual(BigInt(p.totalBytes));
     expect(typeof p.filesystem).toBe('string');
-    expect(['none', 'xfs-project', 'btrfs-qgroup']).toContain(p.sizeEnforcement.kind);
+    expect(['none', 'xfs-project', 'ext4-project', 'btrfs-qgroup']).toContain(p.sizeEnforcement.kind);
 
     // The same pool through the daemon's other ways of naming it.
     const envRun = await hppctl(['pools', '--json'], { HPP_POOLS: `default=${pool}` });
