@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Those need Debian's stock kernel in a VM: vitest.kernel.config.ts, `npm run test:kernel`.
+    exclude: [...configDefaults.exclude, 'test/kernel/**'],
     // Integration tests mount and attach real devices: keep parallelism modest (2 cores).
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
