@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/kernel/**/*.test.ts'],
+    globalSetup: ['test/kernel/global-setup.ts'],
+    env: { HPP_TEST_START_MS: '120000', FAULT_PER_KILL_MS: '30000' },
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     testTimeout: 180_000,

@@ -143,7 +143,8 @@ export async function startDriver(opts: { dir: string; args: string[]; node?: st
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 15_000;
+  // HPP_TEST_START_MS: slower machines (the kernel tier's emulated VM) take longer to start node.
+  const deadline = Date.now() + Number(process.env.HPP_TEST_START_MS ?? 15_000);
   while (!out.includes('"serving CSI"')) {
     if (child.exitCode !== null) throw new Error(`driver exited with ${child.exitCode}:\n${out}`);
     if (Date.now() > deadline) {

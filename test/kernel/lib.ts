@@ -36,7 +36,10 @@ export function sh(cmd: string, ...args: string[]): string {
   return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 
-/** The blank scratch disks the VM was booted with (hack/kernel-vm/run --disk). */
+/**
+ * The blank scratch disks the VM was booted with (hack/kernel-vm/run --disk). Files run in parallel, so
+ * each disk has one owner: [0] project-quota.test.ts (device pool), [1] vm-smoke.test.ts.
+ */
 export function vmDisks(): string[] {
   return (process.env.HPP_KERNEL_DISKS ?? '').split(/\s+/).filter(Boolean);
 }

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeLoopDevice, sh, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+import { vmDisks } from './lib.js';
 
 /** Runs a command; its status and output, for tests that expect it to fail. */
 function run(cmd: string, args: string[]): { status: number | null; out: string } {
@@ -79,8 +80,9 @@ describe('the kernel VM', () => {
   });
 
   it('mounts ext4 (mkfs -O quota,project) with prjquota on a scratch disk: EDQUOT without CAP_SYS_RESOURCE only', () => {
-    const disk = (process.env.HPP_KERNEL_DISKS ?? '').split(' ').filter(Boolean)[0] ?? '';
-    expect(disk, 'hack/kernel-vm/run --disk SIZE gives the guest a blank disk').toMatch(/^\/dev\/vd[a-z]$/);
+    // The second disk: project-quota.test.ts, running beside this file, takes the first for its device pool.
+    const disk = vmDisks()[1] ?? '';
+    expect(disk, 'hack/kernel-vm/run --disk SIZE --disk SIZE gives the guest two blank disks').toMatch(/^\/dev\/vd[a-z]$/);
     const mnt = `${dir}/ext4`;
     mkdirSync(mnt);
     sh('mkfs.ext4', ['-q', '-F', '-O', 'quota,project', disk]);
