@@ -38,11 +38,13 @@ export class CapacityTracker {
   constructor(
     private readonly pool: Pool,
     private readonly volumes: () => VolumeRecord[],
+    /** A background recompute failed (figures stay those of the last good one): told, never thrown. */
+    private readonly onRefreshError: (err: unknown) => void = () => {},
   ) {}
 
   async figures(): Promise<CapacityFigures> {
     if (this.computedAt === 0) await this.refresh();
-    else if (Date.now() - this.computedAt > REFRESH_MS) void this.refresh().catch(() => {});
+    else if (Date.now() - this.computedAt > REFRESH_MS) void this.refresh().catch(this.onRefreshError);
     const { totalBytes, availableBytes: freeBytes, usedBytes } = await this.pool.capacity();
     const reservedBytes = this.reserved + this.pending;
     const ratio = BigInt(Math.round(this.pool.overcommitRatio * 1000));

@@ -20,6 +20,9 @@ export type IdsInUse = () => Promise<Set<number>>;
  * - an id the filesystem already counts (usage or a limit: another pool on it, an admin's project,
  *   a build that was abandoned) is skipped, and so is one this process handed out on the same
  *   filesystem (the check and the tagging of the directory are not one step);
+ * - pools of this daemon on one filesystem also go above each other's recorded next id, so that an
+ *   id another pool used for a volume since deleted (no longer counted once its files are gone) is
+ *   not reused either: an id in the filesystem's quota report names one volume, ever;
  * - never by rewriting /etc/projects or /etc/projid, which belong to the admin.
  */
 export class ProjectIdAllocator {
@@ -35,6 +38,7 @@ export class ProjectIdAllocator {
     private readonly inUse: IdsInUse,
   ) {
     this.file = path.join(metaDir, 'project-ids.json');
+    onFilesystem(filesystem).files.add(this.file);
   }
 
   /** Ids already recorded by the pool's volumes: the next one is above all of them. */
@@ -53,8 +57,10 @@ export class ProjectIdAllocator {
       this.atLeast(readNext(this.file));
       this.loaded = true;
     }
+    const shared = onFilesystem(this.filesystem);
+    for (const other of shared.files) if (other !== this.file) this.atLeast(readNext(other));
     const used = await this.inUse();
-    const mine = handedOut(this.filesystem);
+    const mine = shared.handedOut;
     let id = this.next;
     while (used.has(id) || mine.has(id)) id++;
     if (id > LAST_PROJECT_ID) throw new Error(`project ids of the pool are exhausted (next would be ${id})`);
@@ -91,9 +97,14 @@ function readNext(file: string): number {
   return next;
 }
 
-const handedOutByFilesystem = new Map<string, Set<number>>();
-function handedOut(filesystem: string): Set<number> {
-  let s = handedOutByFilesystem.get(filesystem);
-  if (!s) handedOutByFilesystem.set(filesystem, (s = new Set()));
+/** Per filesystem, in this process: the id files of its pools, and the ids handed out on it. */
+interface FilesystemIds {
+  files: Set<string>;
+  handedOut: Set<number>;
+}
+const byFilesystem = new Map<string, FilesystemIds>();
+function onFilesystem(filesystem: string): FilesystemIds {
+  let s = byFilesystem.get(filesystem);
+  if (!s) byFilesystem.set(filesystem, (s = { files: new Set(), handedOut: new Set() }));
   return s;
 }

@@ -75,7 +75,7 @@ export class VolumeManager {
     this.trash = new Trash(log);
     this.labelVolume = opts.labelVolume === undefined ? (selinuxEnabled() ? labelForContainers : undefined) : (opts.labelVolume ?? undefined);
     if (this.labelVolume) log.info({ context: CONTAINER_FILE_CONTEXT }, 'SELinux is on: new, restored and cloned volumes are labelled for containers');
-    for (const p of pools) this.pools.set(p.name, newPoolState(p, () => this.volumesIn(p.name)));
+    for (const p of pools) this.pools.set(p.name, newPoolState(p, () => this.volumesIn(p.name), this.capacityError(p.name)));
   }
 
   poolList(): Pool[] {
@@ -148,10 +148,14 @@ export class VolumeManager {
     this.log.error({ pool: st.pool.name, root: st.pool.root }, 'pool metadata is gone; forgetting its volumes and loading it again');
     for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id);
     for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id);
-    st.capacity = new CapacityTracker(st.pool, () => this.volumesIn(st.pool.name));
+    st.capacity = new CapacityTracker(st.pool, () => this.volumesIn(st.pool.name), this.capacityError(st.pool.name));
     st.loaded = false;
     st.pubLog.close();
     void st.pool.release();
+  }
+
+  private capacityError(pool: string): (err: unknown) => void {
+    return (err) => this.log.warn({ pool, err: err instanceof Error ? err.message : String(err) }, 'capacity recompute failed; GetCapacity answers from the last one');
   }
 
   dataPath(pool: Pool, rec: VolumeRecord): string {

@@ -16,13 +16,13 @@ export interface PoolState {
 }
 
 /** A pool not loaded yet; `volumesOf` lists the pool's volumes for its capacity tracker. */
-export function newPoolState(pool: Pool, volumesOf: () => VolumeRecord[]): PoolState {
+export function newPoolState(pool: Pool, volumesOf: () => VolumeRecord[], onCapacityError?: (err: unknown) => void): PoolState {
   return {
     pool,
     store: new RecordStore<StoredVolumeRecord>(pool.volumesDir, pool.name),
     pubLog: new PublicationLog(pool.publicationLog),
     snapStore: new RecordStore<SnapshotRecord>(pool.snapshotRecordsDir, pool.name),
-    capacity: new CapacityTracker(pool, volumesOf),
+    capacity: new CapacityTracker(pool, volumesOf, onCapacityError),
     loaded: false,
   };
 }

@@ -53,6 +53,18 @@ describe('ProjectIdAllocator', () => {
     expect(new Set(got).size).toBe(got.length);
   });
 
+  it("an id one pool used for a volume since deleted is not reused by another pool on the filesystem after a restart", async () => {
+    const [dirA, dirB] = [freshDir(), freshDir()];
+    const before = `fs-before-${dirA}`;
+    await new ProjectIdAllocator(dirA, before, none).allocate();
+    const deleted = await new ProjectIdAllocator(dirB, before, none).allocate();
+    // A restart (a new filesystem key: nothing in memory); B's volume is gone, so the filesystem counts nothing.
+    const after = `fs-after-${dirA}`;
+    const a = new ProjectIdAllocator(dirA, after, none);
+    new ProjectIdAllocator(dirB, after, none);
+    expect(await a.allocate()).toBeGreaterThan(deleted);
+  });
+
   it('concurrent allocations in one pool are distinct and the record is the highest plus one', async () => {
     const dir = freshDir();
     const a = new ProjectIdAllocator(dir, `fs-${dir}`, none);
