@@ -89,6 +89,8 @@ describe.skipIf(!inVm)('XFS project quotas: a device pool and two directory pool
     expect(logs).toContain(`XFS project quotas on ${devPool}`);
     expect(logs).toContain(`XFS project quotas on ${xfsMnt}`);
     expect(logs).not.toContain('volume sizes are not enforced');
+    // No SELinux in this boot: nothing is labelled (selinux-volumes.test.ts has the other side).
+    expect(logs).not.toContain('SELinux is on');
   });
 
   it('a 50 MiB volume: writes within it succeed, past it ENOSPC, for root too; stats are the volume\'s own', async () => {
