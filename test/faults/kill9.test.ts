@@ -1139,7 +1139,7 @@ describe('kill -9 at random points, directory pool on the host filesystem', () =
     if (left.length) throw new Error(`left behind: ${left.join('; ')}`);
   });
 
-  it(`survives ${hostKills} kills with nothing orphaned, nothing acknowledged lost, retries converging`, async () => {
+  it.skipIf(hostKills === 0)(`survives ${hostKills} kills with nothing orphaned, nothing acknowledged lost, retries converging`, async () => {
     dir = scratchDir('kill9-host');
     const pool = path.join(dir, 'pool');
     mkdirSync(pool);
@@ -1166,13 +1166,14 @@ describe('kill -9 at random points, device pool formatted XFS (reflink copies; p
     if (left.length) throw new Error(`left behind: ${left.join('; ')}`);
   });
 
-  it(`survives ${xfsKills} kills with nothing orphaned, nothing acknowledged lost, retries converging`, async () => {
-    if (xfsKills === 0) return;
+  it.skipIf(xfsKills === 0)(`survives ${xfsKills} kills with nothing orphaned, nothing acknowledged lost, retries converging`, async () => {
     dir = scratchDir('kill9-xfs');
     loop = makeLoopDevice(path.join(dir, 'disk.img'), 2048);
     pool = path.join(dir, 'xfs');
     c = new Campaign('xfs', dir, pool, 'x', ['--pool', `x=${pool}:device=${loop.device}`], SEED ^ 0x9e3779b9, stats, true);
     await c.run(xfsKills);
     expect([...stats.violations.values()].filter((v) => v.startsWith('[xfs'))).toEqual([]);
+    // Under the kernel VM's stock kernel the pool has project quotas: their ids were audited after restarts.
+    if (process.env.HPP_KERNEL_VM === '1') expect(stats.projectAudits, 'project id audits in the XFS campaign').toBeGreaterThan(0);
   }, 60_000 + xfsKills * perKillMs);
 });

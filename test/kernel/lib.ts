@@ -3,6 +3,13 @@ import { statSync } from 'node:fs';
 
 export const MiB = 1024 * 1024;
 
+/** Runs a command; its status and output (stdout then stderr), for tests that expect it to fail. */
+export function tryRun(cmd: string, args: string[], cwd?: string): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd });
+  if (r.error) throw r.error;
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
 export interface Fill {
   /** The file's size afterwards. */
   bytes: number;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
-import { MiB, fill, mountOptions, sh, vmDisks } from './lib.js';
+import { MiB, fill, mountOptions, sh, vmDisks, type Fill } from './lib.js';
 
 const inVm = process.env.HPP_KERNEL_VM === '1';
 
@@ -25,6 +25,21 @@ async function create(d: DriverProcess, name: string, pool: string, mib: number)
 
 async function publish(d: DriverProcess, volumeId: string, target: string): Promise<void> {
   await d.clients.node.NodePublishVolume({ volume_id: volumeId, target_path: target, volume_capability: MOUNT_CAP });
+}
+
+/**
+ * Writes `limitMiB` − 10 MiB into `file` (accepted), then 20 MiB more: refused with `refusal` once the
+ * file holds the limit, within 2 MiB (metadata counts too). What the second writer left.
+ */
+function expectLimitAt(file: string, limitMiB: number, refusal: 'ENOSPC' | 'EDQUOT', opts: { dropSysResource?: boolean } = {}): Fill {
+  const within = fill(file, limitMiB - 10, opts);
+  expect(within.refused, within.stderr).toBeUndefined();
+  expect(within.bytes).toBe((limitMiB - 10) * MiB);
+  const past = fill(file, 20, opts);
+  expect(past.refused, past.stderr).toBe(refusal);
+  expect(past.bytes).toBeLessThanOrEqual(limitMiB * MiB);
+  expect(past.bytes).toBeGreaterThanOrEqual((limitMiB - 2) * MiB);
+  return past;
 }
 
 async function stats(d: DriverProcess, volumeId: string, target: string): Promise<{ total: bigint; used: bigint; available: bigint }> {
@@ -97,13 +112,7 @@ describe.skipIf(!inVm)('XFS project quotas: a device pool and two directory pool
     const v = await create(d, 'x50', 'xd', 50);
     const target = `${dir}/pods/x50`;
     await publish(d, v.volume_id, target);
-    const within = fill(`${target}/f`, 40);
-    expect(within.refused, within.stderr).toBeUndefined();
-    expect(within.bytes).toBe(40 * MiB);
-    const past = fill(`${target}/f`, 20);
-    expect(past.refused, past.stderr).toBe('ENOSPC');
-    expect(past.bytes).toBeLessThanOrEqual(50 * MiB);
-    expect(past.bytes).toBeGreaterThanOrEqual(48 * MiB);
+    const past = expectLimitAt(`${target}/f`, 50, 'ENOSPC');
 
     const s = await stats(d, v.volume_id, target);
     expect(s.total).toBe(BigInt(50 * MiB));
@@ -255,12 +264,7 @@ describe.skipIf(!inVm)('ext4 project quotas', () => {
     const target = `${dir}/pods/e40`;
     await publish(d, v.volume_id, target);
     expect(projectOnDisk(`${quotaPool}/e40`)).toBe(projectIdOf(quotaPool, 'e40'));
-    const within = fill(`${target}/f`, 30, { dropSysResource: true });
-    expect(within.refused, within.stderr).toBeUndefined();
-    const past = fill(`${target}/f`, 20, { dropSysResource: true });
-    expect(past.refused, past.stderr).toBe('EDQUOT');
-    expect(past.bytes).toBeLessThanOrEqual(40 * MiB);
-    expect(past.bytes).toBeGreaterThanOrEqual(38 * MiB);
+    const past = expectLimitAt(`${target}/f`, 40, 'EDQUOT', { dropSysResource: true });
     const s = await stats(d, v.volume_id, target);
     expect(s.total).toBe(BigInt(40 * MiB));
     expect(Number(s.used - BigInt(past.bytes))).toBeLessThan(MiB);

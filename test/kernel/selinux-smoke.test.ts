@@ -6,22 +6,15 @@
 // MCS-constrained: a process of categories c1,c2 may write only files of the same categories.
 // The policy is Debian's plus hack/kernel-vm/selinux/hpp_kernel_vm.cil, which only lets the guest's
 // processes (kernel_t: no init labels them) start svirt_t as libvirtd would.
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeLoopDevice, sh, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+import { tryRun } from './lib.js';
 
 const selinux = process.env.HPP_KERNEL_SELINUX === '1';
 const CONFINED = 'system_u:system_r:svirt_t:s0:c1,c2';
-
-/** Runs a command; its status and output, for tests that expect it to fail. */
-function run(cmd: string, args: string[], cwd?: string): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd });
-  if (r.error) throw r.error;
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 const label = (p: string) => sh('stat', ['-c', '%C', p]).trim();
 
@@ -42,7 +35,7 @@ describe.runIf(selinux)('SELinux under the kernel VM', () => {
 
   afterAll(() => {
     // Permissive again whatever happened: vitest still has to write its report.
-    run('setenforce', ['0']);
+    tryRun('setenforce', ['0']);
     if (mnt) unmountAll(mnt);
     loop?.detach();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -85,7 +78,7 @@ describe.runIf(selinux)('SELinux under the kernel VM', () => {
       expect(sh('getenforce', []).trim()).toBe('Enforcing');
       // From the XFS root (relative paths): the 9p and overlay dirs above it are unlabeled_t too.
       const write = (d: string) =>
-        run('runcon', [CONFINED, `${mnt}/bin/busybox`, 'sh', '-c', `cat /proc/self/attr/current; echo; echo hi > ${d}/f`], mnt);
+        tryRun('runcon', [CONFINED, `${mnt}/bin/busybox`, 'sh', '-c', `cat /proc/self/attr/current; echo; echo hi > ${d}/f`], mnt);
       const mine = write('mine');
       expect(mine.status, mine.out).toBe(0);
       expect(mine.out).toContain(CONFINED);
@@ -96,7 +89,7 @@ describe.runIf(selinux)('SELinux under the kernel VM', () => {
       expect(theirs.status).not.toBe(0);
       expect(theirs.out).toMatch(/Permission denied/);
       // The same runcon against a plain binary of the host: no entry point into svirt_t.
-      const entry = run('runcon', [CONFINED, '/bin/true']);
+      const entry = tryRun('runcon', [CONFINED, '/bin/true']);
       expect(entry.status).not.toBe(0);
     } finally {
       sh('setenforce', ['0']);

@@ -7,23 +7,16 @@
 // svirt_image_t in the test policy (hack/kernel-vm/selinux/hpp_kernel_vm.cil: Debian has no
 // container-selinux), so a label is compared with the one the policy gives a file chcon'ed to
 // container_file_t, never with a spelling. The host without SELinux: project-quota.test.ts.
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTAINER_FILE_CONTEXT } from '../../src/system/selinux.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
-import { MiB, sh } from './lib.js';
+import { MiB, sh, tryRun } from './lib.js';
 
 const selinux = process.env.HPP_KERNEL_SELINUX === '1';
 const CONFINED = 'system_u:system_r:container_t:s0:c1,c2';
-
-function run(cmd: string, args: string[], cwd?: string): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd });
-  if (r.error) throw r.error;
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 const label = (p: string) => sh('stat', '-c', '%C', p).trim();
 
@@ -78,7 +71,7 @@ describe.runIf(selinux)('volumes on a host with SELinux', () => {
     d = await startDriver({ dir, args: ['--pool', `s=${pool}`] });
   });
   afterAll(async () => {
-    run('setenforce', ['0']);
+    tryRun('setenforce', ['0']);
     await d?.stop();
     for (const t of targets) unmountAll(t);
     unmountAll(mnt);
@@ -130,10 +123,10 @@ describe.runIf(selinux)('volumes on a host with SELinux', () => {
     const target = await publish('test-node:s:restored', 'restored');
     // Relative paths from the directory itself: the directories above (9p, tmpfs) have no labels it may search.
     const write = (cwd: string) =>
-      run('runcon', [CONFINED, `${mnt}/bin/busybox`, 'sh', '-c', 'cat /proc/self/attr/current; echo; cat sub/data 2>&1; echo hi > f'], cwd);
+      tryRun('runcon', [CONFINED, `${mnt}/bin/busybox`, 'sh', '-c', 'cat /proc/self/attr/current; echo; cat sub/data 2>&1; echo hi > f'], cwd);
     sh('setenforce', '1');
-    let inVolume: ReturnType<typeof run>;
-    let unlabelled: ReturnType<typeof run>;
+    let inVolume: ReturnType<typeof tryRun>;
+    let unlabelled: ReturnType<typeof tryRun>;
     try {
       expect(sh('getenforce').trim()).toBe('Enforcing');
       inVolume = write(target);

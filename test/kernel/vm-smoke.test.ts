@@ -2,20 +2,12 @@
 // hack/kernel-vm/run, and that what this tier is for works there: XFS project quotas (accounting and
 // enforcement on, a limit refused with ENOSPC) and ext4 project quotas (EDQUOT, and only without
 // CAP_SYS_RESOURCE). Run by `npm run test:kernel`; not part of `npm test` (vitest.config.ts).
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeLoopDevice, sh, unmountAll, type TestLoop } from '../helpers/loopdev.js';
-import { vmDisks } from './lib.js';
-
-/** Runs a command; its status and output, for tests that expect it to fail. */
-function run(cmd: string, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.error) throw r.error;
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
+import { tryRun, vmDisks } from './lib.js';
 
 /** `cmd args` as root without CAP_SYS_RESOURCE, as a container's root normally is. */
 const NO_SYS_RESOURCE = ['--bounding-set=-sys_resource', '--inh-caps=-sys_resource'];
@@ -71,7 +63,7 @@ describe('the kernel VM', () => {
     mkdirSync(`${mnt}/p`);
     sh('xfs_quota', ['-x', '-c', `project -s -p ${mnt}/p 42`, mnt]);
     sh('xfs_quota', ['-x', '-c', 'limit -p bhard=4m 42', mnt]);
-    const w = run('dd', ['if=/dev/zero', `of=${mnt}/p/f`, 'bs=1M', 'count=8', 'conv=fsync']);
+    const w = tryRun('dd', ['if=/dev/zero', `of=${mnt}/p/f`, 'bs=1M', 'count=8', 'conv=fsync']);
     expect(w.status).not.toBe(0);
     expect(w.out).toMatch(/No space left on device/);
 
@@ -95,11 +87,11 @@ describe('the kernel VM', () => {
     sh('chattr', ['-p', '7', '+P', `${mnt}/p`]);
     sh('setquota', ['-P', '7', '0', '4096', '0', '0', mnt]);
     const dd = (f: string) => ['if=/dev/zero', `of=${mnt}/p/${f}`, 'bs=1M', 'count=8', 'conv=fsync'];
-    const confined = run('setpriv', [...NO_SYS_RESOURCE, 'dd', ...dd('a')]);
+    const confined = tryRun('setpriv', [...NO_SYS_RESOURCE, 'dd', ...dd('a')]);
     expect(confined.status).not.toBe(0);
     expect(confined.out).toMatch(/Disk quota exceeded/);
     // Root with CAP_SYS_RESOURCE is exempt from ext4 quotas.
-    const exempt = run('dd', dd('b'));
+    const exempt = tryRun('dd', dd('b'));
     expect(exempt.status, exempt.out).toBe(0);
 
     unmountAll(mnt);
