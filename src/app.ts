@@ -7,7 +7,7 @@ import { PeerServer } from './csi/peer-server.js';
 import { readiness, socketAnswers, type CheckResult } from './observe/health.js';
 import { ObserveServer, parseListenAddress, type ListenAddress } from './observe/http.js';
 import { DriverMetrics } from './observe/metrics.js';
-import { KubeletRegistrar } from './registration/registrar.js';
+import { KubeletRegistrar } from './csi/registration/registrar.js';
 import { setExecLogger } from './system/exec.js';
 import { mountBackend } from './system/native-mount.js';
 import { VolumeManager } from './volumes/manager.js';

@@ -2,12 +2,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DriverOptions } from '../app.js';
-import { socketPath } from '../csi/grpc-server.js';
-import { readToken } from '../csi/peer-auth.js';
+import { socketPath } from './endpoint.js';
+import { readToken } from './peer-token.js';
 import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
-import { registrationSocketPath } from '../registration/service.js';
-import { MAX_SOCKET_PATH_BYTES, bindName } from '../registration/socket.js';
+import { MAX_SOCKET_PATH_BYTES, bindName, registrationSocketPath } from './socket-names.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
 

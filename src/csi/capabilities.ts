@@ -1,4 +1,4 @@
-import { invalidArgument, unimplemented } from './errors.js';
+import { invalidInput, unsupported } from '../errors.js';
 
 /**
  * Everything the driver offers, declared once. Every RPC that depends on a capability checks it here,
@@ -41,11 +41,11 @@ export const ACCESS_TYPES = new Set<string>(['mount', 'block']);
 export const TOPOLOGY_KEY = 'topology.hostpath.csi/node';
 
 export function requireControllerCapability(cap: string, rpc: string): void {
-  if (!CONTROLLER_CAPABILITIES.has(cap)) throw unimplemented(`${rpc} is not supported by this driver (no ${cap} capability)`);
+  if (!CONTROLLER_CAPABILITIES.has(cap)) throw unsupported(`${rpc} is not supported by this driver (no ${cap} capability)`);
 }
 
 export function requireNodeCapability(cap: string, rpc: string): void {
-  if (!NODE_CAPABILITIES.has(cap)) throw unimplemented(`${rpc} is not supported by this driver (no ${cap} capability)`);
+  if (!NODE_CAPABILITIES.has(cap)) throw unsupported(`${rpc} is not supported by this driver (no ${cap} capability)`);
 }
 
 export interface VolumeCapabilityMsg {
@@ -68,13 +68,13 @@ export function unsupportedReason(cap: VolumeCapabilityMsg): string | undefined 
 
 /** Validates a non-empty list of capabilities that must all be served, and returns the access type. */
 export function checkCapabilities(caps: VolumeCapabilityMsg[] | undefined | null, field = 'volume_capabilities'): 'mount' | 'block' {
-  if (!caps || caps.length === 0) throw invalidArgument(`${field} is required`);
+  if (!caps || caps.length === 0) throw invalidInput(`${field} is required`);
   const types = new Set<string>();
   for (const c of caps) {
     const why = unsupportedReason(c);
-    if (why) throw invalidArgument(`${field}: ${why}`);
+    if (why) throw invalidInput(`${field}: ${why}`);
     types.add(c.access_type!);
   }
-  if (types.size > 1) throw invalidArgument(`${field} mixes block and mount access types`);
+  if (types.size > 1) throw invalidInput(`${field} mixes block and mount access types`);
   return [...types][0] as 'mount' | 'block';
 }

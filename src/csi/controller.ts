@@ -7,7 +7,7 @@ import {
   type VolumeCapabilityMsg,
 } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
+import { conflict, invalidInput, noSpace, notFound, outOfRange, precondition } from '../errors.js';
 import { pageRequest, takePage } from './paging.js';
 import type { Handler, Msg } from './rpc.js';
 import type { Pool } from '../pools/pool.js';
@@ -26,9 +26,9 @@ function int64(value: unknown, field: string): bigint {
   try {
     n = BigInt(value as string);
   } catch {
-    throw invalidArgument(`${field} is not an integer: ${JSON.stringify(value)}`);
+    throw invalidInput(`${field} is not an integer: ${JSON.stringify(value)}`);
   }
-  if (n < 0n) throw invalidArgument(`${field} must not be negative, got ${n}`);
+  if (n < 0n) throw invalidInput(`${field} must not be negative, got ${n}`);
   return n;
 }
 
@@ -41,7 +41,7 @@ export function capacityRange(range: Msg | null | undefined): CapacityRange {
   const required = int64(range?.required_bytes, 'capacity_range.required_bytes');
   const limit = int64(range?.limit_bytes, 'capacity_range.limit_bytes');
   if (limit > 0n && required > limit) {
-    throw invalidArgument(`capacity_range: required_bytes ${required} is above limit_bytes ${limit}`);
+    throw invalidInput(`capacity_range: required_bytes ${required} is above limit_bytes ${limit}`);
   }
   return { required, limit };
 }
@@ -67,16 +67,16 @@ interface SourceRef {
 function contentSourceRef(src: Msg | null | undefined): SourceRef | undefined {
   if (!src) return undefined;
   const kind = src.type === 'snapshot' || src.snapshot ? 'snapshot' : src.type === 'volume' || src.volume ? 'volume' : undefined;
-  if (!kind) throw invalidArgument('volume_content_source names neither a snapshot nor a volume');
+  if (!kind) throw invalidInput('volume_content_source names neither a snapshot nor a volume');
   const id = (kind === 'snapshot' ? src.snapshot?.snapshot_id : src.volume?.volume_id) as string | undefined;
-  if (!id) throw invalidArgument(`volume_content_source.${kind} needs an id`);
+  if (!id) throw invalidInput(`volume_content_source.${kind} needs an id`);
   const ref = parseVolumeId(id);
   if (!ref) throw notFound(`${kind} ${id} does not exist`);
   return { kind, id, ...ref };
 }
 
 function checkSourceFits(ref: SourceRef, sourceMode: VolumeMode, sourceSize: bigint, mode: VolumeMode, capacity: bigint): void {
-  if (sourceMode !== mode) throw invalidArgument(`${ref.kind} ${ref.id} holds a ${sourceMode} volume; it cannot fill a ${mode} volume`);
+  if (sourceMode !== mode) throw invalidInput(`${ref.kind} ${ref.id} holds a ${sourceMode} volume; it cannot fill a ${mode} volume`);
   if (capacity !== 0n && capacity < sourceSize) {
     throw outOfRange(`${ref.kind} ${ref.id} needs at least ${sourceSize} bytes; ${capacity} were asked for`);
   }
@@ -95,7 +95,7 @@ function diskImageOverheadFor(params: VolumeParameters, pool: Pool, source: Cont
 /** Snapshot classes may carry parameters; this driver takes none (csi.storage.k8s.io/* are the CO's). */
 function parseParametersForSnapshot(params: Record<string, string> | null | undefined): void {
   for (const k of Object.keys(params ?? {})) {
-    if (!k.startsWith('csi.storage.k8s.io/')) throw invalidArgument(`unknown snapshot parameter ${JSON.stringify(k)}; this driver takes none`);
+    if (!k.startsWith('csi.storage.k8s.io/')) throw invalidInput(`unknown snapshot parameter ${JSON.stringify(k)}; this driver takes none`);
   }
 }
 
@@ -144,13 +144,13 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
 
   const unsupported = (rpc: string, cap: string): Handler => async () => {
     requireControllerCapability(cap, rpc);
-    throw invalidArgument(`${rpc} is not implemented`);
+    throw invalidInput(`${rpc} is not implemented`);
   };
 
   /** The snapshot or volume a CreateVolume names as its content source, found and checked. */
   async function resolveContentSource(ref: SourceRef, mode: VolumeMode, capacity: bigint): Promise<ContentSource> {
     if (ref.node !== ctx.node) {
-      throw failedPrecondition(`${ref.kind} ${ref.id} lives on node ${ref.node}; volumes from it are created there (this is ${ctx.node})`);
+      throw precondition(`${ref.kind} ${ref.id} lives on node ${ref.node}; volumes from it are created there (this is ${ctx.node})`);
     }
     if (ref.kind === 'snapshot') {
       requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateVolume from a snapshot');
@@ -180,15 +180,15 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       const pool = volumes.resolvePool(params.storagePool);
       const req_topo = req.accessibility_requirements;
       if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && (req_topo.requisite?.length ?? 0) > 0) {
-        throw resourceExhausted(`node ${ctx.node} is not in the requisite topology of the request`);
+        throw noSpace(`node ${ctx.node} is not in the requisite topology of the request`);
       }
       // With a content source and no size asked for, the volume takes the source's size.
       const sized = range.required > 0n || range.limit > 0n;
       const mode = accessType === 'block' ? 'block' : 'filesystem';
       let capacity = capacityFor(mode, range);
       const sourceRef = contentSourceRef(req.volume_content_source);
-      if (params.createDiskImage && mode === 'block') throw invalidArgument('createDiskImage applies to Filesystem volumes only');
-      if (params.createDiskImage && capacity === 0n && !sourceRef) throw invalidArgument('createDiskImage needs a capacity_range to size disk.img');
+      if (params.createDiskImage && mode === 'block') throw invalidInput('createDiskImage applies to Filesystem volumes only');
+      if (params.createDiskImage && capacity === 0n && !sourceRef) throw invalidInput('createDiskImage needs a capacity_range to size disk.img');
       const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
 
       const sourceKeys = sourceRef ? [`name/${sourceRef.name}`, `snapname/${sourceRef.name}`] : [];
@@ -198,14 +198,14 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         const diskImageOverhead = diskImageOverheadFor(params, pool, source);
         let capacityNote: string | undefined;
         if (diskImageOverhead) {
-          if (capacity === 0n) throw invalidArgument(`createDiskImage needs a capacity_range to size disk.img: ${source?.kind} ${source?.id} has no size`);
+          if (capacity === 0n) throw invalidInput(`createDiskImage needs a capacity_range to size disk.img: ${source?.kind} ${source?.id} has no size`);
           const asked = capacity;
           capacity = capacityForDiskImage(asked, range.limit, diskImageOverhead);
           if (capacity !== asked) capacityNote = `rounded up from ${asked} bytes so that disk.img holds 1 MiB at filesystem overhead ${diskImageOverhead.text}`;
         }
         const sameName = volumes.findByName(name);
         if (sameName && sameName.pool !== pool.name) {
-          throw invalidArgument(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
+          throw invalidInput(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(
           { pool, name, mode, capacityBytes: capacity, capacityNote, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
@@ -226,12 +226,12 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     async DeleteVolume(req) {
       requireControllerCapability('CREATE_DELETE_VOLUME', 'DeleteVolume');
       const id = req.volume_id as string;
-      if (!id) throw invalidArgument('volume_id is required');
+      if (!id) throw invalidInput('volume_id is required');
       const ref = parseVolumeId(id);
       // An id that is not ours names no volume: deleting it is a no-op, as the spec asks.
       if (!ref) return {};
       if (ref.node !== ctx.node) {
-        throw failedPrecondition(`volume ${id} lives on node ${ref.node}; delete it there (this is ${ctx.node})`);
+        throw precondition(`volume ${id} lives on node ${ref.node}; delete it there (this is ${ctx.node})`);
       }
       if (!volumes.getPool(ref.pool)) return {};
       return volumes.locks.withKey(`name/${ref.name}`, async () => {
@@ -243,9 +243,9 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
 
     async ValidateVolumeCapabilities(req) {
       const id = req.volume_id as string;
-      if (!id) throw invalidArgument('volume_id is required');
+      if (!id) throw invalidInput('volume_id is required');
       const caps = req.volume_capabilities as VolumeCapabilityMsg[];
-      if (!caps || caps.length === 0) throw invalidArgument('volume_capabilities is required');
+      if (!caps || caps.length === 0) throw invalidInput('volume_capabilities is required');
       const rec = await volumes.find(id);
       if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
       for (const cap of caps) {
@@ -305,18 +305,18 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateSnapshot');
       const name = checkName('snapshot', req.name as string);
       const sourceId = req.source_volume_id as string;
-      if (!sourceId) throw invalidArgument('source_volume_id is required');
+      if (!sourceId) throw invalidInput('source_volume_id is required');
       parseParametersForSnapshot(req.parameters);
       const ref = parseVolumeId(sourceId);
       if (ref && ref.node !== ctx.node) {
-        throw failedPrecondition(`volume ${sourceId} lives on node ${ref.node}; its snapshots are taken there (this is ${ctx.node})`);
+        throw precondition(`volume ${sourceId} lives on node ${ref.node}; its snapshots are taken there (this is ${ctx.node})`);
       }
       const source0 = await volumes.find(sourceId);
       return volumes.locks.withKeys([`snapname/${name}`, ...(source0 ? [`name/${source0.name}`] : [])], async () => {
         const existing = volumes.snapshotByName(name);
         if (existing) {
           if (existing.sourceVolumeId !== sourceId) {
-            throw alreadyExists(`snapshot ${name} already exists for volume ${existing.sourceVolumeId}`);
+            throw conflict(`snapshot ${name} already exists for volume ${existing.sourceVolumeId}`);
           }
           return { snapshot: snapshotMessage(existing) };
         }
@@ -329,10 +329,10 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     async DeleteSnapshot(req) {
       requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'DeleteSnapshot');
       const id = req.snapshot_id as string;
-      if (!id) throw invalidArgument('snapshot_id is required');
+      if (!id) throw invalidInput('snapshot_id is required');
       const ref = parseVolumeId(id);
       if (!ref) return {};
-      if (ref.node !== ctx.node) throw failedPrecondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
+      if (ref.node !== ctx.node) throw precondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
       return volumes.locks.withKey(`snapname/${ref.name}`, async () => {
         const snap = await volumes.findSnapshot(id);
         if (snap) await volumes.deleteSnapshot(snap);
@@ -353,10 +353,10 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     async ControllerExpandVolume(req) {
       requireControllerCapability('EXPAND_VOLUME', 'ControllerExpandVolume');
       const id = req.volume_id as string;
-      if (!id) throw invalidArgument('volume_id is required');
-      if (!req.capacity_range) throw invalidArgument('capacity_range is required');
+      if (!id) throw invalidInput('volume_id is required');
+      if (!req.capacity_range) throw invalidInput('capacity_range is required');
       const range = capacityRange(req.capacity_range);
-      if (range.required === 0n && range.limit === 0n) throw invalidArgument('capacity_range needs required_bytes or limit_bytes');
+      if (range.required === 0n && range.limit === 0n) throw invalidInput('capacity_range needs required_bytes or limit_bytes');
       const first = await volumes.find(id);
       if (!first) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
       return volumes.locks.withKey(`name/${first.name}`, async () => {
@@ -364,7 +364,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
         const cap = req.volume_capability as VolumeCapabilityMsg | null;
         if (cap?.access_type && (cap.access_type === 'block') !== (rec.mode === 'block')) {
-          throw invalidArgument(`volume ${id} is a ${rec.mode} volume, not ${cap.access_type}`);
+          throw invalidInput(`volume ${id} is a ${rec.mode} volume, not ${cap.access_type}`);
         }
         const wanted = capacityFor(rec.mode, range);
         const current = BigInt(rec.capacityBytes);

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, readlinkSync, realpathSync, promises as fsp } f
 import path from 'node:path';
 import { NODE_CAPABILITIES, TOPOLOGY_KEY, requireNodeCapability, unsupportedReason, type VolumeCapabilityMsg } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import { conflict, invalidInput, notFound, precondition } from '../errors.js';
 import type { Handler, Msg } from './rpc.js';
 import { mountedAt } from '../system/mount.js';
 import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
@@ -21,24 +21,24 @@ const ALLOWED_MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev
  * refused. Returns the path as given (the key kubelet uses) and the real one (what mountinfo shows).
  */
 async function checkTargetPath(p: unknown, field: string, ctx: DriverContext): Promise<{ given: string; real: string }> {
-  if (typeof p !== 'string' || p === '') throw invalidArgument(`${field} is required`);
+  if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
   if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
-    throw invalidArgument(`${field} is longer than a path may be (${p.length} characters)`);
+    throw invalidInput(`${field} is longer than a path may be (${p.length} characters)`);
   }
   const given = path.normalize(p).replace(/(.)\/+$/, '$1');
   if (p.includes('\0') || !path.isAbsolute(p) || given !== p.replace(/(.)\/+$/, '$1') || given === '/') {
-    throw invalidArgument(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
+    throw invalidInput(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
   }
   const real = realLocation(given);
-  if (real === '/') throw invalidArgument(`${field} ${given} resolves to /`);
+  if (real === '/') throw invalidInput(`${field} ${given} resolves to /`);
   if (lstatSync(given, { throwIfNoEntry: false })?.isSymbolicLink()) {
-    throw invalidArgument(`${field} ${given} is a symbolic link`);
+    throw invalidInput(`${field} ${given} is a symbolic link`);
   }
   for (const pool of ctx.volumes.poolList()) {
     for (const root of new Set([pool.root, realLocation(pool.root)])) {
       for (const t of new Set([given, real])) {
         if (t === root || t.startsWith(`${root}/`) || root.startsWith(`${t}/`)) {
-          throw invalidArgument(`${field} ${given}${t !== given ? ` (really ${t})` : ''} overlaps storage pool ${pool.name}`);
+          throw invalidInput(`${field} ${given}${t !== given ? ` (really ${t})` : ''} overlaps storage pool ${pool.name}`);
         }
       }
     }
@@ -58,11 +58,11 @@ function realLocation(p: string): string {
       return path.join(realpathSync.native(existing), ...rest.reverse());
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENAMETOOLONG' || code === 'ELOOP') throw invalidArgument(`path ${p.slice(0, 200)} cannot be resolved: ${code}`);
+      if (code === 'ENAMETOOLONG' || code === 'ELOOP') throw invalidInput(`path ${p.slice(0, 200)} cannot be resolved: ${code}`);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       if (existing === '/') return p;
       if (lstatSync(existing, { throwIfNoEntry: false })?.isSymbolicLink()) {
-        if (++hops > 40) throw invalidArgument(`path ${p.slice(0, 200)} cannot be resolved: ELOOP`);
+        if (++hops > 40) throw invalidInput(`path ${p.slice(0, 200)} cannot be resolved: ELOOP`);
         existing = path.resolve(path.dirname(existing), readlinkSync(existing));
         continue;
       }
@@ -81,11 +81,11 @@ async function checkTargetFree(real: string, asBlock: boolean): Promise<void> {
   const st = lstatSync(real, { throwIfNoEntry: false });
   if (!st) return;
   if (asBlock) {
-    if (!st.isFile() || st.size !== 0) throw failedPrecondition(`target ${real} exists and is not an empty file`);
+    if (!st.isFile() || st.size !== 0) throw precondition(`target ${real} exists and is not an empty file`);
     return;
   }
-  if (!st.isDirectory()) throw failedPrecondition(`target ${real} exists and is not a directory`);
-  if (readdirSync(real).length > 0) throw failedPrecondition(`target ${real} is a directory that is not empty`);
+  if (!st.isDirectory()) throw precondition(`target ${real} exists and is not a directory`);
+  if (readdirSync(real).length > 0) throw precondition(`target ${real} is a directory that is not empty`);
 }
 
 function samePublication(a: Publication, b: Publication): boolean {
@@ -95,12 +95,12 @@ function samePublication(a: Publication, b: Publication): boolean {
 /** What the request asks for, validated: the publication to record. */
 function wantedPublication(req: Msg): { cap: VolumeCapabilityMsg; wanted: Publication } {
   const cap = req.volume_capability as VolumeCapabilityMsg | null;
-  if (!cap) throw invalidArgument('volume_capability is required');
+  if (!cap) throw invalidInput('volume_capability is required');
   const why = unsupportedReason(cap);
-  if (why) throw invalidArgument(`volume_capability: ${why}`);
+  if (why) throw invalidInput(`volume_capability: ${why}`);
   const flags = (cap.mount?.mount_flags ?? []).filter((f) => f !== '');
   for (const f of flags) {
-    if (!ALLOWED_MOUNT_FLAGS.has(f)) throw invalidArgument(`mount flag ${JSON.stringify(f)} is not allowed for a volume bind mount`);
+    if (!ALLOWED_MOUNT_FLAGS.has(f)) throw invalidInput(`mount flag ${JSON.stringify(f)} is not allowed for a volume bind mount`);
   }
   const accessMode = cap.access_mode!.mode!;
   return {
@@ -117,7 +117,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
   const { volumes } = ctx;
 
   async function requireVolume(id: unknown): Promise<VolumeRecord> {
-    if (typeof id !== 'string' || id === '') throw invalidArgument('volume_id is required');
+    if (typeof id !== 'string' || id === '') throw invalidInput('volume_id is required');
     const rec = await volumes.find(id);
     if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
     return rec;
@@ -138,7 +138,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
 
   const unsupported = (rpc: string, cap: string): Handler => async () => {
     requireNodeCapability(cap, rpc);
-    throw invalidArgument(`${rpc} is not implemented`);
+    throw invalidInput(`${rpc} is not implemented`);
   };
 
   return {
@@ -155,7 +155,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async NodePublishVolume(req) {
-      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      if (!req.volume_id) throw invalidInput('volume_id is required');
       const { given: target, real } = await checkTargetPath(req.target_path, 'target_path', ctx);
       const { cap, wanted } = wantedPublication(req);
       const first = await requireVolume(req.volume_id);
@@ -163,9 +163,9 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         const rec = await requireVolume(req.volume_id);
         const asBlock = cap.access_type === 'block';
         if ((rec.mode === 'block') !== asBlock) {
-          throw failedPrecondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
+          throw precondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
         }
-        if (asBlock && wanted.mountFlags.length > 0) throw invalidArgument('mount flags do not apply to a block volume');
+        if (asBlock && wanted.mountFlags.length > 0) throw invalidInput('mount flags do not apply to a block volume');
         let mounted = await mountedAt(real);
         const recorded = rec.publications[target];
 
@@ -177,22 +177,22 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
             await unbindStale(real);
             mounted = undefined;
           } else if (state.kind !== 'ours') {
-            throw alreadyExists(`target ${target} already has something else mounted (${mounted.source} ${mounted.root})`);
+            throw conflict(`target ${target} already has something else mounted (${mounted.source} ${mounted.root})`);
           }
         }
         if (mounted) {
           if (recorded && !samePublication(recorded, wanted)) {
-            throw alreadyExists(`volume ${rec.id} is already published at ${target} with other options (readOnly=${recorded.readOnly}, ${recorded.accessMode})`);
+            throw conflict(`volume ${rec.id} is already published at ${target} with other options (readOnly=${recorded.readOnly}, ${recorded.accessMode})`);
           }
           if (recorded) return {};
           // Mounted by us before a crash and never recorded: adopt it when its flags agree.
           if (mounted.options.includes('ro') !== wanted.readOnly) {
-            throw alreadyExists(`volume ${rec.id} is already mounted at ${target} with other options`);
+            throw conflict(`volume ${rec.id} is already mounted at ${target} with other options`);
           }
         } else {
           const others = Object.entries(rec.publications).filter(([t]) => t !== target);
           if (others.length > 0 && (wanted.accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
-            throw failedPrecondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
+            throw precondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
           }
           await checkTargetFree(real, asBlock);
           // The intent is recorded before the mount: a crash in between leaves a publication that the
@@ -213,14 +213,14 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async NodeUnpublishVolume(req) {
-      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      if (!req.volume_id) throw invalidInput('volume_id is required');
       const { given: target, real } = await checkTargetPath(req.target_path, 'target_path', ctx);
       const first = await requireVolume(req.volume_id);
       return volumes.locks.withKeys([`name/${first.name}`, `target/${real}`], async () => {
         const rec = await requireVolume(req.volume_id);
         const recorded = rec.publications[target] !== undefined;
         const outcome = await unmountAndRemoveTarget(real, { recorded, isOurs: () => targetHolds(rec, real), log: ctx.log });
-        if (outcome === 'not-ours') throw failedPrecondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
+        if (outcome === 'not-ours') throw precondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
         const publications = { ...rec.publications };
         delete publications[target];
         if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(dataOf(rec), Object.values(publications)), ctx.log, { volume: rec.id, target });
@@ -231,8 +231,8 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
 
     async NodeGetVolumeStats(req) {
       requireNodeCapability('GET_VOLUME_STATS', 'NodeGetVolumeStats');
-      if (!req.volume_id) throw invalidArgument('volume_id is required');
-      if (!req.volume_path) throw invalidArgument('volume_path is required');
+      if (!req.volume_id) throw invalidInput('volume_id is required');
+      if (!req.volume_path) throw invalidInput('volume_path is required');
       const rec = await requireVolume(req.volume_id);
       const volumePath = req.volume_path as string;
       const data = dataOf(rec);
@@ -277,8 +277,8 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     NodeUnstageVolume: unsupported('NodeUnstageVolume', 'STAGE_UNSTAGE_VOLUME'),
     async NodeExpandVolume(req) {
       requireNodeCapability('EXPAND_VOLUME', 'NodeExpandVolume');
-      if (!req.volume_id) throw invalidArgument('volume_id is required');
-      if (!req.volume_path) throw invalidArgument('volume_path is required');
+      if (!req.volume_id) throw invalidInput('volume_id is required');
+      if (!req.volume_path) throw invalidInput('volume_path is required');
       const first = await requireVolume(req.volume_id);
       return volumes.locks.withKey(`name/${first.name}`, async () => {
         const rec = await requireVolume(req.volume_id);
@@ -289,7 +289,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         const capacity = BigInt(rec.capacityBytes);
         const asked = BigInt((req.capacity_range?.required_bytes as string) || '0');
         if (asked > capacity) {
-          throw failedPrecondition(`volume ${rec.id} has ${capacity} bytes; ControllerExpandVolume must grow it to ${asked} first`);
+          throw precondition(`volume ${rec.id} has ${capacity} bytes; ControllerExpandVolume must grow it to ${asked} first`);
         }
         const data = dataOf(rec);
         if (rec.mode === 'block') {

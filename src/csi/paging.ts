@@ -1,4 +1,6 @@
-import { aborted, invalidArgument } from './errors.js';
+import { status } from '@grpc/grpc-js';
+import { invalidInput } from '../errors.js';
+import { StatusError } from './status.js';
 import type { Msg } from './rpc.js';
 import { parseVolumeId } from '../volumes/ids.js';
 
@@ -11,9 +13,10 @@ export interface PageRequest {
 /** Checks max_entries and starting_token of a ListVolumes or ListSnapshots request. */
 export function pageRequest(req: Msg): PageRequest {
   const max = Number(req.max_entries ?? 0);
-  if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
+  if (!Number.isInteger(max) || max < 0) throw invalidInput(`max_entries must not be negative, got ${req.max_entries}`);
   const token = (req.starting_token as string) || '';
-  if (token && !parseVolumeId(token)) throw aborted(`starting_token ${JSON.stringify(token)} is not one this driver gave out`);
+  // CSI answers a token it never gave out with ABORTED (the listing changed under the caller).
+  if (token && !parseVolumeId(token)) throw new StatusError(status.ABORTED, `starting_token ${JSON.stringify(token)} is not one this driver gave out`);
   return { max, token };
 }
 

@@ -1,15 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+export { readToken } from '../config/peer-token.js';
 
 /** Shared-token authentication between the routing controller and the node daemons. */
 export const AUTH_HEADER = 'authorization';
-
-export function readToken(file: string): string {
-  const token = readFileSync(file, 'utf8').trim();
-  if (token.length < 16) throw new Error(`peer token in ${file} is too short (need at least 16 characters)`);
-  return token;
-}
 
 /** Is the call's bearer token this one? Compared in constant time. */
 export function hasToken(metadata: grpc.Metadata, token: string): boolean {

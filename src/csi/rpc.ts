@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../observe/logger.js';
 import { redactSecrets } from '../observe/logger.js';
-import { toCsiError } from './errors.js';
+import type { RpcObserver } from '../observe/rpc-observer.js';
+import { toStatus } from './status.js';
 
 // Request and response messages as proto-loader gives them (snake_case, int64 as string).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -10,9 +11,7 @@ export type Handler = (req: Msg) => Promise<Msg>;
 
 const MAX_DETAILS = 2048;
 
-export interface RpcObserver {
-  observe(method: string, code: string, seconds: number): void;
-}
+export type { RpcObserver } from '../observe/rpc-observer.js';
 
 /** Fields worth a place in every log line: which volume or target a call was about. */
 function subject(req: Msg): Record<string, unknown> {
@@ -25,7 +24,7 @@ function subject(req: Msg): Record<string, unknown> {
 
 /**
  * Adapts an async handler to grpc-js: one log line per call (method, subject, duration, code), every
- * thrown error answered as a gRPC status with its cause, secrets never logged.
+ * thrown error mapped once (csi/status.ts) to a gRPC status with its cause, secrets never logged.
  */
 export function unary(method: string, handler: Handler, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<Msg, Msg> {
   return (call, callback) => {
@@ -40,7 +39,7 @@ export function unary(method: string, handler: Handler, log: Logger, observer?: 
         callback(null, res);
       },
       (err: unknown) => {
-        const e = toCsiError(err);
+        const e = toStatus(err);
         // Messages quote request fields; a huge field must not make a huge status (clients drop those).
         if (e.message.length > MAX_DETAILS) e.message = `${e.message.slice(0, MAX_DETAILS)}... (${e.message.length - MAX_DETAILS} more characters)`;
         const ms = Number(process.hrtime.bigint() - started) / 1e6;

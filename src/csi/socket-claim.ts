@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ProcessLock } from '../system/flock.js';
 import { describeHolder } from '../system/socket-holder.js';
 import { bindName, probeUnixSocket } from '../system/unix-socket.js';
-import { socketPath } from './grpc-server.js';
+import { socketPath } from '../config/endpoint.js';
 
 /** The endpoint is someone else's, or its path is not ours to remove: a refusal to start, not a crash. */
 export class EndpointTakenError extends Error {

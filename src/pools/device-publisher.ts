@@ -5,7 +5,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from '../observe/logger.js';
 import { fsyncDir } from '../system/atomic-file.js';
-import { ExecError, run } from '../system/exec.js';
+import { ToolError } from '../errors.js';
+import { run } from '../system/exec.js';
 import { devString } from '../system/loop.js';
 import { ConfigError } from './config.js';
 
@@ -162,7 +163,7 @@ export async function publishDevice(device: string, publishPath: string, log: Lo
   try {
     await run('mknod', ['-m', '0600', tmp, 'b', major, minor]);
   } catch (err) {
-    if (err instanceof ExecError && /Operation not permitted|Permission denied/.test(err.result.stderr)) {
+    if (err instanceof ToolError && /Operation not permitted|Permission denied/.test(err.result.stderr)) {
       throw new PublishError(
         `cannot create a device node in ${dir}: ${err.result.stderr.trim()}; the container must run as uid 0 with CAP_MKNOD (securityContext.capabilities.add: ["MKNOD"]) and may write to ${dir}`,
       );

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { CsiError, unavailable } from '../csi/errors.js';
+import { unavailable } from '../errors.js';
+import { StatusError } from '../csi/status.js';
 import { channelCredentials, tokenMetadata } from '../csi/peer-auth.js';
 import { loadCsi } from '../csi/proto.js';
 import type { Msg } from '../csi/rpc.js';
@@ -12,7 +13,7 @@ export interface NodeSnapshots {
 }
 
 /**
- * Calls to the daemon of one node, each with its own deadline. Every failure comes back as a CsiError
+ * Calls to the daemon of one node, each with its own deadline. Every failure comes back as a StatusError
  * that names the node: the daemon's own status as it is, UNAVAILABLE when the node cannot be reached
  * or does not answer in time.
  */
@@ -61,7 +62,7 @@ export class NodeClients {
         const where = `node ${node} (${address})`;
         // grpc-js ends a connection failure with an empty "Resolution note: ".
         if (err.code === grpc.status.DEADLINE_EXCEEDED) return reject(unavailable(`${where} did not answer ${method} within ${timeoutMs / 1000} s`));
-        reject(new CsiError(err.code, `${where}: ${(err.details || err.message).replace(/\.? Resolution note: $/, '')}`));
+        reject(new StatusError(err.code, `${where}: ${(err.details || err.message).replace(/\.? Resolution note: $/, '')}`));
       });
     });
   }

@@ -1,5 +1,5 @@
 import { PLUGIN_VOLUME_EXPANSION } from '../csi/capabilities.js';
-import { alreadyExists, invalidArgument, notFound, unavailable, unimplemented } from '../csi/errors.js';
+import { conflict, invalidInput, notFound, unavailable, unsupported } from '../errors.js';
 import { pageRequest } from '../csi/paging.js';
 import type { Handler, Msg } from '../csi/rpc.js';
 import type { Logger } from '../observe/logger.js';
@@ -40,7 +40,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
 
   function nodeOf(id: string, what: string): string {
     const ref = parseVolumeId(id);
-    if (!ref) throw invalidArgument(`${what} ${JSON.stringify(id)} is not an id of this driver`);
+    if (!ref) throw invalidInput(`${what} ${JSON.stringify(id)} is not an id of this driver`);
     return ref.node;
   }
 
@@ -91,7 +91,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
   };
 
   const notHere = (rpc: string): Handler => async () => {
-    throw unimplemented(`${rpc} is served by the node daemons, not by the routing controller`);
+    throw unsupported(`${rpc} is served by the node daemons, not by the routing controller`);
   };
 
   const controller: Record<string, Handler> = {
@@ -100,22 +100,22 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     },
 
     async CreateSnapshot(req) {
-      if (!req.name) throw invalidArgument('name is required');
-      if (!req.source_volume_id) throw invalidArgument('source_volume_id is required');
+      if (!req.name) throw invalidInput('name is required');
+      if (!req.source_volume_id) throw invalidInput('source_volume_id is required');
       const owner = nodeOf(req.source_volume_id, 'source volume');
       const taken = await takenElsewhere(req.name, owner);
       if (taken) {
         // A retry of a snapshot the owner already has stays OK, whatever another node holds.
         const own = await nodes.call(owner, 'ListSnapshots', { source_volume_id: req.source_volume_id }, OWNER_TIMEOUT_MS);
         if (!(own.entries as Msg[]).some((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === req.name)) {
-          throw alreadyExists(`snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
+          throw conflict(`snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
         }
       }
       return nodes.call(owner, 'CreateSnapshot', req, OWNER_TIMEOUT_MS);
     },
 
     async DeleteSnapshot(req) {
-      if (!req.snapshot_id) throw invalidArgument('snapshot_id is required');
+      if (!req.snapshot_id) throw invalidInput('snapshot_id is required');
       // An id that is not ours names nothing: deleting it is a no-op, as on the daemon.
       const ref = parseVolumeId(req.snapshot_id);
       if (!ref) return {};
@@ -123,7 +123,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     },
 
     async ControllerExpandVolume(req) {
-      if (!req.volume_id) throw invalidArgument('volume_id is required');
+      if (!req.volume_id) throw invalidInput('volume_id is required');
       const ref = parseVolumeId(req.volume_id);
       if (!ref) throw notFound(`volume ${req.volume_id} does not exist`);
       return nodes.call(ref.node, 'ControllerExpandVolume', req, OWNER_TIMEOUT_MS);

@@ -1,8 +1,8 @@
 import { promises as fsp, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
 import { KeyedLock } from '../util/keyed-lock.js';
-import { run } from './exec.js';
+import { noSpace, ToolError } from '../errors.js';
+import { run, type ExecResult } from './exec.js';
 import { mountBackend } from './native-mount.js';
 
 export interface LoopDevice {
@@ -156,16 +156,28 @@ export function loopDeviceWithNumber(rdev: bigint): string | undefined {
   return /^loop\d+$/.test(base) ? `/dev/${base}` : undefined;
 }
 
+/** `losetup --find`: running out of loop devices is a lack of space like any other, not a tool failure. */
+async function losetupFind(args: string[]): Promise<ExecResult> {
+  try {
+    return await run('losetup', args);
+  } catch (err) {
+    if (err instanceof ToolError && /cannot find an unused loop device|could not find any free loop device/i.test(err.result.stderr)) {
+      throw noSpace(`no free loop device for ${args[args.length - 1]}: ${err.message}`, err);
+    }
+    throw err;
+  }
+}
+
 async function attachUnlocked(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
   const existing = (await devicesForUnlocked(file)).find((d) => d.readOnly === opts.readOnly && !d.detaching);
   if (existing) return existing;
   const args = ['--find', '--show', '--direct-io=on', ...(opts.readOnly ? ['--read-only'] : []), file];
   let name: string;
   try {
-    name = (await run('losetup', args, { failCode: status.RESOURCE_EXHAUSTED })).stdout.trim();
+    name = (await losetupFind(args)).stdout.trim();
   } catch (err) {
     if (!/direct|Invalid argument/i.test(String((err as Error).message))) throw err;
-    name = (await run('losetup', args.filter((a) => a !== '--direct-io=on'), { failCode: status.RESOURCE_EXHAUSTED })).stdout.trim();
+    name = (await losetupFind(args.filter((a) => a !== '--direct-io=on'))).stdout.trim();
   }
   const attached = (await devicesForUnlocked(file)).find((d) => d.name === name);
   if (!attached) throw new Error(`losetup attached ${file} as ${name}, but the kernel does not show ${name} backed by that file`);

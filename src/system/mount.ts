@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { internal, invalidArgument } from '../csi/errors.js';
+import { internal, invalidInput } from '../errors.js';
 import { quote, run, syscall } from './exec.js';
 import { MS, mountBackend } from './native-mount.js';
 
@@ -135,7 +135,7 @@ export function bindRemountFlags(current: string[], readOnly: boolean, flags: st
   }
   for (const o of flags) {
     const f = FLAG_BITS[o];
-    if (!f) throw invalidArgument(`mount flag ${JSON.stringify(o)} cannot be applied to a bind mount`);
+    if (!f) throw invalidInput(`mount flag ${JSON.stringify(o)} cannot be applied to a bind mount`);
     if (f.set) bits |= f.set;
     if (f.clear) bits &= ~f.clear;
     if (f.atime) atime = f.atime;

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import type { Logger } from '../observe/logger.js';
-import { ExecError, run } from './exec.js';
+import { ToolError } from '../errors.js';
+import { run } from './exec.js';
 
 export type PreallocationMethod = 'none' | 'fallocate' | 'full';
 
@@ -17,7 +18,7 @@ export async function preallocate(file: string, offset: bigint, length: bigint, 
     await run('fallocate', ['--offset', offset.toString(), '--length', length.toString(), file]);
     return 'fallocate';
   } catch (err) {
-    if (!(err instanceof ExecError) || !/not supported/i.test(err.result.stderr)) throw err;
+    if (!(err instanceof ToolError) || !/not supported/i.test(err.result.stderr)) throw err;
   }
   log.info({ file, bytes: length.toString() }, 'fallocate not supported here: writing zeros');
   const zeros = Buffer.alloc(ZERO_CHUNK);

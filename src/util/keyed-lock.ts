@@ -1,4 +1,4 @@
-import { aborted } from '../csi/errors.js';
+import { busy } from '../errors.js';
 
 /**
  * Serialises work per key (a volume, a name, a target path) while different keys run in parallel.
@@ -59,7 +59,7 @@ export class KeyedLock {
       void tail.then(() => {
         if (this.tails.get(key) === tail) this.tails.delete(key);
       });
-      throw aborted(`an operation on ${key} is already in progress`);
+      throw busy(`an operation on ${key} is already in progress`);
     }
     return done;
   }

@@ -1,6 +1,6 @@
 import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
-import { outOfRange } from '../csi/errors.js';
+import { outOfRange } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import {
   describeHolders,

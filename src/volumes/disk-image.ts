@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { invalidArgument, outOfRange } from '../csi/errors.js';
+import { invalidInput, outOfRange } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
 
@@ -24,12 +24,12 @@ export interface Overhead {
 export function parseOverhead(text: string, where: string): Overhead {
   const m = /^(0|1)?(?:\.(\d{1,9}))?$/.exec(text.trim());
   if (!m || text.trim() === '' || text.trim() === '.') {
-    throw invalidArgument(`${where} ${JSON.stringify(text)} must be a decimal number from 0 up to (not including) 1, e.g. 0.055`);
+    throw invalidInput(`${where} ${JSON.stringify(text)} must be a decimal number from 0 up to (not including) 1, e.g. 0.055`);
   }
   const frac = m[2] ?? '';
   const den = 10n ** BigInt(frac.length);
   const num = BigInt(m[1] ?? '0') * den + BigInt(frac || '0');
-  if (num >= den) throw invalidArgument(`${where} ${text} must be below 1`);
+  if (num >= den) throw invalidInput(`${where} ${text} must be below 1`);
   return { text: text.trim(), num, den };
 }
 

@@ -1,5 +1,5 @@
 import { existsSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
-import { internal } from '../csi/errors.js';
+import { internal } from '../errors.js';
 import { bindMount, mountedAt, unmount } from '../system/mount.js';
 
 /** Bind-mount the volume directory onto a target directory, created if missing. */

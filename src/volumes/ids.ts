@@ -1,4 +1,4 @@
-import { invalidArgument } from '../csi/errors.js';
+import { invalidInput } from '../errors.js';
 
 /**
  * Names that may become a directory or file name inside a pool: no path separators, no NUL, no leading
@@ -25,9 +25,9 @@ export function isValidNodeName(node: string): boolean {
 }
 
 export function checkName(kind: string, name: string): string {
-  if (!name) throw invalidArgument(`${kind} name is required`);
+  if (!name) throw invalidInput(`${kind} name is required`);
   if (!NAME_RE.test(name)) {
-    throw invalidArgument(
+    throw invalidInput(
       `${kind} name ${JSON.stringify(name.length > 160 ? `${name.slice(0, 160)}...` : name)} is not allowed: ` +
         'use 1-128 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit',
     );

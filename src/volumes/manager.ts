@@ -1,6 +1,6 @@
 import { promises as fsp, renameSync } from 'node:fs';
 import path from 'node:path';
-import { alreadyExists, failedPrecondition, internal, invalidArgument, outOfRange, resourceExhausted, unavailable } from '../csi/errors.js';
+import { conflict, internal, invalidInput, noSpace, outOfRange, precondition, unavailable } from '../errors.js';
 import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
 import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
@@ -97,13 +97,13 @@ export class VolumeManager {
     if (name) {
       const st = this.pools.get(name);
       if (!st) {
-        throw invalidArgument(`storage pool ${JSON.stringify(name)} is not configured on node ${this.node}; known pools: ${[...this.pools.keys()].join(', ')}`);
+        throw invalidInput(`storage pool ${JSON.stringify(name)} is not configured on node ${this.node}; known pools: ${[...this.pools.keys()].join(', ')}`);
       }
       return st.pool;
     }
     const fallback = this.defaultPool();
     if (fallback) return fallback;
-    throw invalidArgument(`parameter storagePool is required: node ${this.node} has pools ${[...this.pools.keys()].join(', ')}`);
+    throw invalidInput(`parameter storagePool is required: node ${this.node} has pools ${[...this.pools.keys()].join(', ')}`);
   }
 
   /** Prepare and reconcile every pool that is there; a missing pool is retried by ensureLoaded(). */
@@ -118,7 +118,7 @@ export class VolumeManager {
   /** Loads a pool's volumes once it is reachable. Throws UNAVAILABLE while it is not. */
   async ensureLoaded(poolName: string): Promise<PoolState> {
     const st = this.pools.get(poolName);
-    if (!st) throw invalidArgument(`storage pool ${poolName} is not configured`);
+    if (!st) throw invalidInput(`storage pool ${poolName} is not configured`);
     if (st.loaded && exists(st.pool.volumesDir)) return st;
     return this.locks.withKey(`pool/${poolName}`, async () => {
       if (st.loaded) {
@@ -200,13 +200,13 @@ export class VolumeManager {
     const existing = this.index.get(id);
     if (existing) {
       const why = compatible(existing);
-      if (why) throw alreadyExists(`volume ${spec.name} already exists with ${why}`);
+      if (why) throw conflict(`volume ${spec.name} already exists with ${why}`);
       return existing;
     }
     const pool = spec.pool;
     const dataPath = pool.resolveInside(spec.data);
     if (exists(dataPath)) {
-      throw alreadyExists(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
+      throw conflict(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
     const release = await this.locks.withKey(`capacity/${pool.name}`, async () => {
       const figs = await st.capacity.figures();
@@ -215,7 +215,7 @@ export class VolumeManager {
         throw outOfRange(`${spec.capacityBytes} bytes${note} is more than pool ${pool.name} holds (${figs.totalBytes} bytes)`);
       }
       if (spec.capacityBytes > figs.availableBytes) {
-        throw resourceExhausted(
+        throw noSpace(
           `pool ${pool.name} can promise ${figs.availableBytes} bytes (free ${figs.freeBytes}, reserved for existing volumes ${figs.reservedBytes}, over-commit ${pool.overcommitRatio}), not ${spec.capacityBytes}${note}`,
         );
       }
@@ -306,7 +306,7 @@ export class VolumeManager {
     const st = await this.ensureLoaded(rec.pool);
     const published = Object.keys(rec.publications);
     if (published.length > 0) {
-      throw failedPrecondition(`volume ${rec.id} is still published at ${published.join(', ')}`);
+      throw precondition(`volume ${rec.id} is still published at ${published.join(', ')}`);
     }
     const dataPath = this.dataPath(st.pool, rec);
     if (rec.mode === 'block') {
@@ -315,7 +315,7 @@ export class VolumeManager {
     } else {
       const below = mountsBelow(await readMounts(), dataPath);
       if (below.length > 0) {
-        throw failedPrecondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
+        throw precondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
       }
     }
     // The durable 'deleting' mark (the record renamed) commits the delete; whatever a crash or power cut undoes after it,
@@ -348,7 +348,7 @@ export class VolumeManager {
     const release = await this.locks.withKey(`capacity/${rec.pool}`, async () => {
       const figs = await st.capacity.figures();
       if (delta > figs.availableBytes) {
-        throw resourceExhausted(`pool ${rec.pool} can promise ${figs.availableBytes} more bytes, not the ${delta} this expansion needs`);
+        throw noSpace(`pool ${rec.pool} can promise ${figs.availableBytes} more bytes, not the ${delta} this expansion needs`);
       }
       return st.capacity.reserve(rec.id, delta);
     });

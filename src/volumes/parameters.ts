@@ -1,4 +1,4 @@
-import { invalidArgument } from '../csi/errors.js';
+import { invalidInput } from '../errors.js';
 import { parseOverhead, type Overhead } from './disk-image.js';
 
 /** StorageClass parameters the driver understands. */
@@ -35,7 +35,7 @@ export function parseParameters(params: Record<string, string> | null | undefine
   for (const [k, v] of Object.entries(params ?? {})) {
     if (k.startsWith(CO_PREFIX)) continue;
     if (!KNOWN.has(k)) {
-      throw invalidArgument(`unknown parameter ${JSON.stringify(k)}; this driver understands: ${[...KNOWN].join(', ')}`);
+      throw invalidInput(`unknown parameter ${JSON.stringify(k)}; this driver understands: ${[...KNOWN].join(', ')}`);
     }
     out.stored[k] = v;
   }
@@ -56,7 +56,7 @@ function bool(params: Record<string, string>, key: string): boolean {
   if (v === undefined || v === '') return false;
   if (v === 'true') return true;
   if (v === 'false') return false;
-  throw invalidArgument(`parameter ${key} must be "true" or "false", got ${JSON.stringify(v)}`);
+  throw invalidInput(`parameter ${key} must be "true" or "false", got ${JSON.stringify(v)}`);
 }
 
 /** HPP's legacy directory name `<namespace>-<pvc>-<pv>`, or the volume name. */
@@ -64,7 +64,7 @@ export function volumeDirName(name: string, params: VolumeParameters, useNamingP
   if (!useNamingPrefix || !params.pvcName || !params.pvcNamespace) return name;
   const dir = `${params.pvcNamespace}-${params.pvcName}-${name}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(dir)) {
-    throw invalidArgument(`directory name ${JSON.stringify(dir)} from PVC metadata is not allowed`);
+    throw invalidInput(`directory name ${JSON.stringify(dir)} from PVC metadata is not allowed`);
   }
   return dir;
 }

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { Publication } from './record.js';
+import { noSpace } from '../errors.js';
 
 export type Publications = Record<string, Publication>;
 
@@ -58,7 +59,7 @@ export class PublicationLog {
     const data = Buffer.from(line(name, publications));
     try {
       const n = fs.writeSync(this.fd, data);
-      if (n !== data.length) throw Object.assign(new Error(`short write to ${this.file} (${n} of ${data.length} bytes)`), { code: 'ENOSPC' });
+      if (n !== data.length) throw noSpace(`short write to ${this.file} (${n} of ${data.length} bytes)`);
     } catch (err) {
       // Never leave half a line for the next one to be glued to.
       fs.ftruncateSync(this.fd, this.bytes);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observe/logger.js';
-import { KubeletRegistrar } from '../../src/registration/registrar.js';
+import { KubeletRegistrar } from '../../src/csi/registration/registrar.js';
 import { cleanupDir, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { kubeletClient, type KubeletClient } from '../helpers/kubelet.js';
 

@@ -1,16 +1,16 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import type { CsiError } from '../../src/csi/errors.js';
+import { statusOf } from '../../src/csi/status.js';
 import { capacityForDiskImage, diskImageSize, minDiskImageCapacity, parseOverhead } from '../../src/volumes/disk-image.js';
 
 const MiB = 1024n * 1024n;
 const o = (text: string) => parseOverhead(text, 'test');
 
-function thrown(fn: () => unknown): CsiError {
+function thrown(fn: () => unknown): { code: number; message: string } {
   try {
     fn();
   } catch (err) {
-    return err as CsiError;
+    return { code: statusOf(err), message: (err as Error).message };
   }
   throw new Error('expected a throw');
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
-import { CsiError } from '../../src/csi/errors.js';
+import { statusOf } from '../../src/csi/status.js';
+import { DriverError } from '../../src/errors.js';
 import { checkName, formatVolumeId, isValidName, isValidNodeName, parseVolumeId } from '../../src/volumes/ids.js';
 
 describe('volume ids', () => {
@@ -64,9 +65,9 @@ describe('volume ids', () => {
       } catch (e) {
         err = e;
       }
-      expect(err).toBeInstanceOf(CsiError);
-      expect((err as CsiError).code).toBe(status.INVALID_ARGUMENT);
-      expect((err as CsiError).message.length).toBeLessThan(400);
+      expect(err).toBeInstanceOf(DriverError);
+      expect(statusOf(err)).toBe(status.INVALID_ARGUMENT);
+      expect((err as DriverError).message.length).toBeLessThan(400);
     }
   });
 

@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { CsiError } from '../../src/csi/errors.js';
+import { statusOf } from '../../src/csi/status.js';
+import { DriverError } from '../../src/errors.js';
 import { KeyedLock } from '../../src/util/keyed-lock.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,8 +85,9 @@ describe('KeyedLock', () => {
       order.push('third');
     });
     const err = await second.catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(CsiError);
-    expect((err as CsiError).code).toBe(status.ABORTED);
+    expect(err).toBeInstanceOf(DriverError);
+    expect((err as DriverError).kind).toBe('busy');
+    expect(statusOf(err)).toBe(status.ABORTED);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
     // The holder still holds: nobody got in while it runs.
     expect(order).toEqual(['first']);
@@ -107,7 +109,7 @@ describe('KeyedLock', () => {
       await holder.opened;
       holderDone = true;
     });
-    await expect(lock.withKey('k', async () => 'x')).rejects.toMatchObject({ code: status.ABORTED });
+    await expect(lock.withKey('k', async () => 'x')).rejects.toMatchObject({ kind: 'busy' });
     // A new caller after the timeout queues behind the holder, not behind the aborted waiter's slot.
     let sawHolderDone: boolean | undefined;
     const late = lock.withKey('k', async () => {
@@ -140,7 +142,7 @@ describe('KeyedLock', () => {
     const lock = new KeyedLock(30);
     const holder = gate();
     const hold = lock.withKey('b', () => holder.opened);
-    await expect(lock.withKeys(['a', 'b'], async () => 'never')).rejects.toMatchObject({ code: status.ABORTED });
+    await expect(lock.withKeys(['a', 'b'], async () => 'never')).rejects.toMatchObject({ kind: 'busy' });
     // 'a' was released although 'b' was never obtained.
     expect(lock.isHeld('a')).toBe(false);
     expect(await lock.withKey('a', async () => 'a free')).toBe('a free');

@@ -3,7 +3,7 @@
  * which a node that does not answer fails exactly the pages that reach its snapshots.
  */
 import { describe, expect, it } from 'vitest';
-import { unavailable } from '../../src/csi/errors.js';
+import { unavailable } from '../../src/errors.js';
 import type { Msg } from '../../src/csi/rpc.js';
 import { pageAcrossNodes } from '../../src/router/listing.js';
 import type { NodeSnapshots } from '../../src/router/nodes.js';

@@ -4,8 +4,9 @@ import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-/** sun_path holds 108 bytes with the terminating NUL. */
-export const MAX_SOCKET_PATH_BYTES = 107;
+import { MAX_SOCKET_PATH_BYTES, bindName } from '../../config/socket-names.js';
+
+export { MAX_SOCKET_PATH_BYTES, bindName };
 
 /** The path is taken (a live socket, or not a socket at all) or cannot be judged: left as it is. */
 export class SocketTakenError extends Error {
@@ -54,17 +55,6 @@ export async function checkSocketPath(sock: string, timeoutMs = 1_000): Promise<
       else done(() => reject(new SocketTakenError(`cannot tell whether ${sock} is in use (${err.code ?? err.message}): not replacing it`, { cause: err })));
     });
   });
-}
-
-/**
- * The name a socket is bound under before it is hard-linked to `sock`: `.<name without .sock>.bind`
- * beside it. libuv unlinks the name it bound when the listener closes, whatever is there by then; with
- * this private name our shutdown can never remove a socket another process has put at `sock`. It stays
- * while the socket is served: removing it at once would leave kubelet's plugin watcher failing to stat
- * the file its create event named (it ignores names starting with a dot, but only after the stat).
- */
-export function bindName(sock: string): string {
-  return path.join(path.dirname(sock), `.${path.basename(sock, '.sock')}.bind`);
 }
 
 /**

@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
-import { LOADER_OPTIONS } from '../csi/proto.js';
-import type { Handler } from '../csi/rpc.js';
-import { packageRoot } from '../util/package-root.js';
+import { LOADER_OPTIONS } from '../proto.js';
+import type { Handler } from '../rpc.js';
+import { packageRoot } from '../../util/package-root.js';
 
 /** PluginInfo.type kubelet hands to its CSI plugin handler. */
 export const CSI_PLUGIN_TYPE = 'CSIPlugin';
@@ -24,10 +24,7 @@ export function loadRegistration(): RegistrationPackage {
   return cached;
 }
 
-/** `<dir>/<driver name>-reg.sock`, the name node-driver-registrar gives it. */
-export function registrationSocketPath(dir: string, driverName: string): string {
-  return path.join(dir, `${driverName}-reg.sock`);
-}
+export { registrationSocketPath } from '../../config/socket-names.js';
 
 export interface RegistrationEvents {
   onInfo(): void;

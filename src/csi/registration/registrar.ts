@@ -1,8 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
-import { shutdownGracefully } from '../csi/grpc-server.js';
-import { bindService } from '../csi/rpc.js';
-import type { Logger } from '../observe/logger.js';
+import { shutdownGracefully } from '../grpc-server.js';
+import { bindService } from '../rpc.js';
+import type { Logger } from '../../observe/logger.js';
 import { loadRegistration, registrationService, registrationSocketPath } from './service.js';
 import { bindName, bindOwnedSocket, checkSocketPath, removeIfOurs, stillOurs, type OwnedSocket } from './socket.js';
 

@@ -1,0 +1,52 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = path.resolve(__dirname, '../../src');
+
+/** The gRPC edges: the CSI services (with kubelet's plugin registration) and the routing controller. */
+const EDGES = ['csi/', 'router/'];
+/** The composition root wires the edges to the domain; it decides nothing. */
+const ROOT = ['app.ts'];
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = path.join(dir, name);
+    if (statSync(p).isDirectory()) return sources(p);
+    return p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** Every module specifier a file imports or re-exports, resolved against src/ when relative. */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'/g), ...text.matchAll(/(?:^|\n)\s*import\s+'([^']+)'/g), ...text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]!);
+  return specs.map((s) => (s.startsWith('.') ? path.relative(SRC, path.resolve(path.dirname(file), s)) : s));
+}
+
+describe('layering: gRPC codes are decided at the edge only', () => {
+  const outside = sources(SRC).filter((f) => {
+    const rel = path.relative(SRC, f);
+    return !EDGES.some((e) => rel.startsWith(e)) && !ROOT.includes(rel);
+  });
+
+  it('finds the domain modules it checks', () => {
+    expect(outside.map((f) => path.relative(SRC, f))).toEqual(expect.arrayContaining(['errors.ts', 'volumes/manager.ts', 'system/exec.ts', 'pools/pool.ts']));
+  });
+
+  it('nothing outside csi/ and router/ imports grpc, csi/ or router/', () => {
+    const bad: string[] = [];
+    for (const f of outside) {
+      for (const spec of importsOf(f)) {
+        if (spec.startsWith('@grpc/') || EDGES.some((e) => spec.startsWith(e))) bad.push(`${path.relative(SRC, f)} imports ${spec}`);
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('the checker sees an import of grpc and of csi/ (it is not vacuous)', () => {
+    const edge = path.join(SRC, 'csi/status.ts');
+    expect(importsOf(edge)).toContain('@grpc/grpc-js');
+    expect(importsOf(path.join(SRC, 'app.ts')).some((s) => s.startsWith('csi/'))).toBe(true);
+  });
+});
