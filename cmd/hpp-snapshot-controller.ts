@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { readToken } from '../src/csi/peer-auth.js';
+import { readToken } from '../src/config/peer-token.js';
 import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT } from '../src/config/options.js';
 import { EndpointTakenError } from '../src/csi/socket-claim.js';
 import { createLogger } from '../src/observe/logger.js';

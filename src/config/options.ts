@@ -6,7 +6,8 @@ import { socketPath } from './endpoint.js';
 import { readToken } from './peer-token.js';
 import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js';
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
-import { MAX_SOCKET_PATH_BYTES, bindName, registrationSocketPath } from './socket-names.js';
+import { bindName, registrationSocketPath } from './socket-names.js';
+import { MAX_SOCKET_PATH } from '../system/unix-socket.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
 
@@ -177,5 +178,5 @@ function registrationOptions(values: Record<string, unknown>, env: NodeJS.Proces
 
 function checkSocketLength(sock: string, what: string): void {
   const bytes = Buffer.byteLength(sock);
-  if (bytes > MAX_SOCKET_PATH_BYTES) throw new ConfigError(`${what} is ${bytes} bytes long; a unix socket path can have at most ${MAX_SOCKET_PATH_BYTES}`);
+  if (bytes > MAX_SOCKET_PATH) throw new ConfigError(`${what} is ${bytes} bytes long; a unix socket path can have at most ${MAX_SOCKET_PATH}`);
 }

@@ -1,7 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-export { readToken } from '../config/peer-token.js';
 
 /** Shared-token authentication between the routing controller and the node daemons. */
 export const AUTH_HEADER = 'authorization';

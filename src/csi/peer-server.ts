@@ -6,7 +6,8 @@ import { identityService } from './identity.js';
 import { hasToken, serverCredentials, type PeerTls } from './peer-auth.js';
 import { shutdownGracefully } from './grpc-server.js';
 import { loadCsi } from './proto.js';
-import { unary, type Handler, type RpcObserver } from './rpc.js';
+import type { RpcObserver } from '../observe/rpc-observer.js';
+import { unary, type Handler } from './rpc.js';
 
 /** The Controller calls other nodes may route here: snapshots and expansion of this node's volumes. */
 export const PEER_CONTROLLER_METHODS = ['ControllerGetCapabilities', 'CreateSnapshot', 'DeleteSnapshot', 'ListSnapshots', 'ControllerExpandVolume'] as const;

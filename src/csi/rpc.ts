@@ -11,7 +11,6 @@ export type Handler = (req: Msg) => Promise<Msg>;
 
 const MAX_DETAILS = 2048;
 
-export type { RpcObserver } from '../observe/rpc-observer.js';
 
 /** Fields worth a place in every log line: which volume or target a call was about. */
 function subject(req: Msg): Record<string, unknown> {

@@ -5,7 +5,8 @@ import { controllerService } from './controller.js';
 import { identityService } from './identity.js';
 import { nodeService } from './node.js';
 import { loadCsi } from './proto.js';
-import { bindService, type RpcObserver } from './rpc.js';
+import type { RpcObserver } from '../observe/rpc-observer.js';
+import { bindService } from './rpc.js';
 import { shutdownGracefully } from './grpc-server.js';
 import { SocketClaim } from './socket-claim.js';
 

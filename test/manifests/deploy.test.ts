@@ -22,8 +22,8 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { CONTROLLER_CAPABILITIES, PLUGIN_SERVICES } from '../../src/csi/capabilities.js';
 import { parseCli } from '../../src/config/options.js';
-import { registrationSocketPath } from '../../src/config/socket-names.js';
-import { MAX_SOCKET_PATH_BYTES, bindName } from '../../src/config/socket-names.js';
+import { bindName, registrationSocketPath } from '../../src/config/socket-names.js';
+import { MAX_SOCKET_PATH } from '../../src/system/unix-socket.js';
 import { LEGACY_POOL_NAME, parsePoolsJson } from '../../src/pools/config.js';
 import { ROUTER_CONTROLLER_CAPABILITIES } from '../../src/router/service.js';
 import { parseParameters } from '../../src/volumes/parameters.js';
@@ -388,7 +388,7 @@ describe('DaemonSet hpp-csi-node', () => {
       const onHost = path.posix.join(regVolume.hostPath.path, path.posix.relative(dir, inPod));
       expect(onHost).toBe(`/var/lib/kubelet/plugins_registry/${DRIVER_NAME}-reg.sock`);
       expect(path.posix.basename(onHost).startsWith('.')).toBe(false);
-      for (const p of [inPod, bindName(inPod), onHost, hostPath!]) expect(Buffer.byteLength(p), p).toBeLessThanOrEqual(MAX_SOCKET_PATH_BYTES);
+      for (const p of [inPod, bindName(inPod), onHost, hostPath!]) expect(Buffer.byteLength(p), p).toBeLessThanOrEqual(MAX_SOCKET_PATH);
     });
 
     it('mounts the socket dir, kubelet dirs (Bidirectional), /dev and the pools config', () => {

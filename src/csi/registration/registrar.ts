@@ -3,8 +3,9 @@ import { promises as fsp } from 'node:fs';
 import { shutdownGracefully } from '../grpc-server.js';
 import { bindService } from '../rpc.js';
 import type { Logger } from '../../observe/logger.js';
-import { loadRegistration, registrationService, registrationSocketPath } from './service.js';
-import { bindName, bindOwnedSocket, checkSocketPath, removeIfOurs, stillOurs, type OwnedSocket } from './socket.js';
+import { bindName, registrationSocketPath } from '../../config/socket-names.js';
+import { loadRegistration, registrationService } from './service.js';
+import { bindOwnedSocket, checkSocketPath, removeIfOurs, stillOurs, type OwnedSocket } from './socket.js';
 
 export interface RegistrarOptions {
   /** kubelet's plugins_registry directory as this process sees it. */

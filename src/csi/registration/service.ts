@@ -24,8 +24,6 @@ export function loadRegistration(): RegistrationPackage {
   return cached;
 }
 
-export { registrationSocketPath } from '../../config/socket-names.js';
-
 export interface RegistrationEvents {
   onInfo(): void;
   onStatus(registered: boolean, error: string): void;

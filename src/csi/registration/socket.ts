@@ -4,9 +4,8 @@ import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-import { MAX_SOCKET_PATH_BYTES, bindName } from '../../config/socket-names.js';
-
-export { MAX_SOCKET_PATH_BYTES, bindName };
+import { bindName } from '../../config/socket-names.js';
+import { MAX_SOCKET_PATH } from '../../system/unix-socket.js';
 
 /** The path is taken (a live socket, or not a socket at all) or cannot be judged: left as it is. */
 export class SocketTakenError extends Error {
