@@ -165,7 +165,7 @@ export class VolumeManager {
     return this.supervisor.quota(poolName);
   }
 
-  /** Today's pool load, run by the supervisor (one at a time per pool): prepare, reconcile, empty the trash. */
+  /** A pool's load, run by the supervisor (one at a time per pool): prepare, reconcile, empty the trash. */
   private async load(st: PoolState): Promise<Prepared> {
     const poolName = st.pool.name;
     const prepared = await st.pool.prepare();
