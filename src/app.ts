@@ -26,6 +26,8 @@ export interface DriverOptions {
   peer?: { address: string; token: string; tls?: PeerTls };
   /** Register with kubelet: `dir` is its plugins_registry, `kubeletEndpoint` the CSI socket as kubelet sees it. */
   registration?: { dir: string; kubeletEndpoint: string };
+  /** Retries of pools that failed to prepare: the first after `initialMs`, doubling up to `maxMs`. */
+  poolRetry?: { initialMs: number; maxMs: number };
 }
 
 /** The daemon: pools and volumes reconciled, CSI served on the socket, metrics and health over HTTP. */
@@ -50,7 +52,7 @@ export class DriverApp {
     setExecLogger(log.child({ component: 'exec' }));
     this.volumes = new VolumeManager(opts.nodeName, opts.pools.map(
         (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, log.child({ component: 'pool', pool: p.name })),
-      ), log.child({ component: 'volumes' }));
+      ), log.child({ component: 'volumes' }), { supervisor: { retryInitialMs: opts.poolRetry?.initialMs, retryMaxMs: opts.poolRetry?.maxMs } });
     if (opts.registration) {
       this.registrar = new KubeletRegistrar({ ...opts.registration, driverName: opts.driverName }, log.child({ component: 'registration' }));
     }
@@ -81,7 +83,8 @@ export class DriverApp {
     // metrics port, the pools and their mounts to the one serving.
     await this.server.claim(this.opts.endpoint);
     // Metrics and health next, so that a slow start (formatting a device pool, reconciling many
-    // volumes) can be watched: /readyz says what is missing until the pools are loaded.
+    // volumes) can be watched: /readyz says what is missing until the pools are ready. They only read
+    // the pools' state: preparing pools is start-up's and the supervisor's job.
     await this.startHttp();
     try {
       await this.registrar?.check();
@@ -138,7 +141,7 @@ export class DriverApp {
     return { ok: problems.length === 0, problems };
   }
 
-  /** Readiness: CSI served, every pool there, writable and loaded, and kubelet's registration (when asked for). */
+  /** Readiness: CSI served, every pool ready, there and writable, and kubelet's registration (when asked for). */
   async readiness(): Promise<CheckResult> {
     const [live, pools] = await Promise.all([this.liveness(), readiness(this.volumes, 2_000)]);
     const problems = [...live.problems, ...pools.problems, ...(this.registrar?.readiness() ?? [])];

@@ -83,12 +83,11 @@ async function poolsCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<n
   const reports = [];
   for (const v of scan.views) {
     const quota = await quotaOf(v);
-    if (quota) v.pool.quota = quota;
     const live = v.records.filter((r) => r.rec.state === 'ready');
     const committed = live.reduce((n, r) => n + BigInt(r.rec.capacityBytes), 0n);
     const cap = isScannable(v) ? await v.pool.capacity().catch(() => undefined) : undefined;
     // What the daemon's GetCapacity would promise now (free − what volumes may still grow into, ÷ over-commit).
-    const promise = cap ? await new CapacityTracker(v.pool, () => live.map((r) => r.rec)).figures().catch(() => undefined) : undefined;
+    const promise = cap ? await new CapacityTracker(v.pool, () => live.map((r) => r.rec), undefined, () => quota).figures().catch(() => undefined) : undefined;
     reports.push({
       name: v.name,
       path: v.path,

@@ -8,6 +8,7 @@ import { DEFAULT_METRICS_ADDRESS, parseListenAddress } from '../observe/http.js'
 import { ConfigError, LEGACY_POOL_NAME, checkPools, loadPoolsFile, parsePoolFlag, parsePoolsJson, type PoolConfig } from '../pools/config.js';
 import { bindName, registrationSocketPath } from './socket-names.js';
 import { MAX_SOCKET_PATH } from '../system/unix-socket.js';
+import { DEFAULT_RETRY_INITIAL_MS, DEFAULT_RETRY_MAX_MS } from '../pools/supervisor.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
 
@@ -38,6 +39,9 @@ export const USAGE = `Usage: hpp-csi-driver [flags]
   --kubelet-registration-path PATH
                           the CSI socket's path as kubelet sees it on the host   env KUBELET_REGISTRATION_PATH
                                                         (default: the --endpoint path)
+  --pool-retry-initial S  first retry of a pool that failed to prepare, in seconds; doubled after each failure
+                                                        env HPP_POOL_RETRY_INITIAL (default ${DEFAULT_RETRY_INITIAL_MS / 1000})
+  --pool-retry-max S      the longest wait between two retries, in seconds   env HPP_POOL_RETRY_MAX (default ${DEFAULT_RETRY_MAX_MS / 1000})
   --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
   --version               print the version and exit
   --help                  print this help
@@ -72,6 +76,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
         'peer-tls-key': { type: 'string' },
         'registration-dir': { type: 'string' },
         'kubelet-registration-path': { type: 'string' },
+        'pool-retry-initial': { type: 'string' },
+        'pool-retry-max': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -108,7 +114,23 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
 
   const pools = parsePools(values, env);
   const registration = registrationOptions(values, env, driverName, endpoint);
-  return { driverName, nodeName, endpoint, logLevel, pools, showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env), registration };
+  const poolRetry = poolRetryOptions(values, env);
+  return { driverName, nodeName, endpoint, logLevel, pools, showVersion, showHelp, defaultFilesystemOverhead, metricsAddress, peer: peerOptions(values, env), registration, poolRetry };
+}
+
+/** --pool-retry-initial and --pool-retry-max, in seconds (fractions allowed), as milliseconds. */
+function poolRetryOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv): NonNullable<DriverOptions['poolRetry']> {
+  const seconds = (flag: string, envName: string, fallbackMs: number): number => {
+    const text = (values[flag] as string | undefined) ?? env[envName];
+    if (text === undefined || text === '') return fallbackMs;
+    const n = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(n > 0) || n > 86_400) throw new ConfigError(`--${flag} ${JSON.stringify(text)}: expected seconds, more than 0 and at most 86400`);
+    return Math.round(n * 1000);
+  };
+  const initialMs = seconds('pool-retry-initial', 'HPP_POOL_RETRY_INITIAL', DEFAULT_RETRY_INITIAL_MS);
+  const maxMs = seconds('pool-retry-max', 'HPP_POOL_RETRY_MAX', Math.max(DEFAULT_RETRY_MAX_MS, initialMs));
+  if (maxMs < initialMs) throw new ConfigError(`--pool-retry-max (${maxMs / 1000} s) is less than --pool-retry-initial (${initialMs / 1000} s)`);
+  return { initialMs, maxMs };
 }
 
 /** The pool flags, each with its environment variable as the fallback. */

@@ -18,7 +18,7 @@ export function identityService(ctx: DriverContext): Record<string, Handler> {
       };
     },
 
-    /** Ready only when every configured pool is loaded, present and writable (see poolStatuses). */
+    /** Ready only when every configured pool is ready in the supervisor, present and writable (see poolStatuses); prepares nothing. */
     async Probe() {
       const { ok, problems } = await readiness(ctx.volumes);
       if (!ok) ctx.log.warn({ problems }, 'probe: not ready');

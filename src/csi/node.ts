@@ -256,7 +256,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
         return { usage: [{ unit: 'BYTES', total: size.toString(), available: '0', used: '0' }], volume_condition: condition };
       }
       const s = await fsp.statfs(data, { bigint: true });
-      const quota = await volumes.getPool(rec.pool)!.quota?.usage(data, rec.projectId);
+      const quota = await volumes.quotaOf(rec.pool)?.usage(data, rec.projectId);
       let bytes;
       if (quota && quota.limitBytes > 0n) {
         // The volume's own numbers: its limit and what it holds, not the host filesystem's.

@@ -1,5 +1,6 @@
 import type { Pool } from '../pools/pool.js';
 import type { QuotaBackend } from '../pools/quota.js';
+import type { PoolPhase, PoolStateView } from '../pools/supervisor.js';
 import { probeUnixSocket } from '../system/unix-socket.js';
 import type { VolumeManager } from '../volumes/manager.js';
 
@@ -10,23 +11,26 @@ export interface CheckResult {
 }
 
 /** What health and metrics need from a pool (a Pool, or a fake in unit tests). */
-export type PoolView = Pick<Pool, 'name' | 'health'> & { quota?: Pick<QuotaBackend, 'kind'> };
+export type PoolView = Pick<Pool, 'name' | 'health'>;
 
-/** What health and metrics need from the volume manager. */
+/** What health and metrics need from the volume manager: reads only, none of them prepares a pool. */
 export interface VolumeSource {
   list: VolumeManager['list'];
   poolList(): PoolView[];
+  /** A ready pool's figures; rejects for a pool that is not ready. */
   capacityOf: VolumeManager['capacityOf'];
-  /** Resolves once the pool's volumes are loaded (loading them if the pool has become reachable). */
-  ensureLoaded(pool: string): Promise<unknown>;
+  /** The supervisor's state of the pool, once a preparation under way has finished or `waitMs` passed. */
+  poolState(pool: string, waitMs?: number): Promise<PoolStateView>;
 }
 
 export interface PoolStatus {
   name: string;
-  /** The pool is there, writable, and its volumes are loaded. */
+  /** The supervisor's phase of the pool. */
+  phase?: PoolPhase;
+  /** The pool is prepared, its volumes are loaded, and it is there and writable. */
   ready: boolean;
   reason?: string;
-  /** How volume sizes are enforced; known once the pool was prepared. */
+  /** How volume sizes are enforced; known while the pool is prepared. */
   backend?: QuotaBackend['kind'];
 }
 
@@ -43,31 +47,38 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
   }
 }
 
+const PHASE_TEXT: Record<PoolPhase, (ms: number) => string> = {
+  configured: () => 'not prepared yet',
+  preparing: (ms) => `still being prepared after ${ms} ms`,
+  ready: () => 'ready',
+  failed: () => 'failed',
+};
+
 /**
- * Every pool's readiness, for Identity Probe and /readyz alike: its volumes are loaded (loading
- * them now if the pool appeared since start; a device pool creates and mounts its directory while
- * loading, so loading comes before the directory check) and the directory is there and writable.
- * Pools are looked at in parallel; a pool still loading after `loadTimeoutMs` is reported as such.
+ * Every pool's readiness, for Identity Probe, /readyz and the metrics alike: the supervisor's state
+ * (a preparation under way is waited for up to `waitMs`, none is started: a probe never formats a
+ * device or reconciles a pool), then, for a ready pool, whether its directory is there and writable.
  */
-export async function poolStatuses(volumes: VolumeSource, loadTimeoutMs = 3_000): Promise<PoolStatus[]> {
+export async function poolStatuses(volumes: VolumeSource, waitMs = 3_000): Promise<PoolStatus[]> {
   return Promise.all(
     volumes.poolList().map(async (pool): Promise<PoolStatus> => {
+      const named = (msg: string) => (msg.includes(pool.name) ? msg : `pool ${pool.name}: ${msg}`);
       try {
-        await withTimeout(volumes.ensureLoaded(pool.name), loadTimeoutMs, `loading pool ${pool.name}`);
+        const { phase, reason, backend } = await volumes.poolState(pool.name, waitMs);
+        if (phase !== 'ready') return { name: pool.name, phase, ready: false, reason: named(reason ?? PHASE_TEXT[phase](waitMs)) };
         const h = await pool.health();
-        if (!h.ready) return { name: pool.name, ready: false, reason: h.reason ?? `pool ${pool.name} is not ready`, backend: pool.quota?.kind };
-        return { name: pool.name, ready: true, backend: pool.quota?.kind };
+        if (!h.ready) return { name: pool.name, phase, ready: false, reason: h.reason ?? `pool ${pool.name} is not ready`, backend };
+        return { name: pool.name, phase, ready: true, backend };
       } catch (err) {
-        const msg = (err as Error).message ?? String(err);
-        return { name: pool.name, ready: false, reason: msg.includes(pool.name) ? msg : `pool ${pool.name}: ${msg}`, backend: pool.quota?.kind };
+        return { name: pool.name, ready: false, reason: named((err as Error).message ?? String(err)) };
       }
     }),
   );
 }
 
-/** Readiness: every pool ready and loaded. */
-export async function readiness(volumes: VolumeSource, loadTimeoutMs?: number): Promise<CheckResult> {
-  const problems = (await poolStatuses(volumes, loadTimeoutMs)).filter((s) => !s.ready).map((s) => s.reason ?? `pool ${s.name} is not ready`);
+/** Readiness: every pool ready. */
+export async function readiness(volumes: VolumeSource, waitMs?: number): Promise<CheckResult> {
+  const problems = (await poolStatuses(volumes, waitMs)).filter((s) => !s.ready).map((s) => s.reason ?? `pool ${s.name} is not ready`);
   return { ok: problems.length === 0, problems };
 }
 

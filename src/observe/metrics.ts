@@ -130,6 +130,13 @@ export class DriverMetrics implements RpcObserver {
     poolGauge('pool_reserved_bytes', 'What existing volumes may still grow into (capacity minus usage; whole capacity when usage is unknown).', (s) => s.figures?.reservedBytes);
     poolGauge('pool_ready', '1 when the pool is there, writable and its volumes loaded; 0 otherwise.', (s) => (s.ready ? 1 : 0));
     poolGauge(
+      'pool_state',
+      "The pool's state in the supervisor, 1 for the current one: configured (not tried yet), preparing, ready, failed (retried with backoff).",
+      (s) => (s.phase ? 1 : undefined),
+      (s) => ({ pool: s.name, state: s.phase! }),
+      ['pool', 'state'],
+    );
+    poolGauge(
       'pool_size_enforced',
       'Whether volume sizes are enforced in the pool (1) or advisory (0); backend: xfs-project, ext4-project, btrfs-qgroup or none.',
       (s) => (s.backend ? (s.backend === 'none' ? 0 : 1) : undefined),

@@ -3,6 +3,7 @@ import { readMountPoints } from '../system/mount.js';
 import { diskUsage } from '../system/walk.js';
 import type { VolumeRecord } from '../volumes/record.js';
 import type { Pool } from './pool.js';
+import type { QuotaBackend } from './quota.js';
 
 export interface CapacityFigures {
   totalBytes: bigint;
@@ -40,6 +41,8 @@ export class CapacityTracker {
     private readonly volumes: () => VolumeRecord[],
     /** A background recompute failed (figures stay those of the last good one): told, never thrown. */
     private readonly onRefreshError: (err: unknown) => void = () => {},
+    /** The pool's quota backend, whose report spares walking directories; none: they are walked. */
+    private readonly quota: () => QuotaBackend | undefined = () => undefined,
   ) {}
 
   async figures(): Promise<CapacityFigures> {
@@ -90,7 +93,8 @@ export class CapacityTracker {
 
   private async recompute(): Promise<void> {
     this.touched = new Set();
-    const lookup = this.pool.quota ? await this.pool.quota.usageLookup() : () => undefined;
+    const quota = this.quota();
+    const lookup = quota ? await quota.usageLookup() : () => undefined;
     let mountPoints: Set<string> | undefined;
     const computed = new Map<string, bigint>();
     for (const rec of this.volumes()) {

@@ -1,4 +1,4 @@
-import { constants, statfsSync, promises as fsp } from 'node:fs';
+import { constants, statfsSync, statSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
@@ -14,6 +14,9 @@ export interface PoolHealth {
   ready: boolean;
   reason?: string;
 }
+
+/** The outcome of prepare(): ready with the pool's quota backend, or why not. */
+export type PoolPreparation = { ready: true; quota: QuotaBackend } | { ready: false; reason: string };
 
 export interface PoolCapacity {
   totalBytes: bigint;
@@ -36,8 +39,6 @@ export class Pool {
   readonly device?: string;
   readonly overcommitRatio: number;
   readonly filesystemOverhead: Overhead;
-  /** Known once prepare() succeeded. */
-  quota?: QuotaBackend;
   readonly metaDir: string;
   readonly volumesDir: string;
   readonly tmpDir: string;
@@ -75,26 +76,38 @@ export class Pool {
 
   /**
    * Lays out the private directories. The pool root itself is never created here: a missing root
-   * means a missing disk or a wrong path, and the pool stays not-ready until it appears.
+   * means a missing disk or a wrong path, and the pool stays not-ready until it appears. The quota
+   * backend is returned, not kept: it belongs to this preparation (see PoolSupervisor).
    */
-  async prepare(): Promise<PoolHealth> {
+  async prepare(): Promise<PoolPreparation> {
     if (this.device) {
       const dev = await ensureDevicePool(this.name, this.device, this.root, this.log);
-      if (!dev.ready) return { ready: false, reason: dev.reason };
+      if (!dev.ready) return { ready: false, reason: dev.reason ?? `pool ${this.name}: device ${this.device} is not usable` };
       if (dev.formatted) this.log.info({ device: this.device }, 'formatted blank device as XFS');
     }
     const health = await this.health();
-    if (!health.ready) return health;
+    if (!health.ready) return { ready: false, reason: health.reason ?? `pool ${this.name} is not ready` };
     for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, this.blockDir]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }
     if (!(await this.lock.acquire())) {
       return { ready: false, reason: `pool ${this.name}: ${this.root} is in use by another daemon (pid ${await this.lock.holder()})` };
     }
-    this.quota = await detectQuota(this.root, this.metaDir);
-    if (this.quota.kind === 'none') this.log.warn({ detail: this.quota.detail }, 'volume sizes are not enforced in this pool');
-    else this.log.info({ detail: this.quota.detail }, 'volume sizes are enforced');
-    return health;
+    const quota = await detectQuota(this.root, this.metaDir);
+    if (quota.kind === 'none') this.log.warn({ detail: quota.detail }, 'volume sizes are not enforced in this pool');
+    else this.log.info({ detail: quota.detail }, 'volume sizes are enforced');
+    return { ready: true, quota };
+  }
+
+  /** What the pool waits for while it is not there: its device (a device pool mounts its own directory), else its directory. */
+  missingPath(): string | undefined {
+    const awaited = this.device ?? this.root;
+    try {
+      statSync(awaited);
+      return undefined;
+    } catch {
+      return awaited;
+    }
   }
 
   async release(): Promise<void> {

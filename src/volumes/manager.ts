@@ -5,6 +5,8 @@ import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
 import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
+import type { QuotaBackend } from '../pools/quota.js';
+import { PoolSupervisor, type PoolLifecycle, type PoolStateView, type Prepared, type SupervisorOptions } from '../pools/supervisor.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
 import { CONTAINER_FILE_CONTEXT, labelForContainers, selinuxEnabled } from '../system/selinux.js';
@@ -50,11 +52,18 @@ export interface ContentSource {
   sizeBytes: bigint;
 }
 
+/** A pool ready for work: its state and the quota backend of its current preparation. */
+interface ReadyPool {
+  st: PoolState;
+  quota: QuotaBackend;
+}
+
 /**
  * Owns every volume and snapshot of this node: the pools, their durable records and an in-memory
  * index of them. Creation builds the volume in the pool's tmp area and moves it into place only after
  * its record is durable; deletion marks the record, moves the data to the trash, then forgets the
- * record. Loading a pool (pool-loader.ts) finishes or rolls back whatever a crash interrupted.
+ * record. Loading a pool (pool-loader.ts) finishes or rolls back whatever a crash interrupted; when
+ * that happens is the PoolSupervisor's call.
  */
 export class VolumeManager {
   readonly locks = new KeyedLock();
@@ -62,6 +71,7 @@ export class VolumeManager {
   private readonly index = new Map<string, VolumeRecord>();
   private readonly snapshots = new Map<string, SnapshotRecord>();
   private readonly trash: Trash;
+  private readonly supervisor: PoolSupervisor;
 
   /** Labels a built volume for containers (SELinux hosts); undefined where there is nothing to label. */
   private readonly labelVolume?: (target: string) => Promise<void>;
@@ -70,12 +80,31 @@ export class VolumeManager {
     readonly node: string,
     pools: Pool[],
     private readonly log: Logger,
-    opts: { labelVolume?: ((target: string) => Promise<void>) | null } = {},
+    opts: { labelVolume?: ((target: string) => Promise<void>) | null; supervisor?: SupervisorOptions } = {},
   ) {
     this.trash = new Trash(log);
     this.labelVolume = opts.labelVolume === undefined ? (selinuxEnabled() ? labelForContainers : undefined) : (opts.labelVolume ?? undefined);
     if (this.labelVolume) log.info({ context: CONTAINER_FILE_CONTEXT }, 'SELinux is on: new, restored and cloned volumes are labelled for containers');
-    for (const p of pools) this.pools.set(p.name, newPoolState(p, () => this.volumesIn(p.name), this.capacityError(p.name)));
+    for (const p of pools) this.pools.set(p.name, this.newState(p));
+    this.supervisor = new PoolSupervisor([...this.pools.values()].map((st) => this.lifecycle(st)), log, opts.supervisor);
+  }
+
+  private newState(p: Pool): PoolState {
+    return newPoolState(p, this.newCapacity(p));
+  }
+
+  private newCapacity(p: Pool): CapacityTracker {
+    return new CapacityTracker(p, () => this.volumesIn(p.name), this.capacityError(p.name), () => this.supervisor.quota(p.name));
+  }
+
+  private lifecycle(st: PoolState): PoolLifecycle {
+    return {
+      name: st.pool.name,
+      load: () => this.load(st),
+      intact: () => exists(st.pool.volumesDir),
+      unload: () => this.unload(st),
+      missingPath: () => st.pool.missingPath(),
+    };
   }
 
   poolList(): Pool[] {
@@ -106,37 +135,49 @@ export class VolumeManager {
     throw invalidInput(`parameter storagePool is required: node ${this.node} has pools ${[...this.pools.keys()].join(', ')}`);
   }
 
-  /** Prepare and reconcile every pool that is there; a missing pool is retried by ensureLoaded(). */
+  /** Prepare and reconcile every pool that is there; the supervisor retries the others. */
   async start(): Promise<void> {
-    for (const st of this.pools.values()) {
-      await this.ensureLoaded(st.pool.name).catch((err) => {
-        this.log.error({ pool: st.pool.name, err: String(err) }, 'pool not loaded');
-      });
-    }
+    await this.supervisor.start();
   }
 
-  /** Loads a pool's volumes once it is reachable. Throws UNAVAILABLE while it is not. */
-  async ensureLoaded(poolName: string): Promise<PoolState> {
+  /**
+   * For calls that need the pool: resolves once it is ready, asking the supervisor to prepare it now if
+   * it is not. Throws UNAVAILABLE (or what the preparation failed with) while it cannot be.
+   */
+  async ensureLoaded(poolName: string): Promise<void> {
+    await this.ready(poolName);
+  }
+
+  private async ready(poolName: string): Promise<ReadyPool> {
     const st = this.pools.get(poolName);
     if (!st) throw invalidInput(`storage pool ${poolName} is not configured`);
-    if (st.loaded && exists(st.pool.volumesDir)) return st;
-    return this.locks.withKey(`pool/${poolName}`, async () => {
-      if (st.loaded) {
-        if (exists(st.pool.volumesDir)) return st;
-        this.unload(st);
-      }
-      const health = await st.pool.prepare();
-      if (!health.ready) throw unavailable(health.reason ?? `pool ${poolName} is not ready`);
-      const { volumes, snapshots } = await loadPool(st, { node: this.node, trash: this.trash, log: this.log });
-      for (const snap of snapshots) this.snapshots.set(snap.id, snap);
-      for (const rec of volumes) this.index.set(rec.id, rec);
-      st.pool.quota?.projectIdsBelow(Math.max(0, ...volumes.map((r) => (r.projectId ?? 0) + 1)));
-      // Trash is emptied before serving so that quota usage and free space are true from the start.
-      await this.trash.sweepNow(st.pool);
-      st.loaded = true;
-      this.log.info({ pool: poolName, root: st.pool.root, volumes: volumes.length, snapshots: snapshots.length }, 'pool loaded');
-      return st;
-    });
+    const { quota } = await this.supervisor.ensure(poolName);
+    return { st, quota };
+  }
+
+  /** The supervisor's state of a pool, once a preparation under way has finished or `waitMs` passed; starts none. */
+  poolState(poolName: string, waitMs = 0): Promise<PoolStateView> {
+    return this.supervisor.settled(poolName, waitMs);
+  }
+
+  /** The quota backend of a ready pool. */
+  quotaOf(poolName: string): QuotaBackend | undefined {
+    return this.supervisor.quota(poolName);
+  }
+
+  /** A pool's load, run by the supervisor (one at a time per pool): prepare, reconcile, empty the trash. */
+  private async load(st: PoolState): Promise<Prepared> {
+    const poolName = st.pool.name;
+    const prepared = await st.pool.prepare();
+    if (!prepared.ready) throw unavailable(prepared.reason);
+    const { volumes, snapshots } = await loadPool(st, { node: this.node, trash: this.trash, log: this.log });
+    for (const snap of snapshots) this.snapshots.set(snap.id, snap);
+    for (const rec of volumes) this.index.set(rec.id, rec);
+    prepared.quota.projectIdsBelow(Math.max(0, ...volumes.map((r) => (r.projectId ?? 0) + 1)));
+    // Trash is emptied before serving so that quota usage and free space are true from the start.
+    await this.trash.sweepNow(st.pool);
+    this.log.info({ pool: poolName, root: st.pool.root, volumes: volumes.length, snapshots: snapshots.length }, 'pool loaded');
+    return { quota: prepared.quota };
   }
 
   /**
@@ -148,8 +189,7 @@ export class VolumeManager {
     this.log.error({ pool: st.pool.name, root: st.pool.root }, 'pool metadata is gone; forgetting its volumes and loading it again');
     for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id);
     for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id);
-    st.capacity = new CapacityTracker(st.pool, () => this.volumesIn(st.pool.name), this.capacityError(st.pool.name));
-    st.loaded = false;
+    st.capacity = this.newCapacity(st.pool);
     st.pubLog.close();
     void st.pool.release();
   }
@@ -195,7 +235,7 @@ export class VolumeManager {
 
   /** Create, or return the existing volume of that name when it is compatible. Caller holds the lock. */
   async create(spec: CreateSpec, compatible: (existing: VolumeRecord) => string | undefined): Promise<VolumeRecord> {
-    const st = await this.ensureLoaded(spec.pool.name);
+    const { st, quota } = await this.ready(spec.pool.name);
     const id = formatVolumeId({ node: this.node, pool: spec.pool.name, name: spec.name });
     const existing = this.index.get(id);
     if (existing) {
@@ -222,7 +262,7 @@ export class VolumeManager {
       return st.capacity.reserve(id, spec.capacityBytes);
     });
     try {
-      const rec = await this.build(st, spec, id, dataPath);
+      const rec = await this.build(st, quota, spec, id, dataPath);
       release(true);
       return rec;
     } catch (err) {
@@ -231,7 +271,7 @@ export class VolumeManager {
     }
   }
 
-  private async build(st: PoolState, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
+  private async build(st: PoolState, quota: QuotaBackend, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
     const pool = spec.pool;
     const building = path.join(pool.tmpDir, spec.name);
     if (exists(building)) await fsp.rm(building, { recursive: true, force: true });
@@ -243,7 +283,7 @@ export class VolumeManager {
       await removeTree(building, await readMountPoints()).catch((e) =>
         this.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
       );
-      await pool.quota?.release(projectId).catch(() => {});
+      await quota.release(projectId).catch(() => {});
       throw err;
     };
     try {
@@ -255,7 +295,7 @@ export class VolumeManager {
         await buildBlockImage(building, spec.capacityBytes);
         if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
       } else {
-        projectId = await pool.quota!.createDirectory(building, spec.capacityBytes);
+        projectId = await quota.createDirectory(building, spec.capacityBytes);
         if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
         if (spec.diskImageOverhead) {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
@@ -303,7 +343,7 @@ export class VolumeManager {
 
   /** Delete a volume this node holds. Caller holds the lock. */
   async delete(rec: VolumeRecord): Promise<void> {
-    const st = await this.ensureLoaded(rec.pool);
+    const { st, quota } = await this.ready(rec.pool);
     const published = Object.keys(rec.publications);
     if (published.length > 0) {
       throw precondition(`volume ${rec.id} is still published at ${published.join(', ')}`);
@@ -326,13 +366,16 @@ export class VolumeManager {
     await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
-    await st.pool.quota?.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
+    await quota.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
     this.trash.schedule(st.pool);
   }
 
-  /** What the pool can promise now (see CapacityTracker). */
+  /** What a ready pool can promise now (see CapacityTracker). Only reads: a pool not ready is UNAVAILABLE, not prepared. */
   async capacityOf(poolName: string): Promise<CapacityFigures> {
-    const st = await this.ensureLoaded(poolName);
+    const st = this.pools.get(poolName);
+    if (!st) throw invalidInput(`storage pool ${poolName} is not configured`);
+    const state = this.supervisor.state(poolName);
+    if (state.phase !== 'ready') throw unavailable(state.reason ?? `pool ${poolName} is ${state.phase}`);
     return st.capacity.figures();
   }
 
@@ -341,7 +384,7 @@ export class VolumeManager {
    * crash in between is finished by the CO's retry. Caller holds the volume's lock.
    */
   async expand(rec: VolumeRecord, capacity: bigint): Promise<VolumeRecord> {
-    const st = await this.ensureLoaded(rec.pool);
+    const { st, quota } = await this.ready(rec.pool);
     const current = BigInt(rec.capacityBytes);
     if (capacity <= current) return rec;
     const delta = capacity - current;
@@ -358,7 +401,7 @@ export class VolumeManager {
         await growFile(data, capacity);
         if (wantsPreallocation(rec)) await preallocate(data, current, delta, this.log);
       } else {
-        await st.pool.quota!.setLimit(data, rec.projectId, capacity);
+        await quota.setLimit(data, rec.projectId, capacity);
       }
       const grown = { ...rec, capacityBytes: capacity.toString() };
       await this.update(grown);
@@ -392,7 +435,7 @@ export class VolumeManager {
    * Caller holds the locks of the source and of the snapshot name.
    */
   async createSnapshot(source: VolumeRecord, name: string): Promise<SnapshotRecord> {
-    const st = await this.ensureLoaded(source.pool);
+    const { st } = await this.ready(source.pool);
     const pool = st.pool;
     const id = formatVolumeId({ node: this.node, pool: pool.name, name });
     const data = snapshotDataDir(name);
@@ -436,7 +479,7 @@ export class VolumeManager {
   }
 
   async deleteSnapshot(snap: SnapshotRecord): Promise<void> {
-    const st = await this.ensureLoaded(snap.pool);
+    const { st } = await this.ready(snap.pool);
     await st.snapStore.markDeleting(snap.name);
     await this.trash.put(st.pool, st.pool.resolveInside(snap.data));
     await st.snapStore.remove(snap.name);
@@ -450,13 +493,13 @@ export class VolumeManager {
 
   /** Persist a changed record; memory follows only once the disk has it. */
   async update(rec: VolumeRecord): Promise<void> {
-    await this.poolState(rec).store.write(toStored(rec));
+    await this.stateOf(rec).store.write(toStored(rec));
     this.index.set(rec.id, rec);
   }
 
   /** Persist a volume's changed publications (soft state: see PublicationLog). */
   async updatePublications(rec: VolumeRecord): Promise<void> {
-    const st = this.poolState(rec);
+    const st = this.stateOf(rec);
     const full = st.pubLog.append(rec.name, rec.publications);
     this.index.set(rec.id, rec);
     if (full) st.pubLog.compact(this.publicationsOf(st.pool.name));
@@ -466,7 +509,7 @@ export class VolumeManager {
     return new Map(this.volumesIn(pool).map((r) => [r.name, r.publications]));
   }
 
-  private poolState(rec: VolumeRecord): PoolState {
+  private stateOf(rec: VolumeRecord): PoolState {
     const st = this.pools.get(rec.pool);
     if (!st) throw internal(`volume ${rec.id} names unknown pool ${rec.pool}`);
     return st;
@@ -477,8 +520,9 @@ export class VolumeManager {
     await this.trash.idle();
   }
 
-  /** Waits for background work and lets go of the pools' daemon locks. */
+  /** Stops the supervisor, waits for background work and lets go of the pools' daemon locks. */
   async close(): Promise<void> {
+    await this.supervisor.close();
     await this.idle();
     for (const st of this.pools.values()) {
       st.pubLog.close();

@@ -250,7 +250,7 @@ describe('pool device publisher with the daemon (end to end)', () => {
     expect(mountAt(await readMounts(), mnt)).toBeUndefined();
 
     pub = startPublisher(['--device', loop.device, '--publish', `${devices}/p`]);
-    // The daemon retries the pool on each Probe.
+    // The supervisor tries the pool as soon as its device node appears (Probe only reads the state).
     const started = Date.now();
     await waitFor('Probe ready=true', async () => ((await probe()) ? true : undefined), 15_000, () => `${d!.logs()}\n${pub!.output()}`);
     expect(Date.now() - started).toBeLessThan(15_000);
@@ -279,8 +279,8 @@ describe('pool device publisher with the daemon (end to end)', () => {
     d = undefined;
   });
 
-  // Probe loads a pool that is not loaded yet before it checks the pool's directory: a device pool
-  // creates its mount point itself, so it must come in although the directory did not exist.
+  // A device pool creates its mount point itself: what it waits for is its device, so it must come in
+  // although the directory did not exist.
   it('a pool whose mount point does not exist yet also becomes ready once its device is published', async () => {
     const mnt = `${dir}/mnt-missing`;
     const devices = `${dir}/devices2`;

@@ -129,10 +129,10 @@ function fakeSource(pools: Array<{ name: string; ready: boolean; loadError?: str
   return {
     list: () => records,
     poolList: () => views,
-    async ensureLoaded(name: string) {
+    async poolState(name: string) {
       const p = pools.find((x) => x.name === name)!;
-      if (p.loadError) throw new Error(p.loadError);
-      return {};
+      if (p.loadError) return { name, phase: 'failed', reason: p.loadError };
+      return { name, phase: 'ready', backend: p.backend };
     },
     async capacityOf(name: string) {
       const p = pools.find((x) => x.name === name)!;

@@ -166,3 +166,24 @@ describe('parseCli: registration with kubelet', () => {
     expect(USAGE).toContain('--kubelet-registration-path PATH');
   });
 });
+
+describe('--pool-retry-initial and --pool-retry-max', () => {
+  it('default to 1 s and 60 s; flags, then the environment, in seconds', () => {
+    expect(parseCli(POOL, {}).poolRetry).toEqual({ initialMs: 1_000, maxMs: 60_000 });
+    expect(parseCli([...POOL, '--pool-retry-initial', '0.25', '--pool-retry-max', '30'], {}).poolRetry).toEqual({ initialMs: 250, maxMs: 30_000 });
+    expect(parseCli(POOL, { HPP_POOL_RETRY_INITIAL: '2', HPP_POOL_RETRY_MAX: '10' }).poolRetry).toEqual({ initialMs: 2_000, maxMs: 10_000 });
+    expect(parseCli([...POOL, '--pool-retry-max=5'], { HPP_POOL_RETRY_MAX: '10' }).poolRetry).toEqual({ initialMs: 1_000, maxMs: 5_000 });
+    // A first retry later than the default cap raises the cap with it.
+    expect(parseCli([...POOL, '--pool-retry-initial', '120'], {}).poolRetry).toEqual({ initialMs: 120_000, maxMs: 120_000 });
+    expect(USAGE).toContain('--pool-retry-initial S');
+    expect(USAGE).toContain('--pool-retry-max S');
+  });
+
+  it('refuses what is not a positive number of seconds, and a cap below the first retry', () => {
+    for (const v of ['0', '-1', 'soon', '1e3', '1s', '90000']) {
+      expect(() => parseCli([...POOL, '--pool-retry-initial', v], {}), v).toThrow(ConfigError);
+      expect(() => parseCli([...POOL, '--pool-retry-max', v], {}), v).toThrow(/--pool-retry-max/);
+    }
+    expect(() => parseCli([...POOL, '--pool-retry-initial', '10', '--pool-retry-max', '5'], {})).toThrow('--pool-retry-max (5 s) is less than --pool-retry-initial (10 s)');
+  });
+});
