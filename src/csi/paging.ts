@@ -1,5 +1,5 @@
 import { aborted, invalidArgument } from './errors.js';
-import type { Msg } from './rpc.js';
+import type { ListSnapshotsRequest__Output, ListVolumesRequest__Output } from './types.js';
 import { parseVolumeId } from '../volumes/ids.js';
 
 /** What a List* request asks for: at most `max` entries (0: all) after the id `token`. */
@@ -9,10 +9,10 @@ export interface PageRequest {
 }
 
 /** Checks max_entries and starting_token of a ListVolumes or ListSnapshots request. */
-export function pageRequest(req: Msg): PageRequest {
-  const max = Number(req.max_entries ?? 0);
+export function pageRequest(req: Pick<ListVolumesRequest__Output | ListSnapshotsRequest__Output, 'max_entries' | 'starting_token'>): PageRequest {
+  const max = req.max_entries;
   if (!Number.isInteger(max) || max < 0) throw invalidArgument(`max_entries must not be negative, got ${req.max_entries}`);
-  const token = (req.starting_token as string) || '';
+  const token = req.starting_token;
   if (token && !parseVolumeId(token)) throw aborted(`starting_token ${JSON.stringify(token)} is not one this driver gave out`);
   return { max, token };
 }
