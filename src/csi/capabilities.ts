@@ -1,9 +1,10 @@
-import { invalidArgument, unimplemented } from './errors.js';
+import { invalidArgument } from './errors.js';
 import type { ControllerRpc, ControllerServiceCapability, NodeRpc, NodeServiceCapability, VolumeCapability__Output } from './types.js';
 
 /**
- * Everything the driver offers, declared once. Every RPC that depends on a capability checks it here,
- * so what we advertise and what we serve cannot drift apart.
+ * Everything the driver offers, declared once. None of it depends on configuration: an RPC whose
+ * capability is not offered has no handler and answers UNIMPLEMENTED (bindService), and
+ * test/unit/csi-binding.test.ts checks that every offered capability's RPCs are served.
  */
 export const PLUGIN_SERVICES = ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS'] as const;
 /** Volumes grow while published: the loop device is refreshed and disk.img grown in place. */
@@ -33,14 +34,6 @@ export function controllerCapabilities(): ControllerServiceCapability[] {
 /** NodeGetCapabilities' answer. */
 export function nodeCapabilities(): NodeServiceCapability[] {
   return NODE_RPCS.map((type) => ({ rpc: { type } }));
-}
-
-export function requireControllerCapability(cap: string, rpc: string): void {
-  if (!CONTROLLER_CAPABILITIES.has(cap)) throw unimplemented(`${rpc} is not supported by this driver (no ${cap} capability)`);
-}
-
-export function requireNodeCapability(cap: string, rpc: string): void {
-  if (!NODE_CAPABILITIES.has(cap)) throw unimplemented(`${rpc} is not supported by this driver (no ${cap} capability)`);
 }
 
 /** Node-local storage: every mode that keeps the volume on one node. Multi-node modes are refused. */

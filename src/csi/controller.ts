@@ -1,4 +1,4 @@
-import { TOPOLOGY_KEY, checkCapabilities, controllerCapabilities, requireControllerCapability, unsupportedReason } from './capabilities.js';
+import { TOPOLOGY_KEY, checkCapabilities, controllerCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, resourceExhausted } from './errors.js';
 import { pageRequest, takePage } from './paging.js';
@@ -143,13 +143,11 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       throw failedPrecondition(`${ref.kind} ${ref.id} lives on node ${ref.node}; volumes from it are created there (this is ${ctx.node})`);
     }
     if (ref.kind === 'snapshot') {
-      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateVolume from a snapshot');
       const snap = await volumes.findSnapshot(ref.id);
       if (!snap) throw notFound(`snapshot ${ref.id} does not exist on node ${ctx.node}`);
       checkSourceFits(ref, snap.mode, BigInt(snap.sizeBytes), mode, capacity);
       return { kind: 'snapshot', id: snap.id, dataPath: volumes.snapshotDataPath(snap), mode: snap.mode, diskImage: snap.diskImage, sizeBytes: BigInt(snap.sizeBytes) };
     }
-    requireControllerCapability('CLONE_VOLUME', 'CreateVolume from a volume');
     const vol = await volumes.find(ref.id);
     if (!vol) throw notFound(`source volume ${ref.id} does not exist on node ${ctx.node}`);
     checkSourceFits(ref, vol.mode, BigInt(vol.capacityBytes), mode, capacity);
@@ -162,7 +160,6 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async CreateVolume(req) {
-      requireControllerCapability('CREATE_DELETE_VOLUME', 'CreateVolume');
       const name = checkName('volume', req.name);
       const accessType = checkCapabilities(req.volume_capabilities);
       const range = capacityRange(req.capacity_range);
@@ -214,7 +211,6 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async DeleteVolume(req) {
-      requireControllerCapability('CREATE_DELETE_VOLUME', 'DeleteVolume');
       const id = req.volume_id;
       if (!id) throw invalidArgument('volume_id is required');
       const ref = parseVolumeId(id);
@@ -256,13 +252,11 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async ListVolumes(req) {
-      requireControllerCapability('LIST_VOLUMES', 'ListVolumes');
       const { page, next_token } = takePage(volumes.list(), (v) => v.id, pageRequest(req));
       return { entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })), next_token };
     },
 
     async GetCapacity(req) {
-      requireControllerCapability('GET_CAPACITY', 'GetCapacity');
       const zero = { available_capacity: '0', maximum_volume_size: null, minimum_volume_size: null };
       for (const cap of req.volume_capabilities) {
         if (unsupportedReason(cap)) return zero;
@@ -290,7 +284,6 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async CreateSnapshot(req) {
-      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateSnapshot');
       const name = checkName('snapshot', req.name);
       const sourceId = req.source_volume_id;
       if (!sourceId) throw invalidArgument('source_volume_id is required');
@@ -315,7 +308,6 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async DeleteSnapshot(req) {
-      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'DeleteSnapshot');
       const id = req.snapshot_id;
       if (!id) throw invalidArgument('snapshot_id is required');
       const ref = parseVolumeId(id);
@@ -329,7 +321,6 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async ListSnapshots(req) {
-      requireControllerCapability('LIST_SNAPSHOTS', 'ListSnapshots');
       const paging = pageRequest(req);
       const bySnap = req.snapshot_id;
       const bySource = req.source_volume_id;
@@ -339,7 +330,6 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     async ControllerExpandVolume(req) {
-      requireControllerCapability('EXPAND_VOLUME', 'ControllerExpandVolume');
       const id = req.volume_id;
       if (!id) throw invalidArgument('volume_id is required');
       if (!req.capacity_range) throw invalidArgument('capacity_range is required');

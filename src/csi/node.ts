@@ -1,6 +1,6 @@
 import { lstatSync, readdirSync, readlinkSync, realpathSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { TOPOLOGY_KEY, nodeCapabilities, requireNodeCapability, unsupportedReason } from './capabilities.js';
+import { TOPOLOGY_KEY, nodeCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import type { NodeHandlers, NodePublishVolumeRequest__Output, VolumeCapability__Output, VolumeUsage } from './types.js';
@@ -226,7 +226,6 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
     },
 
     async NodeGetVolumeStats(req) {
-      requireNodeCapability('GET_VOLUME_STATS', 'NodeGetVolumeStats');
       if (!req.volume_id) throw invalidArgument('volume_id is required');
       if (!req.volume_path) throw invalidArgument('volume_path is required');
       const rec = await requireVolume(req.volume_id);
@@ -270,7 +269,6 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
     },
 
     async NodeExpandVolume(req) {
-      requireNodeCapability('EXPAND_VOLUME', 'NodeExpandVolume');
       if (!req.volume_id) throw invalidArgument('volume_id is required');
       if (!req.volume_path) throw invalidArgument('volume_path is required');
       const first = await requireVolume(req.volume_id);
