@@ -1,15 +1,8 @@
-import {
-  CONTROLLER_CAPABILITIES,
-  TOPOLOGY_KEY,
-  checkCapabilities,
-  requireControllerCapability,
-  unsupportedReason,
-  type VolumeCapabilityMsg,
-} from './capabilities.js';
+import { TOPOLOGY_KEY, checkCapabilities, controllerCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { conflict, invalidInput, noSpace, notFound, outOfRange, precondition } from '../errors.js';
 import { pageRequest, takePage } from './paging.js';
-import type { Handler, Msg } from './rpc.js';
+import type { CapacityRange__Output, ControllerHandlers, Snapshot, Topology, Topology__Output, Volume, VolumeContentSource__Output } from './types.js';
 import type { Pool } from '../pools/pool.js';
 import { reportedCapacityBytes } from '../pools/capacity.js';
 import { blockCapacity, blockImagePath } from '../volumes/block.js';
@@ -20,11 +13,12 @@ import type { VolumeMode, VolumeRecord } from '../volumes/record.js';
 import type { SnapshotRecord } from '../volumes/snapshot-record.js';
 import type { ContentSource } from '../volumes/manager.js';
 
-function int64(value: unknown, field: string): bigint {
-  if (value === undefined || value === null || value === '') return 0n;
+/** An int64 field (a decimal string with longs: String); unset ('' or no message) is 0. */
+function int64(value: string | undefined, field: string): bigint {
+  if (value === undefined || value === '') return 0n;
   let n: bigint;
   try {
-    n = BigInt(value as string);
+    n = BigInt(value);
   } catch {
     throw invalidInput(`${field} is not an integer: ${JSON.stringify(value)}`);
   }
@@ -37,7 +31,7 @@ export interface CapacityRange {
   limit: bigint;
 }
 
-export function capacityRange(range: Msg | null | undefined): CapacityRange {
+export function capacityRange(range: CapacityRange__Output | null | undefined): CapacityRange {
   const required = int64(range?.required_bytes, 'capacity_range.required_bytes');
   const limit = int64(range?.limit_bytes, 'capacity_range.limit_bytes');
   if (limit > 0n && required > limit) {
@@ -64,11 +58,11 @@ interface SourceRef {
 }
 
 /** The id a VolumeContentSource names; INVALID_ARGUMENT when it is empty, NOT_FOUND when it is not ours. */
-function contentSourceRef(src: Msg | null | undefined): SourceRef | undefined {
+function contentSourceRef(src: VolumeContentSource__Output | null | undefined): SourceRef | undefined {
   if (!src) return undefined;
   const kind = src.type === 'snapshot' || src.snapshot ? 'snapshot' : src.type === 'volume' || src.volume ? 'volume' : undefined;
   if (!kind) throw invalidInput('volume_content_source names neither a snapshot nor a volume');
-  const id = (kind === 'snapshot' ? src.snapshot?.snapshot_id : src.volume?.volume_id) as string | undefined;
+  const id = kind === 'snapshot' ? src.snapshot?.snapshot_id : src.volume?.volume_id;
   if (!id) throw invalidInput(`volume_content_source.${kind} needs an id`);
   const ref = parseVolumeId(id);
   if (!ref) throw notFound(`${kind} ${id} does not exist`);
@@ -99,7 +93,7 @@ function parseParametersForSnapshot(params: Record<string, string> | null | unde
   }
 }
 
-export function snapshotMessage(s: SnapshotRecord) {
+export function snapshotMessage(s: SnapshotRecord): Snapshot {
   const ms = Date.parse(s.createdAt);
   return {
     size_bytes: s.sizeBytes,
@@ -115,20 +109,20 @@ function sortKeys(o: Record<string, string>): Array<[string, string]> {
   return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-function topology(node: string) {
+function topology(node: string): Topology[] {
   return [{ segments: { [TOPOLOGY_KEY]: node } }];
 }
 
 /** True when the CO's topology list allows this node (an empty list allows any node). */
-function allowsNode(topologies: Msg[] | null | undefined, node: string): boolean {
+function allowsNode(topologies: readonly Topology__Output[] | null | undefined, node: string): boolean {
   if (!topologies || topologies.length === 0) return true;
   return topologies.some((t) => {
-    const seg = (t?.segments ?? {}) as Record<string, string>;
+    const seg = t.segments;
     return seg[TOPOLOGY_KEY] === undefined ? Object.keys(seg).length === 0 : seg[TOPOLOGY_KEY] === node;
   });
 }
 
-export function volumeMessage(rec: VolumeRecord) {
+export function volumeMessage(rec: VolumeRecord): Volume {
   const src = rec.contentSource;
   return {
     volume_id: rec.id,
@@ -139,13 +133,9 @@ export function volumeMessage(rec: VolumeRecord) {
   };
 }
 
-export function controllerService(ctx: DriverContext): Record<string, Handler> {
+/** The Controller service; the RPCs of capabilities it does not offer have no handler (UNIMPLEMENTED). */
+export function controllerService(ctx: DriverContext): ControllerHandlers {
   const { volumes } = ctx;
-
-  const unsupported = (rpc: string, cap: string): Handler => async () => {
-    requireControllerCapability(cap, rpc);
-    throw invalidInput(`${rpc} is not implemented`);
-  };
 
   /** The snapshot or volume a CreateVolume names as its content source, found and checked. */
   async function resolveContentSource(ref: SourceRef, mode: VolumeMode, capacity: bigint): Promise<ContentSource> {
@@ -153,13 +143,11 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       throw precondition(`${ref.kind} ${ref.id} lives on node ${ref.node}; volumes from it are created there (this is ${ctx.node})`);
     }
     if (ref.kind === 'snapshot') {
-      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateVolume from a snapshot');
       const snap = await volumes.findSnapshot(ref.id);
       if (!snap) throw notFound(`snapshot ${ref.id} does not exist on node ${ctx.node}`);
       checkSourceFits(ref, snap.mode, BigInt(snap.sizeBytes), mode, capacity);
       return { kind: 'snapshot', id: snap.id, dataPath: volumes.snapshotDataPath(snap), mode: snap.mode, diskImage: snap.diskImage, sizeBytes: BigInt(snap.sizeBytes) };
     }
-    requireControllerCapability('CLONE_VOLUME', 'CreateVolume from a volume');
     const vol = await volumes.find(ref.id);
     if (!vol) throw notFound(`source volume ${ref.id} does not exist on node ${ctx.node}`);
     checkSourceFits(ref, vol.mode, BigInt(vol.capacityBytes), mode, capacity);
@@ -168,18 +156,17 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
 
   return {
     async ControllerGetCapabilities() {
-      return { capabilities: [...CONTROLLER_CAPABILITIES].map((type) => ({ rpc: { type } })) };
+      return { capabilities: controllerCapabilities() };
     },
 
     async CreateVolume(req) {
-      requireControllerCapability('CREATE_DELETE_VOLUME', 'CreateVolume');
-      const name = checkName('volume', req.name as string);
+      const name = checkName('volume', req.name);
       const accessType = checkCapabilities(req.volume_capabilities);
       const range = capacityRange(req.capacity_range);
       const params = parseParameters(req.parameters);
       const pool = volumes.resolvePool(params.storagePool);
       const req_topo = req.accessibility_requirements;
-      if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && (req_topo.requisite?.length ?? 0) > 0) {
+      if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && req_topo.requisite.length > 0) {
         throw noSpace(`node ${ctx.node} is not in the requisite topology of the request`);
       }
       // With a content source and no size asked for, the volume takes the source's size.
@@ -224,8 +211,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async DeleteVolume(req) {
-      requireControllerCapability('CREATE_DELETE_VOLUME', 'DeleteVolume');
-      const id = req.volume_id as string;
+      const id = req.volume_id;
       if (!id) throw invalidInput('volume_id is required');
       const ref = parseVolumeId(id);
       // An id that is not ours names no volume: deleting it is a no-op, as the spec asks.
@@ -242,10 +228,10 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async ValidateVolumeCapabilities(req) {
-      const id = req.volume_id as string;
+      const id = req.volume_id;
       if (!id) throw invalidInput('volume_id is required');
-      const caps = req.volume_capabilities as VolumeCapabilityMsg[];
-      if (!caps || caps.length === 0) throw invalidInput('volume_capabilities is required');
+      const caps = req.volume_capabilities;
+      if (caps.length === 0) throw invalidInput('volume_capabilities is required');
       const rec = await volumes.find(id);
       if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
       for (const cap of caps) {
@@ -256,9 +242,9 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       }
       return {
         confirmed: {
-          volume_context: req.volume_context ?? {},
+          volume_context: req.volume_context,
           volume_capabilities: caps,
-          parameters: req.parameters ?? {},
+          parameters: req.parameters,
           mutable_parameters: {},
         },
         message: '',
@@ -266,15 +252,13 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async ListVolumes(req) {
-      requireControllerCapability('LIST_VOLUMES', 'ListVolumes');
       const { page, next_token } = takePage(volumes.list(), (v) => v.id, pageRequest(req));
       return { entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })), next_token };
     },
 
     async GetCapacity(req) {
-      requireControllerCapability('GET_CAPACITY', 'GetCapacity');
       const zero = { available_capacity: '0', maximum_volume_size: null, minimum_volume_size: null };
-      for (const cap of (req.volume_capabilities ?? []) as VolumeCapabilityMsg[]) {
+      for (const cap of req.volume_capabilities) {
         if (unsupportedReason(cap)) return zero;
       }
       if (req.accessible_topology && !allowsNode([req.accessible_topology], ctx.node)) return zero;
@@ -299,12 +283,9 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       };
     },
 
-    ControllerPublishVolume: unsupported('ControllerPublishVolume', 'PUBLISH_UNPUBLISH_VOLUME'),
-    ControllerUnpublishVolume: unsupported('ControllerUnpublishVolume', 'PUBLISH_UNPUBLISH_VOLUME'),
     async CreateSnapshot(req) {
-      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'CreateSnapshot');
-      const name = checkName('snapshot', req.name as string);
-      const sourceId = req.source_volume_id as string;
+      const name = checkName('snapshot', req.name);
+      const sourceId = req.source_volume_id;
       if (!sourceId) throw invalidInput('source_volume_id is required');
       parseParametersForSnapshot(req.parameters);
       const ref = parseVolumeId(sourceId);
@@ -327,8 +308,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async DeleteSnapshot(req) {
-      requireControllerCapability('CREATE_DELETE_SNAPSHOT', 'DeleteSnapshot');
-      const id = req.snapshot_id as string;
+      const id = req.snapshot_id;
       if (!id) throw invalidInput('snapshot_id is required');
       const ref = parseVolumeId(id);
       if (!ref) return {};
@@ -341,18 +321,16 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async ListSnapshots(req) {
-      requireControllerCapability('LIST_SNAPSHOTS', 'ListSnapshots');
       const paging = pageRequest(req);
-      const bySnap = (req.snapshot_id as string) || '';
-      const bySource = (req.source_volume_id as string) || '';
+      const bySnap = req.snapshot_id;
+      const bySource = req.source_volume_id;
       const matching = volumes.listSnapshots().filter((s) => (!bySnap || s.id === bySnap) && (!bySource || s.sourceVolumeId === bySource));
       const { page, next_token } = takePage(matching, (s) => s.id, paging);
       return { entries: page.map((s) => ({ snapshot: snapshotMessage(s) })), next_token };
     },
-    GetSnapshot: unsupported('GetSnapshot', 'GET_SNAPSHOT'),
+
     async ControllerExpandVolume(req) {
-      requireControllerCapability('EXPAND_VOLUME', 'ControllerExpandVolume');
-      const id = req.volume_id as string;
+      const id = req.volume_id;
       if (!id) throw invalidInput('volume_id is required');
       if (!req.capacity_range) throw invalidInput('capacity_range is required');
       const range = capacityRange(req.capacity_range);
@@ -362,7 +340,7 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
       return volumes.locks.withKey(`name/${first.name}`, async () => {
         const rec = await volumes.find(id);
         if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
-        const cap = req.volume_capability as VolumeCapabilityMsg | null;
+        const cap = req.volume_capability;
         if (cap?.access_type && (cap.access_type === 'block') !== (rec.mode === 'block')) {
           throw invalidInput(`volume ${id} is a ${rec.mode} volume, not ${cap.access_type}`);
         }
@@ -376,7 +354,5 @@ export function controllerService(ctx: DriverContext): Record<string, Handler> {
         return { capacity_bytes: grown.capacityBytes, node_expansion_required: rec.mode === 'block' || rec.diskImage !== undefined };
       });
     },
-    ControllerGetVolume: unsupported('ControllerGetVolume', 'GET_VOLUME'),
-    ControllerModifyVolume: unsupported('ControllerModifyVolume', 'MODIFY_VOLUME'),
   };
 }

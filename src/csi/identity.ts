@@ -1,9 +1,9 @@
 import { readiness } from '../observe/health.js';
 import { PLUGIN_SERVICES, PLUGIN_VOLUME_EXPANSION } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import type { Handler } from './rpc.js';
+import type { IdentityHandlers } from './types.js';
 
-export function identityService(ctx: DriverContext): Record<string, Handler> {
+export function identityService(ctx: DriverContext): IdentityHandlers {
   return {
     async GetPluginInfo() {
       return { name: ctx.driverName, vendor_version: ctx.version, manifest: {} };

@@ -1,9 +1,9 @@
 import { lstatSync, readdirSync, readlinkSync, realpathSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { NODE_CAPABILITIES, TOPOLOGY_KEY, requireNodeCapability, unsupportedReason, type VolumeCapabilityMsg } from './capabilities.js';
+import { TOPOLOGY_KEY, nodeCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
-import { conflict, invalidInput, notFound, precondition } from '../errors.js';
-import type { Handler, Msg } from './rpc.js';
+import { conflict, precondition, invalidInput, notFound } from '../errors.js';
+import type { NodeHandlers, NodePublishVolumeRequest__Output, VolumeCapability__Output, VolumeUsage } from './types.js';
 import { mountedAt } from '../system/mount.js';
 import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-image.js';
@@ -93,8 +93,8 @@ function samePublication(a: Publication, b: Publication): boolean {
 }
 
 /** What the request asks for, validated: the publication to record. */
-function wantedPublication(req: Msg): { cap: VolumeCapabilityMsg; wanted: Publication } {
-  const cap = req.volume_capability as VolumeCapabilityMsg | null;
+function wantedPublication(req: NodePublishVolumeRequest__Output): { cap: VolumeCapability__Output; wanted: Publication } {
+  const cap = req.volume_capability;
   if (!cap) throw invalidInput('volume_capability is required');
   const why = unsupportedReason(cap);
   if (why) throw invalidInput(`volume_capability: ${why}`);
@@ -102,7 +102,8 @@ function wantedPublication(req: Msg): { cap: VolumeCapabilityMsg; wanted: Public
   for (const f of flags) {
     if (!ALLOWED_MOUNT_FLAGS.has(f)) throw invalidInput(`mount flag ${JSON.stringify(f)} is not allowed for a volume bind mount`);
   }
-  const accessMode = cap.access_mode!.mode!;
+  // unsupportedReason refused a capability without an access mode.
+  const accessMode = cap.access_mode!.mode;
   return {
     cap,
     wanted: {
@@ -113,7 +114,7 @@ function wantedPublication(req: Msg): { cap: VolumeCapabilityMsg; wanted: Public
   };
 }
 
-export function nodeService(ctx: DriverContext): Record<string, Handler> {
+export function nodeService(ctx: DriverContext): NodeHandlers {
   const { volumes } = ctx;
 
   async function requireVolume(id: unknown): Promise<VolumeRecord> {
@@ -136,11 +137,6 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     return (await stateOf(rec, target)).kind === 'ours';
   }
 
-  const unsupported = (rpc: string, cap: string): Handler => async () => {
-    requireNodeCapability(cap, rpc);
-    throw invalidInput(`${rpc} is not implemented`);
-  };
-
   return {
     async NodeGetInfo() {
       return {
@@ -151,7 +147,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async NodeGetCapabilities() {
-      return { capabilities: [...NODE_CAPABILITIES].map((type) => ({ rpc: { type } })) };
+      return { capabilities: nodeCapabilities() };
     },
 
     async NodePublishVolume(req) {
@@ -230,11 +226,10 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
     },
 
     async NodeGetVolumeStats(req) {
-      requireNodeCapability('GET_VOLUME_STATS', 'NodeGetVolumeStats');
       if (!req.volume_id) throw invalidInput('volume_id is required');
       if (!req.volume_path) throw invalidInput('volume_path is required');
       const rec = await requireVolume(req.volume_id);
-      const volumePath = req.volume_path as string;
+      const volumePath = req.volume_path;
       const data = dataOf(rec);
       const dataThere = await fsp.stat(data).then(() => true, () => false);
       const published = rec.publications[volumePath] !== undefined;
@@ -257,7 +252,7 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
       }
       const s = await fsp.statfs(data, { bigint: true });
       const quota = await volumes.quotaOf(rec.pool)?.usage(data, rec.projectId);
-      let bytes;
+      let bytes: VolumeUsage;
       if (quota && quota.limitBytes > 0n) {
         // The volume's own numbers: its limit and what it holds, not the host filesystem's.
         const available = quota.limitBytes > quota.usedBytes ? quota.limitBytes - quota.usedBytes : 0n;
@@ -273,21 +268,18 @@ export function nodeService(ctx: DriverContext): Record<string, Handler> {
       };
     },
 
-    NodeStageVolume: unsupported('NodeStageVolume', 'STAGE_UNSTAGE_VOLUME'),
-    NodeUnstageVolume: unsupported('NodeUnstageVolume', 'STAGE_UNSTAGE_VOLUME'),
     async NodeExpandVolume(req) {
-      requireNodeCapability('EXPAND_VOLUME', 'NodeExpandVolume');
       if (!req.volume_id) throw invalidInput('volume_id is required');
       if (!req.volume_path) throw invalidInput('volume_path is required');
       const first = await requireVolume(req.volume_id);
       return volumes.locks.withKey(`name/${first.name}`, async () => {
         const rec = await requireVolume(req.volume_id);
-        const volumePath = req.volume_path as string;
+        const volumePath = req.volume_path;
         if (!(rec.publications[volumePath] || (await targetHolds(rec, volumePath)))) {
           throw notFound(`volume ${rec.id} is not published at ${volumePath}`);
         }
         const capacity = BigInt(rec.capacityBytes);
-        const asked = BigInt((req.capacity_range?.required_bytes as string) || '0');
+        const asked = BigInt(req.capacity_range?.required_bytes || '0');
         if (asked > capacity) {
           throw precondition(`volume ${rec.id} has ${capacity} bytes; ControllerExpandVolume must grow it to ${asked} first`);
         }

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { invalidInput } from '../errors.js';
 import { StatusError } from './status.js';
-import type { Msg } from './rpc.js';
+import type { ListSnapshotsRequest__Output, ListVolumesRequest__Output } from './types.js';
 import { parseVolumeId } from '../volumes/ids.js';
 
 /** What a List* request asks for: at most `max` entries (0: all) after the id `token`. */
@@ -11,10 +11,10 @@ export interface PageRequest {
 }
 
 /** Checks max_entries and starting_token of a ListVolumes or ListSnapshots request. */
-export function pageRequest(req: Msg): PageRequest {
-  const max = Number(req.max_entries ?? 0);
+export function pageRequest(req: Pick<ListVolumesRequest__Output | ListSnapshotsRequest__Output, 'max_entries' | 'starting_token'>): PageRequest {
+  const max = req.max_entries;
   if (!Number.isInteger(max) || max < 0) throw invalidInput(`max_entries must not be negative, got ${req.max_entries}`);
-  const token = (req.starting_token as string) || '';
+  const token = req.starting_token;
   // CSI answers a token it never gave out with ABORTED (the listing changed under the caller).
   if (token && !parseVolumeId(token)) throw new StatusError(status.ABORTED, `starting_token ${JSON.stringify(token)} is not one this driver gave out`);
   return { max, token };

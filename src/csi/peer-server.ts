@@ -7,10 +7,17 @@ import { hasToken, serverCredentials, type PeerTls } from './peer-auth.js';
 import { shutdownGracefully } from './grpc-server.js';
 import { loadCsi } from './proto.js';
 import type { RpcObserver } from '../observe/rpc-observer.js';
-import { unary, type Handler } from './rpc.js';
+import { bindService, type UnaryImplementation } from './rpc.js';
+import type { ControllerHandlers } from './types.js';
 
 /** The Controller calls other nodes may route here: snapshots and expansion of this node's volumes. */
-export const PEER_CONTROLLER_METHODS = ['ControllerGetCapabilities', 'CreateSnapshot', 'DeleteSnapshot', 'ListSnapshots', 'ControllerExpandVolume'] as const;
+export const PEER_CONTROLLER_METHODS = ['ControllerGetCapabilities', 'CreateSnapshot', 'DeleteSnapshot', 'ListSnapshots', 'ControllerExpandVolume'] as const satisfies ReadonlyArray<keyof ControllerHandlers>;
+
+function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) out[k] = from[k];
+  return out;
+}
 
 /**
  * The daemon's TCP endpoint for the routing controller. Every call must carry the shared bearer token
@@ -29,23 +36,25 @@ export class PeerServer {
     const csi = loadCsi();
     const controller = controllerService(ctx);
     const identity = identityService(ctx);
-    const guarded = (name: string, h: Handler): grpc.handleUnaryCall<Record<string, unknown>, Record<string, unknown>> => {
-      const inner = unary(`peer.${name}`, h, log, observer);
-      return (call, callback) => {
-        if (!hasToken(call.metadata, this.token)) {
-          log.warn({ method: `peer.${name}`, peer: call.getPeer() }, 'peer call without a valid token refused');
-          callback({ code: grpc.status.UNAUTHENTICATED, details: 'a valid bearer token is required' });
-          return;
-        }
-        inner(call, callback);
-      };
+    /** Each routed method checks the token before anything else; the others answer UNIMPLEMENTED. */
+    const guard = (impl: UnaryImplementation, names: Iterable<string>): UnaryImplementation => {
+      for (const name of names) {
+        const inner = impl[name]!;
+        impl[name] = (call, callback) => {
+          if (!hasToken(call.metadata, this.token)) {
+            log.warn({ method: `peer.${name}`, peer: call.getPeer() }, 'peer call without a valid token refused');
+            callback({ code: grpc.status.UNAUTHENTICATED, details: 'a valid bearer token is required' });
+            return;
+          }
+          inner(call, callback);
+        };
+      }
+      return impl;
     };
-    const ctl: grpc.UntypedServiceImplementation = {};
-    for (const m of PEER_CONTROLLER_METHODS) ctl[m] = guarded(m, controller[m]!);
-    const idt: grpc.UntypedServiceImplementation = {};
-    for (const [m, h] of Object.entries(identity)) idt[m] = guarded(m, h);
-    this.server.addService(csi.Controller.service, ctl);
-    this.server.addService(csi.Identity.service, idt);
+    const routed: ControllerHandlers = pick(controller, PEER_CONTROLLER_METHODS);
+    const opts = { observer, prefix: 'peer.', unimplemented: (m: string) => `${m} is not served on the peer endpoint` };
+    this.server.addService(csi.Controller.service, guard(bindService(csi.Controller.service, routed, log, opts), PEER_CONTROLLER_METHODS));
+    this.server.addService(csi.Identity.service, guard(bindService(csi.Identity.service, identity, log, opts), Object.keys(identity)));
   }
 
   /** Binds `host:port` (port 0 picks one); returns the port. */

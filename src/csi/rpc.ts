@@ -1,22 +1,41 @@
 import * as grpc from '@grpc/grpc-js';
+import type { MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from '../observe/logger.js';
 import { redactSecrets } from '../observe/logger.js';
+import { unsupported } from '../errors.js';
 import type { RpcObserver } from '../observe/rpc-observer.js';
 import { toStatus } from './status.js';
 
-// Request and response messages as proto-loader gives them (snake_case, int64 as string).
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Msg = Record<string, any>;
-export type Handler = (req: Msg) => Promise<Msg>;
+/**
+ * One RPC: the request as grpc-js hands it over (proto-loader's `__Output` type: snake_case, int64 as
+ * string, every non-oneof field present, unset messages null) to the response to send (the input type).
+ */
+export type Handler<Req, Res> = (req: Req) => Promise<Res>;
+
+/** The method names of a generated service definition, without grpc's string index signature. */
+export type MethodName<D> = keyof { [K in keyof D as string extends K ? never : K]: D[K] } & string;
+
+/** The request a method of service D receives (its `__Output` type). */
+export type RequestOf<D, M extends MethodName<D>> = D[M] extends MethodDefinition<infer _In, infer _Res, infer ReqOut, infer _ResOut> ? ReqOut : never;
+/** The response a method of service D sends (its input type). */
+export type ResponseOf<D, M extends MethodName<D>> = D[M] extends MethodDefinition<infer _In, infer Res, infer _ReqOut, infer _ResOut> ? Res : never;
+
+/**
+ * Handlers for methods of a service, typed from its generated definition (e.g. ControllerDefinition).
+ * A method left out is answered UNIMPLEMENTED by bindService.
+ */
+export type ServiceHandlers<D> = { [M in MethodName<D>]?: Handler<RequestOf<D, M>, ResponseOf<D, M>> };
 
 const MAX_DETAILS = 2048;
 
 
 /** Fields worth a place in every log line: which volume or target a call was about. */
-function subject(req: Msg): Record<string, unknown> {
+function subject(req: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  if (!req || typeof req !== 'object') return out;
+  const fields = req as Record<string, unknown>;
   for (const k of ['volume_id', 'name', 'target_path', 'source_volume_id', 'snapshot_id']) {
-    if (typeof req[k] === 'string' && req[k]) out[k] = req[k];
+    if (typeof fields[k] === 'string' && fields[k]) out[k] = fields[k];
   }
   return out;
 }
@@ -25,10 +44,10 @@ function subject(req: Msg): Record<string, unknown> {
  * Adapts an async handler to grpc-js: one log line per call (method, subject, duration, code), every
  * thrown error mapped once (csi/status.ts) to a gRPC status with its cause, secrets never logged.
  */
-export function unary(method: string, handler: Handler, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<Msg, Msg> {
+export function unary<Req, Res>(method: string, handler: Handler<Req, Res>, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    const req = call.request ?? {};
+    const req = (call.request ?? {}) as Req;
     handler(req).then(
       (res) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -56,12 +75,37 @@ function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
 
-export function bindService(
-  methods: Record<string, Handler>,
-  log: Logger,
-  observer?: RpcObserver,
-): grpc.UntypedServiceImplementation {
-  const impl: grpc.UntypedServiceImplementation = {};
-  for (const [name, handler] of Object.entries(methods)) impl[name] = unary(name, handler, log, observer);
+export interface BindOptions {
+  observer?: RpcObserver;
+  /** Put before the method name in logs and metrics ("peer." on the peer endpoint). */
+  prefix?: string;
+  /** The message of the UNIMPLEMENTED answer of a method that has no handler. */
+  unimplemented?: (method: string) => string;
+}
+
+export type UnaryImplementation = Record<string, grpc.handleUnaryCall<unknown, unknown>>;
+
+/**
+ * The grpc-js implementation of `service` (a definition from loadCsi()): each method with a handler is
+ * served by it, every other unary method of the definition answers UNIMPLEMENTED (logged and counted
+ * like any call). Streaming methods are left to grpc-js, which answers UNIMPLEMENTED itself.
+ */
+export function bindService<D extends grpc.ServiceDefinition>(service: D, handlers: ServiceHandlers<D>, log: Logger, opts: BindOptions = {}): UnaryImplementation {
+  const given = handlers as Partial<Record<string, Handler<unknown, unknown>>>;
+  const methods = Object.entries(service as grpc.ServiceDefinition);
+  for (const name of Object.keys(given)) {
+    if (!methods.some(([m]) => m === name)) throw new Error(`handler ${name} is not a method of the service (${methods.map(([m]) => m).join(', ')})`);
+  }
+  const message = opts.unimplemented ?? ((method: string) => `${method} is not supported by this driver`);
+  const impl: UnaryImplementation = {};
+  for (const [name, def] of methods) {
+    if (def.requestStream || def.responseStream) continue;
+    const handler =
+      given[name] ??
+      (async () => {
+        throw unsupported(message(name));
+      });
+    impl[name] = unary(`${opts.prefix ?? ''}${name}`, handler, log, opts.observer);
+  }
   return impl;
 }

@@ -18,9 +18,9 @@ export class CsiServer {
 
   constructor(ctx: DriverContext, log: Logger, observer?: RpcObserver) {
     const csi = loadCsi();
-    this.server.addService(csi.Identity.service, bindService(identityService(ctx), log, observer));
-    this.server.addService(csi.Controller.service, bindService(controllerService(ctx), log, observer));
-    this.server.addService(csi.Node.service, bindService(nodeService(ctx), log, observer));
+    this.server.addService(csi.Identity.service, bindService(csi.Identity.service, identityService(ctx), log, { observer }));
+    this.server.addService(csi.Controller.service, bindService(csi.Controller.service, controllerService(ctx), log, { observer }));
+    this.server.addService(csi.Node.service, bindService(csi.Node.service, nodeService(ctx), log, { observer }));
   }
 
   /**

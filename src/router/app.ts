@@ -4,7 +4,7 @@ import { bindService } from '../csi/rpc.js';
 import { shutdownGracefully } from '../csi/grpc-server.js';
 import { SocketClaim } from '../csi/socket-claim.js';
 import type { Logger } from '../observe/logger.js';
-import { routerServices, type RouterOptions } from './service.js';
+import { NOT_ROUTED, routerServices, type RouterOptions } from './service.js';
 
 /** The routing controller process: Identity + the routed Controller calls on a unix socket. */
 export class RouterApp {
@@ -19,8 +19,8 @@ export class RouterApp {
     const csi = loadCsi();
     this.services = routerServices(opts);
     const rpcLog = log.child({ component: 'csi' });
-    this.server.addService(csi.Identity.service, bindService(this.services.identity, rpcLog));
-    this.server.addService(csi.Controller.service, bindService(this.services.controller, rpcLog));
+    this.server.addService(csi.Identity.service, bindService(csi.Identity.service, this.services.identity, rpcLog));
+    this.server.addService(csi.Controller.service, bindService(csi.Controller.service, this.services.controller, rpcLog, { unimplemented: NOT_ROUTED }));
   }
 
   /** An EndpointTakenError, with nothing changed, when another process serves or is starting on the endpoint. */

@@ -1,8 +1,13 @@
 import type { PageRequest } from '../csi/paging.js';
-import type { Msg } from '../csi/rpc.js';
+import type { ListSnapshotsEntry } from '../csi/types.js';
 import type { NodeSnapshots } from './nodes.js';
 
-const idOf = (e: Msg): string => e.snapshot.snapshot_id as string;
+/** The id the next page starts after; a daemon always gives one (an entry without it cannot be paged). */
+function idOf(e: ListSnapshotsEntry): string {
+  const id = e.snapshot?.snapshot_id;
+  if (!id) throw new Error(`a daemon listed a snapshot without an id: ${JSON.stringify(e)}`);
+  return id;
+}
 
 /**
  * One page of an unfiltered ListSnapshots over several nodes, paged like a single sorted list with the
@@ -18,7 +23,7 @@ export async function pageAcrossNodes(
   nodes: Iterable<string>,
   list: (node: string, after: string) => Promise<NodeSnapshots>,
   { max, token }: PageRequest,
-): Promise<{ entries: Msg[]; next_token: string }> {
+): Promise<{ entries: ListSnapshotsEntry[]; next_token: string }> {
   const ordered = [...nodes]
     .map((node) => ({ node, prefix: `${node}:` }))
     .filter(({ prefix }) => !token || token.startsWith(prefix) || prefix > token)
@@ -28,7 +33,7 @@ export async function pageAcrossNodes(
     answer.catch(() => {}); // a node the page never reaches: its failure does not matter
     return answer;
   });
-  const page: Msg[] = [];
+  const page: ListSnapshotsEntry[] = [];
   for (const [i, answer] of answers.entries()) {
     const { entries, more } = await answer;
     const room = max > 0 ? max - page.length : entries.length;

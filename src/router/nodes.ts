@@ -3,14 +3,28 @@ import { unavailable } from '../errors.js';
 import { StatusError } from '../csi/status.js';
 import { channelCredentials, tokenMetadata } from '../csi/peer-auth.js';
 import { loadCsi } from '../csi/proto.js';
-import type { Msg } from '../csi/rpc.js';
+import type {
+  ControllerClient,
+  ControllerExpandVolumeRequest,
+  ControllerExpandVolumeResponse__Output,
+  CreateSnapshotRequest,
+  CreateSnapshotResponse__Output,
+  DeleteSnapshotRequest,
+  DeleteSnapshotResponse__Output,
+  ListSnapshotsEntry,
+  ListSnapshotsRequest,
+  ListSnapshotsResponse__Output,
+} from '../csi/types.js';
 import type { PeerResolver } from './peers.js';
 
 /** One node's snapshots from a ListSnapshots call: sorted by id; `more` when the daemon holds more than it gave. */
 export interface NodeSnapshots {
-  entries: Msg[];
+  entries: ListSnapshotsEntry[];
   more: boolean;
 }
+
+/** One call of the typed client, given the metadata, options and callback of the call. */
+type Send<Res> = (client: ControllerClient, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
 /**
  * Calls to the daemon of one node, each with its own deadline. Every failure comes back as a StatusError
@@ -18,7 +32,7 @@ export interface NodeSnapshots {
  * or does not answer in time.
  */
 export class NodeClients {
-  private readonly clients = new Map<string, grpc.Client>();
+  private readonly clients = new Map<string, ControllerClient>();
   private readonly csi = loadCsi();
   private readonly creds: grpc.ChannelCredentials;
 
@@ -28,7 +42,7 @@ export class NodeClients {
     this.creds = channelCredentials(opts.caFile);
   }
 
-  private client(address: string): grpc.Client {
+  private client(address: string): ControllerClient {
     let c = this.clients.get(address);
     if (!c) {
       const name = this.opts.tlsServerName;
@@ -53,12 +67,15 @@ export class NodeClients {
     return address;
   }
 
-  async call(node: string, method: string, req: Msg, timeoutMs: number): Promise<Msg> {
+  private async call<Res>(node: string, method: string, timeoutMs: number, send: Send<Res>): Promise<Res> {
     const address = await this.address(node);
     return new Promise((resolve, reject) => {
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      (this.client(address) as any)[method](req, tokenMetadata(this.opts.token), { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: Msg) => {
-        if (!err) return resolve(res);
+      send(this.client(address), tokenMetadata(this.opts.token), { deadline: Date.now() + timeoutMs }, (err, res) => {
+        if (!err) {
+          // grpc-js gives a response whenever it gives no error.
+          if (res === undefined) return reject(new StatusError(grpc.status.INTERNAL, `node ${node} (${address}) answered ${method} with no message`));
+          return resolve(res);
+        }
         const where = `node ${node} (${address})`;
         // grpc-js ends a connection failure with an empty "Resolution note: ".
         if (err.code === grpc.status.DEADLINE_EXCEEDED) return reject(unavailable(`${where} did not answer ${method} within ${timeoutMs / 1000} s`));
@@ -67,10 +84,26 @@ export class NodeClients {
     });
   }
 
+  createSnapshot(node: string, req: CreateSnapshotRequest, timeoutMs: number): Promise<CreateSnapshotResponse__Output> {
+    return this.call(node, 'CreateSnapshot', timeoutMs, (c, md, o, cb) => c.CreateSnapshot(req, md, o, cb));
+  }
+
+  deleteSnapshot(node: string, req: DeleteSnapshotRequest, timeoutMs: number): Promise<DeleteSnapshotResponse__Output> {
+    return this.call(node, 'DeleteSnapshot', timeoutMs, (c, md, o, cb) => c.DeleteSnapshot(req, md, o, cb));
+  }
+
+  listSnapshots(node: string, req: ListSnapshotsRequest, timeoutMs: number): Promise<ListSnapshotsResponse__Output> {
+    return this.call(node, 'ListSnapshots', timeoutMs, (c, md, o, cb) => c.ListSnapshots(req, md, o, cb));
+  }
+
+  expandVolume(node: string, req: ControllerExpandVolumeRequest, timeoutMs: number): Promise<ControllerExpandVolumeResponse__Output> {
+    return this.call(node, 'ControllerExpandVolume', timeoutMs, (c, md, o, cb) => c.ControllerExpandVolume(req, md, o, cb));
+  }
+
   /** The node's snapshots after the id `after` (all when ''), at most `max` of them (0: all). */
   async snapshots(node: string, after: string, max: number, timeoutMs: number): Promise<NodeSnapshots> {
-    const res = await this.call(node, 'ListSnapshots', { starting_token: after, max_entries: max }, timeoutMs);
-    return { entries: res.entries as Msg[], more: !!res.next_token };
+    const res = await this.listSnapshots(node, { starting_token: after, max_entries: max }, timeoutMs);
+    return { entries: res.entries, more: !!res.next_token };
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import { PLUGIN_VOLUME_EXPANSION } from '../csi/capabilities.js';
-import { conflict, invalidInput, notFound, unavailable, unsupported } from '../errors.js';
+import { conflict, invalidInput, notFound, unavailable } from '../errors.js';
 import { pageRequest } from '../csi/paging.js';
-import type { Handler, Msg } from '../csi/rpc.js';
+import type { ControllerHandlers, IdentityHandlers, ListSnapshotsEntry } from '../csi/types.js';
 import type { Logger } from '../observe/logger.js';
 import { parseVolumeId } from '../volumes/ids.js';
 import { pageAcrossNodes } from './listing.js';
@@ -25,6 +25,14 @@ export interface RouterOptions {
   log: Logger;
 }
 
+/** The UNIMPLEMENTED answer of a Controller RPC the router has no handler for. */
+export const NOT_ROUTED = (rpc: string) => `${rpc} is served by the node daemons, not by the routing controller`;
+
+/** Is this entry a snapshot of that name (on whichever node)? */
+function hasName(e: ListSnapshotsEntry, name: string): boolean {
+  return e.snapshot?.snapshot_id !== undefined && parseVolumeId(e.snapshot.snapshot_id)?.name === name;
+}
+
 /** A call about one volume or snapshot waits for its node as long as the sidecars wait (--timeout=120s). */
 const OWNER_TIMEOUT_MS = 120_000;
 export const DEFAULT_FAN_OUT_TIMEOUT_MS = 5_000;
@@ -34,7 +42,7 @@ export const DEFAULT_FAN_OUT_TIMEOUT_MS = 5_000;
  * part of every volume and snapshot id); that node alone decides, and only its absence fails them.
  * Unfiltered ListSnapshots asks every known daemon and pages over their sorted lists. See README.md.
  */
-export function routerServices(opts: RouterOptions): { identity: Record<string, Handler>; controller: Record<string, Handler>; close(): void } {
+export function routerServices(opts: RouterOptions): { identity: IdentityHandlers; controller: ControllerHandlers; close(): void } {
   const nodes = new NodeClients(opts);
   const fanOutMs = opts.fanOutTimeoutMs ?? DEFAULT_FAN_OUT_TIMEOUT_MS;
 
@@ -56,7 +64,7 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
    * A snapshot of this name on a node other than `owner`, among the nodes that answer within the
    * fan-out deadline. Best effort: a node that is down or slow is skipped, never a failure.
    */
-  async function takenElsewhere(name: string, owner: string): Promise<Msg | undefined> {
+  async function takenElsewhere(name: string, owner: string): Promise<ListSnapshotsEntry | undefined> {
     let others: string[];
     try {
       others = [...(await opts.peers.all()).keys()].filter((n) => n !== owner);
@@ -70,15 +78,15 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
           (s) => s.entries,
           (err: Error) => {
             opts.log.warn({ node, name, err: err.message }, 'CreateSnapshot: snapshot name not checked on a node that did not answer');
-            return [] as Msg[];
+            return [];
           },
         ),
       ),
     );
-    return lists.flat().find((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === name);
+    return lists.flat().find((e) => hasName(e, name));
   }
 
-  const identity: Record<string, Handler> = {
+  const identity: IdentityHandlers = {
     async GetPluginInfo() {
       return { name: opts.driverName, vendor_version: opts.version, manifest: { role: 'snapshot-router' } };
     },
@@ -90,11 +98,8 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
     },
   };
 
-  const notHere = (rpc: string): Handler => async () => {
-    throw unsupported(`${rpc} is served by the node daemons, not by the routing controller`);
-  };
-
-  const controller: Record<string, Handler> = {
+  /** Only the routed calls: every other Controller RPC answers UNIMPLEMENTED (see NOT_ROUTED). */
+  const controller: ControllerHandlers = {
     async ControllerGetCapabilities() {
       return { capabilities: ROUTER_CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })) };
     },
@@ -106,12 +111,12 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
       const taken = await takenElsewhere(req.name, owner);
       if (taken) {
         // A retry of a snapshot the owner already has stays OK, whatever another node holds.
-        const own = await nodes.call(owner, 'ListSnapshots', { source_volume_id: req.source_volume_id }, OWNER_TIMEOUT_MS);
-        if (!(own.entries as Msg[]).some((e) => parseVolumeId(e.snapshot.snapshot_id)?.name === req.name)) {
-          throw conflict(`snapshot ${req.name} already exists (${taken.snapshot.snapshot_id}) for volume ${taken.snapshot.source_volume_id}`);
+        const own = await nodes.listSnapshots(owner, { source_volume_id: req.source_volume_id }, OWNER_TIMEOUT_MS);
+        if (!own.entries.some((e) => hasName(e, req.name))) {
+          throw conflict(`snapshot ${req.name} already exists (${taken.snapshot?.snapshot_id}) for volume ${taken.snapshot?.source_volume_id}`);
         }
       }
-      return nodes.call(owner, 'CreateSnapshot', req, OWNER_TIMEOUT_MS);
+      return nodes.createSnapshot(owner, req, OWNER_TIMEOUT_MS);
     },
 
     async DeleteSnapshot(req) {
@@ -119,39 +124,28 @@ export function routerServices(opts: RouterOptions): { identity: Record<string, 
       // An id that is not ours names nothing: deleting it is a no-op, as on the daemon.
       const ref = parseVolumeId(req.snapshot_id);
       if (!ref) return {};
-      return nodes.call(ref.node, 'DeleteSnapshot', req, OWNER_TIMEOUT_MS);
+      return nodes.deleteSnapshot(ref.node, req, OWNER_TIMEOUT_MS);
     },
 
     async ControllerExpandVolume(req) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       const ref = parseVolumeId(req.volume_id);
       if (!ref) throw notFound(`volume ${req.volume_id} does not exist`);
-      return nodes.call(ref.node, 'ControllerExpandVolume', req, OWNER_TIMEOUT_MS);
+      return nodes.expandVolume(ref.node, req, OWNER_TIMEOUT_MS);
     },
 
     async ListSnapshots(req) {
-      const filters = [req.snapshot_id as string, req.source_volume_id as string].filter(Boolean);
+      const filters = [req.snapshot_id, req.source_volume_id].filter(Boolean);
       if (filters.length > 0) {
         // A filter names the node: ask only it. An id that is not ours, or two ids on different
         // nodes, match nothing.
         const refs = filters.map(parseVolumeId);
         if (refs.some((r) => !r || r.node !== refs[0]!.node)) return { entries: [], next_token: '' };
-        return nodes.call(refs[0]!.node, 'ListSnapshots', req, OWNER_TIMEOUT_MS);
+        return nodes.listSnapshots(refs[0]!.node, req, OWNER_TIMEOUT_MS);
       }
       const paging = pageRequest(req);
       return pageAcrossNodes((await knownNodes()).keys(), (node, after) => nodes.snapshots(node, after, paging.max, fanOutMs), paging);
     },
-
-    CreateVolume: notHere('CreateVolume'),
-    DeleteVolume: notHere('DeleteVolume'),
-    ControllerPublishVolume: notHere('ControllerPublishVolume'),
-    ControllerUnpublishVolume: notHere('ControllerUnpublishVolume'),
-    ValidateVolumeCapabilities: notHere('ValidateVolumeCapabilities'),
-    ListVolumes: notHere('ListVolumes'),
-    GetCapacity: notHere('GetCapacity'),
-    GetSnapshot: notHere('GetSnapshot'),
-    ControllerGetVolume: notHere('ControllerGetVolume'),
-    ControllerModifyVolume: notHere('ControllerModifyVolume'),
   };
 
   return {

@@ -48,7 +48,7 @@ export interface Clients {
   close(): void;
 }
 
-function promisify<M extends string>(client: grpc.Client, service: grpc.ServiceClientConstructor): ServiceClient<M> {
+function promisify<M extends string>(client: grpc.Client, service: { service: grpc.ServiceDefinition }): ServiceClient<M> {
   const out = {} as ServiceClient<M>;
   for (const name of Object.keys(service.service)) {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any

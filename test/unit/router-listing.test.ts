@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { unavailable } from '../../src/errors.js';
-import type { Msg } from '../../src/csi/rpc.js';
+import type { Msg } from '../helpers/driver.js';
 import { pageAcrossNodes } from '../../src/router/listing.js';
 import type { NodeSnapshots } from '../../src/router/nodes.js';
 

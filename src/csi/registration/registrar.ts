@@ -122,9 +122,10 @@ export class KubeletRegistrar {
   private announce(): Promise<void> {
     this.announcing ??= (async () => {
       const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+      const service = loadRegistration().Registration.service;
       server.addService(
-        loadRegistration().Registration.service,
-        bindService(registrationService(this.opts.driverName, this.opts.kubeletEndpoint, { onInfo: () => this.infoCalls++, onStatus: (ok, error) => this.onStatus(ok, error) }), this.log),
+        service,
+        bindService(service, registrationService(this.opts.driverName, this.opts.kubeletEndpoint, { onInfo: () => this.infoCalls++, onStatus: (ok, error) => this.onStatus(ok, error) }), this.log),
       );
       try {
         this.current = { server, owned: await bindOwnedSocket(server, this.socket) };

@@ -33,7 +33,13 @@ export interface RegistrationEvents {
  * The Registration service: GetInfo names the driver and the CSI socket as kubelet reaches it
  * (`kubeletEndpoint`, a plain path on the host); NotifyRegistrationStatus hands kubelet's verdict on.
  */
-export function registrationService(driverName: string, kubeletEndpoint: string, events: RegistrationEvents): Record<string, Handler> {
+/** The messages of proto/pluginregistration.proto as proto-loader gives them (LOADER_OPTIONS). */
+export interface RegistrationHandlers {
+  GetInfo: Handler<Record<string, never>, { type: string; name: string; endpoint: string; supported_versions: string[] }>;
+  NotifyRegistrationStatus: Handler<{ plugin_registered: boolean; error: string }, Record<string, never>>;
+}
+
+export function registrationService(driverName: string, kubeletEndpoint: string, events: RegistrationEvents): RegistrationHandlers {
   return {
     async GetInfo() {
       events.onInfo();
