@@ -126,14 +126,8 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     expect((await n1.clients.controller.ListVolumes({})).entries).toHaveLength(1);
   });
 
-  it('a daemon refuses to open a peer endpoint without a token', () => {
-    let code = 0;
-    try {
-      execFileSync(process.execPath, [path.join(ROOT, 'dist/cmd/hpp-csi-driver.js'), '--endpoint', `unix://${dir}/x.sock`, '--pool', `p=${dir}/n1`, '--peer-address', '127.0.0.1:0'], { stdio: 'pipe' });
-    } catch (err) {
-      code = (err as { status: number }).status;
-    }
-    expect(code).toBe(2);
+  it('a daemon refuses to open a peer endpoint without a token', async () => {
+    await expect(startDriver({ dir, socket: `${dir}/x.sock`, args: ['--pool', `p=${dir}/n1`, '--peer-address', '127.0.0.1:0'] })).rejects.toThrow(/driver exited with 2:/);
   });
 
   it('--fan-out-timeout takes a duration; anything else is a usage error', async () => {
