@@ -1,11 +1,11 @@
 // Shared machinery of the fault suites (test/faults/): a seeded PRNG, kill -9 of the daemon with its
 // tools (as a container runtime would), the kernel's view of mounts and loop devices, fake tools on PATH.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { DRIVER_JS, connect, waitForLogs, type DriverProcess } from './driver.js';
+import { launchDaemon, type Daemon } from './daemon.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Environment knobs
@@ -320,146 +320,23 @@ export async function withPathPrefix<T>(dir: string, fn: () => Promise<T>): Prom
 // ---------------------------------------------------------------------------------------------------
 // A daemon that can be killed like a container: the daemon and every tool it runs, at once
 
-export interface GroupDaemon extends DriverProcess {
-  /** SIGKILL the whole process group (the daemon and the tools it is running): a container dying. */
-  killGroup(): void;
-  /** SIGKILL only the daemon: tools it started run on, orphaned. */
-  killDaemonOnly(): void;
-  /** Resolves when the daemon has exited and, with `group`, every process of its group is gone. */
-  reaped(group: boolean, ms?: number): Promise<void>;
-  /** Number of lines the daemon has printed so far. */
-  lines(): number;
-  /** Resolves when the daemon has printed `n` lines in all (or exits, or `ms` pass). */
-  waitLines(n: number, ms: number): Promise<boolean>;
-  exited: Promise<number | null>;
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** A daemon leading its own process group: killGroup(), killDaemonOnly(), reaped(), lines(), waitLines(). */
+export type GroupDaemon = Daemon;
 
 /**
  * Like startDriver (test/helpers/driver.ts) but the daemon leads its own process group, so a kill -9
  * can take its tools (mount, losetup, cp, fallocate, xfs_quota) down in the same instant, as the
  * kernel does to a container's processes when its init dies.
  */
-export async function startGroupDaemon(opts: { dir: string; args: string[]; node?: string; startMs?: number }): Promise<GroupDaemon> {
-  if (!existsSync(DRIVER_JS)) throw new Error(`${DRIVER_JS} is missing: run 'npm run build' before the tests`);
-  const socket = path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`);
-  const endpoint = `unix://${socket}`;
-  const child = spawn(
-    process.execPath,
-    [DRIVER_JS, '--endpoint', endpoint, '--node-name', opts.node ?? 'test-node', '--log-level', 'debug', '--metrics-address', 'off', ...opts.args],
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  let out = '';
-  let lineCount = 0;
-  const lineWaiters: Array<{ n: number; resolve: (ok: boolean) => void }> = [];
-  const onData = (d: Buffer) => {
-    const s = d.toString();
-    out += s;
-    for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) lineCount++;
-    for (let i = lineWaiters.length - 1; i >= 0; i--) {
-      if (lineCount >= lineWaiters[i]!.n) {
-        lineWaiters[i]!.resolve(true);
-        lineWaiters.splice(i, 1);
-      }
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const pid = child.pid!;
-  const deadline = Date.now() + (opts.startMs ?? 20_000);
-  while (!out.includes('"serving CSI"')) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`driver exited with ${child.exitCode ?? child.signalCode}:\n${out}`);
-    if (Date.now() > deadline) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-      throw new Error(`driver did not start:\n${out}`);
-    }
-    await sleep(10);
-  }
-  const clients = connect(endpoint);
-  const killGroup = () => {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  };
-  return {
-    endpoint,
-    socket,
-    child,
-    clients,
-    exited,
-    logs: () => out,
-    waitForLog: (pattern, ms) => waitForLogs(() => out, pattern, ms),
-    lines: () => lineCount,
-    waitLines(n, ms) {
-      if (lineCount >= n) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const w = { n, resolve };
-        lineWaiters.push(w);
-        const t = setTimeout(() => {
-          const i = lineWaiters.indexOf(w);
-          if (i >= 0) lineWaiters.splice(i, 1);
-          resolve(false);
-        }, ms);
-        exited.then(() => {
-          clearTimeout(t);
-          const i = lineWaiters.indexOf(w);
-          if (i >= 0) lineWaiters.splice(i, 1);
-          resolve(false);
-        });
-      });
-    },
-    killGroup,
-    killDaemonOnly() {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    },
-    async reaped(group, ms = 15_000) {
-      await exited;
-      if (!group) return;
-      const until = Date.now() + ms;
-      while (groupAlive(pid)) {
-        if (Date.now() > until) {
-          killGroup();
-          await sleep(50);
-          if (groupAlive(pid)) throw new Error(`process group ${pid} does not go away`);
-          return;
-        }
-        await sleep(10);
-      }
-    },
-    async stop() {
-      clients.close();
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const t = setTimeout(killGroup, 15_000);
-      const code = await exited;
-      clearTimeout(t);
-      return code;
-    },
-    async kill() {
-      clients.close();
-      if (child.exitCode === null && child.signalCode === null) killGroup();
-      await exited;
-    },
-  };
+export function startGroupDaemon(opts: { dir: string; args: string[]; node?: string; startMs?: number }): Promise<GroupDaemon> {
+  return launchDaemon({
+    socket: path.join(opts.dir, `csi-${Math.random().toString(36).slice(2, 8)}.sock`),
+    node: opts.node ?? 'test-node',
+    metricsAddress: 'off',
+    args: opts.args,
+    group: true,
+    startMs: opts.startMs ?? 20_000,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCsi } from '../../src/csi/proto.js';
+import { BuiltProcess } from '../helpers/built-process.js';
 import { MOUNT_CAP, ROOT, cleanupDir, connect, expectCode, scratchDir, startDriver, type Clients, type DriverProcess, type Msg } from '../helpers/driver.js';
 
 const ROUTER_JS = path.join(ROOT, 'dist/cmd/hpp-snapshot-controller.js');
@@ -16,26 +17,16 @@ function peerPort(d: DriverProcess): number {
 
 async function startRouter(dir: string, args: string[]): Promise<{ clients: Clients; child: ChildProcess; logs: () => string; stop: () => Promise<void> }> {
   const sock = path.join(dir, `router-${Math.random().toString(36).slice(2, 8)}.sock`);
-  const child = spawn(process.execPath, [ROUTER_JS, '--endpoint', `unix://${sock}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
-  const deadline = Date.now() + 10_000;
-  while (!out.includes('serving snapshot router')) {
-    if (child.exitCode !== null) throw new Error(`router exited ${child.exitCode}: ${out}`);
-    if (Date.now() > deadline) throw new Error(`router did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const p = new BuiltProcess({ script: ROUTER_JS, args: ['--endpoint', `unix://${sock}`, ...args] });
+  await p.waitReady('serving snapshot router', 10_000, 'router');
   const clients = connect(`unix://${sock}`);
   return {
     clients,
-    child,
-    logs: () => out,
+    child: p.child,
+    logs: () => p.log.text(),
     async stop() {
       clients.close();
-      child.kill('SIGTERM');
-      await exited;
+      await p.stop();
     },
   };
 }
@@ -135,14 +126,8 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     expect((await n1.clients.controller.ListVolumes({})).entries).toHaveLength(1);
   });
 
-  it('a daemon refuses to open a peer endpoint without a token', () => {
-    let code = 0;
-    try {
-      execFileSync(process.execPath, [path.join(ROOT, 'dist/cmd/hpp-csi-driver.js'), '--endpoint', `unix://${dir}/x.sock`, '--pool', `p=${dir}/n1`, '--peer-address', '127.0.0.1:0'], { stdio: 'pipe' });
-    } catch (err) {
-      code = (err as { status: number }).status;
-    }
-    expect(code).toBe(2);
+  it('a daemon refuses to open a peer endpoint without a token', async () => {
+    await expect(startDriver({ dir, socket: `${dir}/x.sock`, args: ['--pool', `p=${dir}/n1`, '--peer-address', '127.0.0.1:0'] })).rejects.toThrow(/driver exited with 2:/);
   });
 
   it('--fan-out-timeout takes a duration; anything else is a usage error', async () => {

@@ -1,11 +1,12 @@
 // One endpoint, one process: a second daemon (or snapshot controller) on a live socket refuses to start
 // and changes nothing; a stale socket is replaced; a path that is not a socket is never removed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bindName } from '../../src/system/unix-socket.js';
+import { BuiltProcess } from '../helpers/built-process.js';
 import { DRIVER_JS, MOUNT_CAP, ROOT, cleanupDir, connect, scratchDir, startDriver, type Clients, type DriverProcess } from '../helpers/driver.js';
 
 const ROUTER_JS = path.join(ROOT, 'dist/cmd/hpp-snapshot-controller.js');
@@ -24,27 +25,14 @@ interface Run {
  * `ready` or exits, whichever comes first.
  */
 function run(js: string, args: string[], ready: string, wrapper: string[] = []): Run {
-  const argv = [...wrapper, process.execPath, js, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const outcome = new Promise<'served' | number | null>((resolve) => {
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(ready)) resolve('served');
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void exited.then(resolve);
-  });
+  const p = new BuiltProcess({ script: js, args, wrapper });
+  const served = p.log.waitFor(ready, Infinity).then(() => 'served' as const);
   return {
-    child,
-    out: () => out,
-    outcome,
+    child: p.child,
+    out: () => p.log.text(),
+    outcome: Promise.race([served, p.exited]),
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      await exited;
+      await p.stop();
     },
   };
 }

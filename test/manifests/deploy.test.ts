@@ -885,7 +885,7 @@ describe('Dockerfile', () => {
   });
 
   it('.dockerignore keeps dependencies, outputs, VCS, tests and bench results out of the context', () => {
-    for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/cmd/hpp-csi-driver.js', '.git', '.git/HEAD', 'test', 'test/unit/a.test.ts', 'bench/results/run.json', ADDON]) {
+    for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/cmd/hpp-csi-driver.js', 'dist-bench/bench/run.js', '.git', '.git/HEAD', 'test', 'test/unit/a.test.ts', 'bench/results/run.json', ADDON]) {
       expect(ignored(p), p).toBe(true);
     }
     for (const p of ['src/app.ts', 'src/native/hpp_mount.c', 'src/native/binding.gyp', 'cmd/hpp-csi-driver.ts', 'proto/csi.proto', 'package.json']) expect(ignored(p), p).toBe(false);

@@ -8,31 +8,60 @@
 // disk.img (stat blocks x 512) against its size, the free-space drop, and MB/s where zeros are written.
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import {
-  COLORS,
-  GiB,
-  MOUNT_CAP,
-  POOL_NAME,
-  allocatedBytes,
-  capacityForDiskImage,
-  envInt,
-  fmtBytes,
-  freeBytes,
-  makeLoopDevice,
-  median,
-  nowMs,
-  releaseLoop,
-  runTool,
-  sh,
-  waitTrashEmpty,
-} from './lib.mjs';
+import type { Daemon } from '../test/helpers/daemon.js';
+import { GiB, MOUNT_CAP, POOL_NAME, envInt, fmtBytes, nowMs } from './lib/common.js';
+import type { BenchResult, Say } from './lib/result.js';
+import type { Bench } from './lib/scratch.js';
+import { median } from './lib/stats.js';
+import { allocatedBytes, capacityForDiskImage, freeBytes, makeLoopDevice, releaseLoop, waitTrashEmpty } from './lib/storage.js';
+import { COLORS } from './lib/svg.js';
+import type { Table } from './lib/table.js';
+import { runTool, sh } from './lib/tools.js';
 
 export const title = 'Disk image preallocation: fallocate vs writing zeros';
 
 const CALL_TIMEOUT_MS = 60 * 60_000;
 const MARGIN = 2 * GiB;
 
-function fsTypeOf(dir) {
+type Mode = 'sparse' | 'prealloc';
+type Method = 'fallocate' | 'full';
+
+interface PoolUnderTest {
+  key: string;
+  label: string;
+  dir: string;
+  /** The pool's path in --pool (a directory, or DIR:device=DEV). */
+  arg: string;
+  expected: Method;
+}
+
+interface CreateRun {
+  name: string;
+  ms: number;
+  handler_ms: number;
+  method: string;
+  image_bytes: number;
+  allocated_bytes: number;
+  free_drop_bytes: number;
+  fallocate_tool_ms: number[];
+  zero_fill_started_ms_after_call: number | null;
+}
+
+interface DdReference {
+  bytes: number;
+  ms: number;
+  mb_per_s: number;
+}
+
+interface PoolRuns {
+  pool: string;
+  fs_type: string;
+  expected_method: Method;
+  runs: Partial<Record<Mode, CreateRun[]>>;
+  dd_reference?: DdReference;
+}
+
+function fsTypeOf(dir: string): string {
   try {
     return sh('findmnt', ['-n', '-o', 'FSTYPE', '-T', dir]).trim();
   } catch {
@@ -41,7 +70,7 @@ function fsTypeOf(dir) {
 }
 
 /** One CreateVolume of a disk image volume, measured, checked and deleted again. */
-async function oneCreate(d, poolDir, name, capacity, imageBytes, prealloc) {
+async function oneCreate(d: Daemon, poolDir: string, name: string, capacity: bigint, imageBytes: number, prealloc: boolean): Promise<CreateRun> {
   const c = d.clients;
   sh('sync', []);
   const free0 = freeBytes(poolDir);
@@ -58,17 +87,17 @@ async function oneCreate(d, poolDir, name, capacity, imageBytes, prealloc) {
   const ms = nowMs() - t0;
   sh('sync', []);
   const free1 = freeBytes(poolDir);
-  const record = JSON.parse(readFileSync(path.join(poolDir, '.hpp/volumes', `${name}.json`), 'utf8'));
+  const record = JSON.parse(readFileSync(path.join(poolDir, '.hpp/volumes', `${name}.json`), 'utf8')) as { data: string; preallocation?: string };
   const img = path.join(poolDir, record.data, 'disk.img');
   const st = statSync(img);
   if (st.size !== imageBytes) throw new Error(`${img} is ${st.size} bytes, expected ${imageBytes}`);
   const allocated = allocatedBytes(img);
-  await d.waitForLog((es) => es.some((e) => e.msg === 'rpc' && e.method === 'CreateVolume' && e.name === name), 5000);
-  const rpc = d.entries.find((e) => e.msg === 'rpc' && e.method === 'CreateVolume' && e.name === name);
+  await d.log.waitForEntries((es) => es.some((e) => e.msg === 'rpc' && e.method === 'CreateVolume' && e.name === name), 5000);
+  const rpc = d.log.entries.find((e) => e.msg === 'rpc' && e.method === 'CreateVolume' && e.name === name);
   // Zero-filling: the daemon logs when it gives up on fallocate and then its progress every GiB.
   const building = path.join(poolDir, '.hpp/tmp', name, 'disk.img');
-  const fallback = d.entries.find((e) => e.msg === 'fallocate not supported here: writing zeros' && e.file === building);
-  const fallocExec = d.entries.filter((e) => e.msg === 'exec' && typeof e.cmd === 'string' && e.cmd.startsWith('fallocate') && e.cmd.includes(`/${name}/`));
+  const fallback = d.log.entries.find((e) => e.msg === 'fallocate not supported here: writing zeros' && e.file === building);
+  const fallocExec = d.log.entries.filter((e) => e.msg === 'exec' && typeof e.cmd === 'string' && e.cmd.startsWith('fallocate') && e.cmd.includes(`/${name}/`));
   await c.controller.DeleteVolume({ volume_id: res.volume.volume_id }, CALL_TIMEOUT_MS);
   if (!(await waitTrashEmpty(poolDir))) throw new Error(`trash of ${poolDir} not emptied after deleting ${name}`);
   return {
@@ -79,7 +108,7 @@ async function oneCreate(d, poolDir, name, capacity, imageBytes, prealloc) {
     image_bytes: st.size,
     allocated_bytes: allocated,
     free_drop_bytes: free0 - free1,
-    fallocate_tool_ms: fallocExec.map((e) => e.ms),
+    fallocate_tool_ms: fallocExec.map((e) => e.ms!),
     zero_fill_started_ms_after_call: fallback ? fallback.at - t0 : null,
   };
 }
@@ -89,7 +118,7 @@ async function oneCreate(d, poolDir, name, capacity, imageBytes, prealloc) {
  * filesystem, for the same number of bytes (a smaller write could sit in the page cache's dirty
  * allowance and look faster than the device is).
  */
-async function ddReference(dir, imageBytes) {
+async function ddReference(dir: string, imageBytes: number): Promise<DdReference> {
   const bytes = imageBytes;
   const file = path.join(dir, 'dd-reference.img');
   sh('sync', []);
@@ -99,14 +128,14 @@ async function ddReference(dir, imageBytes) {
   return { bytes, ms: r.ms, mb_per_s: bytes / 1e6 / (r.ms / 1000) };
 }
 
-async function measurePool(bench, log, pool, capacity, imageBytes, plan) {
+async function measurePool(bench: Bench, log: Say, pool: PoolUnderTest, capacity: bigint, imageBytes: number, plan: Array<{ mode: Mode; n: number }>): Promise<PoolRuns> {
   const d = await bench.startDaemon({ pool: pool.arg, logLevel: 'debug' });
   const fsType = fsTypeOf(pool.dir);
   log(`  pool ${pool.label}: ${pool.dir} (${fsType}), free ${fmtBytes(freeBytes(pool.dir))}`);
-  const out = { pool: pool.label, fs_type: fsType, expected_method: pool.expected, runs: {} };
+  const out: PoolRuns = { pool: pool.label, fs_type: fsType, expected_method: pool.expected, runs: {} };
   try {
     for (const { mode, n } of plan) {
-      const runs = [];
+      const runs: CreateRun[] = [];
       for (let i = 0; i < n; i++) {
         const r = await oneCreate(d, pool.dir, `prealloc-${pool.key}-${mode}-${i}`, capacity, imageBytes, mode === 'prealloc');
         runs.push(r);
@@ -122,7 +151,7 @@ async function measurePool(bench, log, pool, capacity, imageBytes, plan) {
   return out;
 }
 
-function summarise(p, mode, imageBytes) {
+function summarise(p: PoolRuns, mode: Mode, imageBytes: number) {
   const runs = p.runs[mode] ?? [];
   if (runs.length === 0) return undefined;
   const ms = runs.map((r) => r.ms);
@@ -149,17 +178,17 @@ function summarise(p, mode, imageBytes) {
   };
 }
 
-export async function run(bench, log) {
+export async function run(bench: Bench, log: Say): Promise<BenchResult> {
   let gib = envInt('BENCH_PREALLOC_GIB', 10);
   const fallocRuns = envInt('BENCH_PREALLOC_RUNS', 3);
   const fullRuns = envInt('BENCH_PREALLOC_FULL_RUNS', 1);
   const sparseRuns = envInt('BENCH_PREALLOC_SPARSE_RUNS', 3);
-  const warnings = [];
+  const warnings: string[] = [];
 
   // Host space: the host-directory pool really allocates the image; the ext2 loop file fills up with
   // the zeros written; the XFS loop file stays nearly empty (fallocate writes no data). One at a time.
   const hostFree = freeBytes(bench.dir);
-  const need = (g) => Number(capacityForDiskImage(g * GiB)) + GiB + MARGIN;
+  const need = (g: number) => Number(capacityForDiskImage(g * GiB)) + GiB + MARGIN;
   if (hostFree < need(gib)) {
     const fit = Math.floor((hostFree - MARGIN - GiB) / (1.06 * GiB));
     if (fit < 1) throw new Error(`only ${fmtBytes(hostFree)} free under ${bench.dir}: not enough for even a 1 GiB disk image`);
@@ -172,8 +201,8 @@ export async function run(bench, log) {
   const capacity = capacityForDiskImage(imageBytes);
   log(`  disk.img ${gib} GiB: capacity ${capacity} bytes (CDI overhead 0.055)`);
 
-  const pools = [];
-  const plan = (prealloc) => [
+  const pools: PoolRuns[] = [];
+  const plan = (prealloc: number): Array<{ mode: Mode; n: number }> => [
     { mode: 'sparse', n: sparseRuns },
     { mode: 'prealloc', n: prealloc },
   ];
@@ -184,7 +213,7 @@ export async function run(bench, log) {
 
   // (a') XFS on a loop device, formatted by the daemon from a blank device.
   {
-    const loop = makeLoopDevice(bench, 'xfs.img', Number(capacity) + 2 * GiB);
+    const loop = makeLoopDevice(path.join(bench.dir, 'xfs.img'), Number(capacity) + 2 * GiB);
     const dir = path.join(bench.dir, 'pool-xfs');
     try {
       pools.push(await measurePool(bench, log, { key: 'xfs', label: 'XFS on loop (daemon-formatted)', dir, arg: `${dir}:device=${loop.device}`, expected: 'fallocate' }, capacity, imageBytes, plan(fallocRuns)));
@@ -196,7 +225,7 @@ export async function run(bench, log) {
   // (b) ext2 on a loop device: no fallocate, so the daemon writes zeros.
   {
     log('  writing the ext2 loop file in full first (a real disk has its blocks; a sparse loop file would make the first writer pay for the host allocating them)');
-    const loop = makeLoopDevice(bench, 'ext2.img', Number(capacity) + GiB, { prefill: true });
+    const loop = makeLoopDevice(path.join(bench.dir, 'ext2.img'), Number(capacity) + GiB, { prefill: true });
     const dir = bench.mkdir('pool-ext2');
     try {
       // nodiscard: a discard would punch the prefilled blocks out of the loop file again.
@@ -209,8 +238,8 @@ export async function run(bench, log) {
     }
   }
 
-  const rows = [];
-  for (const p of pools) for (const mode of ['sparse', 'prealloc']) {
+  const rows: Array<NonNullable<ReturnType<typeof summarise>> & { expected: string }> = [];
+  for (const p of pools) for (const mode of ['sparse', 'prealloc'] as const) {
     const s = summarise(p, mode, imageBytes);
     if (s) rows.push({ ...s, expected: mode === 'sparse' ? 'none' : p.expected_method });
   }
@@ -218,9 +247,9 @@ export async function run(bench, log) {
   const methodsOk = rows.every((r) => r.method === r.expected);
   const allocatedOk = prealloced.every((r) => r.allocated_ratio >= 1) && rows.filter((r) => r.mode === 'sparse').every((r) => r.allocated_ratio < 0.01);
   const goalMet = methodsOk && allocatedOk;
-  const pct = (x) => `${(x * 100).toFixed(1)}%`;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-  const tables = [
+  const tables: Table[] = [
     {
       title: `CreateVolume, Filesystem volume with a ${gib} GiB disk.img (capacity ${fmtBytes(Number(capacity))}), client-side ms`,
       columns: ['pool', 'preallocation', 'method recorded', 'runs', 'median ms', 'min', 'max', 'handler ms', 'allocated', 'alloc/size', 'free used', 'MB/s'],
@@ -273,8 +302,8 @@ export async function run(bench, log) {
     `method as expected (fallocate where supported, zeros on ext2) and images fully allocated: ${goalMet ? 'yes' : 'NO'}`,
   ];
 
-  const short = (pool) => pool.replace(' (daemon-formatted)', '').replace(' (no fallocate)', '');
-  const color = (r) => (r.mode === 'sparse' ? COLORS.grey : r.method === 'full' ? COLORS.orange : COLORS.blue);
+  const short = (pool: string) => pool.replace(' (daemon-formatted)', '').replace(' (no fallocate)', '');
+  const color = (r: (typeof rows)[number]) => (r.mode === 'sparse' ? COLORS.grey : r.method === 'full' ? COLORS.orange : COLORS.blue);
   const fast = rows.filter((r) => r.method !== 'full');
   const chart = {
     title: `${title} (${gib} GiB disk.img)`,
@@ -289,7 +318,7 @@ export async function run(bench, log) {
             {
               title: `CreateVolume writing ${gib} GiB of zeros (s)`,
               unit: 's',
-              bars: full.map((r) => ({ label: `${short(r.pool)}, full`, value: r.median_ms / 1000, color: COLORS.orange, text: `${(r.median_ms / 1000).toFixed(2)} s, ${r.mb_per_s.toFixed(0)} MB/s`, points: r.samples_ms.map((x) => x / 1000) })),
+              bars: full.map((r) => ({ label: `${short(r.pool)}, full`, value: r.median_ms / 1000, color: COLORS.orange, text: `${(r.median_ms / 1000).toFixed(2)} s, ${r.mb_per_s!.toFixed(0)} MB/s`, points: r.samples_ms.map((x) => x / 1000) })),
             },
           ]
         : []),

@@ -8,13 +8,23 @@
 //      for comparison, the same with an empty pool.
 // When a throughput goal is missed (or BENCH_PROFILE=1; BENCH_PROFILE=0 never) an extra pass runs the
 // daemon under --cpu-prof and reports where its CPU time goes.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { open as fopen, mkdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { COLORS, MOUNT_CAP, MiB, POOL_NAME, ROOT, envInt, fmtBytes, freeBytes, nowMs, procStatusBytes, processCpu, runTool, sleep, stats, waitTrashEmpty } from './lib.mjs';
+import type { VolumeRecord } from '../src/volumes/record.js';
+import type { Daemon } from '../test/helpers/daemon.js';
+import type { LogEntry } from '../test/helpers/process-log.js';
+import { MOUNT_CAP, MiB, POOL_NAME, envInt, fmtBytes, nowMs, sleep } from './lib/common.js';
+import type { BenchResult, Say } from './lib/result.js';
+import type { Bench } from './lib/scratch.js';
+import { stats, type Stats } from './lib/stats.js';
+import { freeBytes, waitTrashEmpty } from './lib/storage.js';
+import { COLORS, type Bar } from './lib/svg.js';
+import type { Table } from './lib/table.js';
+import { runTool } from './lib/tools.js';
+import { procStatusBytes, processCpu } from './lib/usage.js';
 
 export const title = 'CreateVolume/DeleteVolume throughput, memory and restart with many volumes';
 
@@ -24,11 +34,57 @@ const GOAL_RSS_BYTES = 120e6;
 const GOAL_RESTART_MS = 2000;
 const CLK_TCK = 100;
 
+interface Concurrent {
+  wall_ms: number;
+  lat: number[];
+  startAt: number[];
+  rate: number;
+  t0: number;
+  t1: number;
+}
+
+interface SlowWindow {
+  t_ms: number;
+  calls: number;
+  max_ms: number;
+  over_goal: number;
+}
+
+interface Phase {
+  calls: number;
+  rate: number;
+  wall_ms: number;
+  /** The phase's start and end on the nowMs clock (the profile's clock too). */
+  window: [number, number];
+  slow: { over_goal: number; windows_total: number; windows_with_slow: number; windows: SlowWindow[] };
+  client_ms: Stats;
+  handler_ms: Stats | null;
+  daemon_cpu_ms: number;
+  daemon_cpu_ms_per_call: number;
+  daemon_cpu_share: number;
+  client_cpu_ms_per_call: number;
+}
+
+const TIMELINE = ['first_log_line', 'pool_prepared', 'pool_loaded', 'serving_csi', 'list_volumes_answered'] as const;
+type TimelineKey = (typeof TIMELINE)[number];
+
+interface TimedStart {
+  d: Daemon;
+  ms: number;
+  list_calls: number;
+  timeline_ms: Record<TimelineKey, number>;
+  daemon_start_ms: number;
+  stop_ms?: number;
+}
+
+/** strace -c counts per call, by system call. */
+type SyscallCounts = Record<string, { per_call: number; errors_per_call: number }>;
+
 /** Run fn(0..n-1) with `inflight` calls outstanding at any time; per-call latency and wall time. */
-async function concurrent(n, inflight, fn) {
-  const lat = new Array(n);
-  const startAt = new Array(n);
-  const errors = [];
+async function concurrent(n: number, inflight: number, fn: (i: number) => Promise<unknown>): Promise<Concurrent> {
+  const lat = new Array<number>(n);
+  const startAt = new Array<number>(n);
+  const errors: Error[] = [];
   let next = 0;
   const t0 = nowMs();
   await Promise.all(
@@ -40,7 +96,7 @@ async function concurrent(n, inflight, fn) {
         try {
           await fn(i);
         } catch (err) {
-          errors.push(err);
+          errors.push(err as Error);
         }
         lat[i] = nowMs() - s;
       }
@@ -48,7 +104,7 @@ async function concurrent(n, inflight, fn) {
   );
   const t1 = nowMs();
   const wall = t1 - t0;
-  if (errors.length > 0) throw new Error(`${errors.length} of ${n} calls failed; first: ${errors[0].message}`);
+  if (errors.length > 0) throw new Error(`${errors.length} of ${n} calls failed; first: ${errors[0]!.message}`);
   return { wall_ms: wall, lat, startAt, rate: n / (wall / 1000), t0, t1 };
 }
 
@@ -56,16 +112,16 @@ async function concurrent(n, inflight, fn) {
  * When the slow calls happened: the worst latency per 250 ms window of the phase, and how many windows
  * hold a call above the goal (periodic stalls show up as a few windows with many slow calls).
  */
-function slowCalls(r, limitMs) {
+function slowCalls(r: Concurrent, limitMs: number): Phase['slow'] {
   const BUCKET = 250;
-  const buckets = new Map();
+  const buckets = new Map<number, SlowWindow>();
   let slow = 0;
   for (let i = 0; i < r.lat.length; i++) {
-    const b = Math.floor(r.startAt[i] / BUCKET);
+    const b = Math.floor(r.startAt[i]! / BUCKET);
     const e = buckets.get(b) ?? { t_ms: b * BUCKET, calls: 0, max_ms: 0, over_goal: 0 };
     e.calls++;
-    e.max_ms = Math.max(e.max_ms, r.lat[i]);
-    if (r.lat[i] >= limitMs) {
+    e.max_ms = Math.max(e.max_ms, r.lat[i]!);
+    if (r.lat[i]! >= limitMs) {
       e.over_goal++;
       slow++;
     }
@@ -76,13 +132,13 @@ function slowCalls(r, limitMs) {
 }
 
 /** The daemon's "rpc" log lines of one method for a set of names or volume ids: handler ms. */
-function handlerTimes(entries, method, key, values) {
-  const out = [];
-  for (const e of entries) if (e.msg === 'rpc' && e.method === method && e.code === 'OK' && values.has(e[key])) out.push(e.ms);
+function handlerTimes(entries: readonly LogEntry[], method: string, key: 'name' | 'volume_id', values: Set<string>): number[] {
+  const out: number[] = [];
+  for (const e of entries) if (e.msg === 'rpc' && e.method === method && e.code === 'OK' && values.has(e[key]!)) out.push(e.ms!);
   return out;
 }
 
-function createReq(name, bytes) {
+function createReq(name: string, bytes: number) {
   return {
     name,
     volume_capabilities: [MOUNT_CAP],
@@ -95,25 +151,25 @@ function createReq(name, bytes) {
  * A timed phase: creates or deletes with `inflight` outstanding, plus the daemon's handler times and
  * the CPU that the daemon and this process (the client) used meanwhile.
  */
-async function phase(d, kind, names, ids, bytes, inflight) {
+async function phase(d: Daemon, kind: 'create' | 'delete', names: string[], ids: string[], bytes: number, inflight: number): Promise<Phase> {
   const c = d.clients;
-  const cpuD0 = processCpu(d.child.pid);
+  const cpuD0 = processCpu(d.pid);
   const cpuC0 = process.cpuUsage();
   const r =
     kind === 'create'
       ? await concurrent(names.length, inflight, async (i) => {
-          const res = await c.controller.CreateVolume(createReq(names[i], bytes));
+          const res = await c.controller.CreateVolume(createReq(names[i]!, bytes));
           ids[i] = res.volume.volume_id;
         })
       : await concurrent(ids.length, inflight, (i) => c.controller.DeleteVolume({ volume_id: ids[i] }));
-  const cpuDaemonMs = ((processCpu(d.child.pid) - cpuD0) * 1000) / CLK_TCK;
+  const cpuDaemonMs = ((processCpu(d.pid) - cpuD0) * 1000) / CLK_TCK;
   const cu = process.cpuUsage(cpuC0);
   const cpuClientMs = (cu.user + cu.system) / 1000;
   const method = kind === 'create' ? 'CreateVolume' : 'DeleteVolume';
   const key = kind === 'create' ? 'name' : 'volume_id';
   const set = new Set(kind === 'create' ? names : ids);
-  await d.waitForLog((es) => handlerTimes(es, method, key, set).length >= set.size, 10_000);
-  const handler = handlerTimes(d.entries, method, key, set);
+  await d.log.waitForEntries((es) => handlerTimes(es, method, key, set).length >= set.size, 10_000);
+  const handler = handlerTimes(d.log.entries, method, key, set);
   return {
     calls: set.size,
     rate: r.rate,
@@ -130,25 +186,25 @@ async function phase(d, kind, names, ids, bytes, inflight) {
 }
 
 /** Start a daemon on `pool` and time it from spawn until ListVolumes returns `expected` volumes. */
-async function timedStart(bench, pool, expected, opts = {}) {
-  const d = await bench.startDaemon({ pool, logLevel: 'info', ...opts });
+async function timedStart(bench: Bench, pool: string, expected: number): Promise<TimedStart> {
+  const d = await bench.startDaemon({ pool, logLevel: 'info' });
   let listed = -1;
   let calls = 0;
   for (;;) {
     const r = await d.clients.controller.ListVolumes({ max_entries: 0, starting_token: '' });
     calls++;
-    listed = r.entries.length;
+    listed = (r.entries as unknown[]).length;
     if (listed >= expected) break;
     if (nowMs() - d.spawnedAt > 60_000) throw new Error(`after 60 s ListVolumes returns ${listed} of ${expected} volumes`);
     await sleep(5);
   }
   const ready = nowMs();
-  const at = (pred) => d.entries.find(pred)?.at;
-  const first = d.entries[0]?.at;
+  const at = (pred: (e: LogEntry) => boolean) => d.log.entries.find(pred)?.at;
+  const first = d.log.entries[0]?.at;
   const prepared = at((e) => typeof e.msg === 'string' && e.msg.startsWith('volume sizes are'));
   const loaded = at((e) => e.msg === 'pool loaded');
   const serving = at((e) => e.msg === 'serving CSI');
-  const rel = (t) => (t === undefined ? NaN : t - d.spawnedAt);
+  const rel = (t: number | undefined) => (t === undefined ? NaN : t - d.spawnedAt);
   return {
     d,
     ms: ready - d.spawnedAt,
@@ -160,7 +216,7 @@ async function timedStart(bench, pool, expected, opts = {}) {
       serving_csi: rel(serving),
       list_volumes_answered: ready - d.spawnedAt,
     },
-    daemon_start_ms: d.entries.find((e) => e.msg === 'serving CSI')?.ms ?? NaN,
+    daemon_start_ms: d.log.entries.find((e) => e.msg === 'serving CSI')?.ms ?? NaN,
   };
 }
 
@@ -169,11 +225,11 @@ async function timedStart(bench, pool, expected, opts = {}) {
  * atomic small-file write (write, fsync, rename, fsync of the directory) with `inflight` outstanding,
  * with Node's default thread pool (the daemon's).
  */
-async function fsyncCeiling(pool, inflight) {
+async function fsyncCeiling(pool: string, inflight: number) {
   const dir = path.join(pool, 'reference-fsync');
   await mkdir(dir);
   const N = 400;
-  const one = async (i) => {
+  const one = async (i: number | string) => {
     const tmp = path.join(dir, `.r${i}.tmp`);
     const fh = await fopen(tmp, 'w', 0o600);
     await fh.writeFile('{"version":1,"name":"reference","publications":{}}\n');
@@ -184,7 +240,7 @@ async function fsyncCeiling(pool, inflight) {
     await dh.sync();
     await dh.close();
   };
-  const seq = [];
+  const seq: number[] = [];
   for (let i = 0; i < 50; i++) {
     const t0 = nowMs();
     await one(`s${i}`);
@@ -200,17 +256,17 @@ async function fsyncCeiling(pool, inflight) {
  * run one at a time. Null when strace is not installed. strace slows the daemon down; only the counts
  * are used.
  */
-async function syscallsPerCall(d, calls, fn) {
-  const out = path.join(path.dirname(d.socket), `strace-${d.child.pid}-${Date.now()}.txt`);
-  let st;
+async function syscallsPerCall(d: Daemon, calls: number, fn: (i: number) => Promise<unknown>): Promise<SyscallCounts | null> {
+  const out = path.join(path.dirname(d.socket), `strace-${d.pid}-${Date.now()}.txt`);
+  let st: ChildProcess;
   try {
-    st = spawn('strace', ['-f', '-c', '-o', out, '-p', String(d.child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    st = spawn('strace', ['-f', '-c', '-o', out, '-p', String(d.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch {
     return null;
   }
   let stderr = '';
-  st.stderr.setEncoding('utf8').on('data', (x) => (stderr += x));
-  const failed = new Promise((resolve) => st.on('error', () => resolve(true)));
+  st.stderr!.setEncoding('utf8').on('data', (x: string) => (stderr += x));
+  const failed = new Promise<boolean>((resolve) => st.on('error', () => resolve(true)));
   const deadline = Date.now() + 5000;
   while (!/attached/.test(stderr)) {
     if (Date.now() > deadline || st.exitCode !== null || (await Promise.race([failed, sleep(20).then(() => false)]))) {
@@ -220,36 +276,37 @@ async function syscallsPerCall(d, calls, fn) {
   }
   for (let i = 0; i < calls; i++) await fn(i);
   st.kill('SIGINT');
-  await new Promise((resolve) => (st.exitCode !== null ? resolve() : st.on('exit', resolve)));
-  const counts = {};
+  await new Promise<void>((resolve) => (st.exitCode !== null ? resolve() : st.on('exit', () => resolve())));
+  const counts: SyscallCounts = {};
   for (const line of readFileSync(out, 'utf8').split('\n')) {
     const m = line.trim().match(/^[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)$/);
-    if (m && m[3] !== 'total') counts[m[3]] = { per_call: Number(m[1]) / calls, errors_per_call: Number(m[2] ?? 0) / calls };
+    if (m && m[3] !== 'total') counts[m[3]!] = { per_call: Number(m[1]) / calls, errors_per_call: Number(m[2] ?? 0) / calls };
   }
   return counts;
 }
 
-const fmtNumber = (x) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+const fmtNumber = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
 
 /** Native fs bindings as they appear in a profile (the JS side of each fs call, before libuv's thread pool). */
 const FS_BINDINGS = /^(open|openFileHandle|close|fsync|fdatasync|mkdir|rmdir|rename|lstat|stat|fstat|statfs|chmod|fchmod|chown|fchown|lchown|utimes|futimes|lutimes|read|readFileUtf8|readdir|writeString|writeBuffer|writeBuffers|unlink|rm|access|realpath|readlink|symlink|copyFile|ftruncate|mkdtemp|existsSync)$/;
 
 /**
- * The daemon's own capacity recompute (dist/src/pools/capacity.js) over the pool's records, run in this
+ * The daemon's own capacity recompute (src/pools/capacity.ts) over the pool's records, run in this
  * process: CreateVolume holds the pool's capacity lock while it runs (at most every 2 s), so every
- * create in flight waits for it. Null when the built modules do not offer it (the code moved).
+ * create in flight waits for it. An error instead when it fails.
  */
-async function capacityRecomputeCost(pool) {
+async function capacityRecomputeCost(pool: string): Promise<{ volumes: number; recompute_ms: number; samples_ms: number[] } | { error: string }> {
   try {
-    const { CapacityTracker } = await import(pathToFileURL(path.join(ROOT, 'dist/src/pools/capacity.js')).href);
-    const { Pool } = await import(pathToFileURL(path.join(ROOT, 'dist/src/pools/pool.js')).href);
-    const p = new Pool({ name: POOL_NAME, path: pool, useNamingPrefix: false });
+    // Loaded here, not above: only this pass needs the daemon's modules in this process.
+    const { CapacityTracker } = await import('../src/pools/capacity.js');
+    const { Pool } = await import('../src/pools/pool.js');
+    const p = new Pool({ name: POOL_NAME, path: pool, useNamingPrefix: false, overcommitRatio: 1 });
     const dir = path.join(pool, '.hpp/volumes');
-    const recs = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')));
-    const tracker = new CapacityTracker(p, () => recs);
-    const ms = [];
+    const recs = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as VolumeRecord);
+    const ms: number[] = [];
     for (let i = 0; i < 5; i++) {
-      tracker.invalidate();
+      // A fresh tracker: its first figures() waits for the whole recompute (later ones run it in the background).
+      const tracker = new CapacityTracker(p, () => recs);
       const t0 = nowMs();
       await tracker.figures();
       ms.push(nowMs() - t0);
@@ -261,22 +318,36 @@ async function capacityRecomputeCost(pool) {
 }
 
 /** Summarise a --cpu-prof profile: self time by function and by area (driver, grpc, logging, node, GC). */
-function summariseProfile(file, window) {
-  const prof = JSON.parse(readFileSync(file, 'utf8'));
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  startTime: number;
+  samples: number[];
+  timeDeltas?: number[];
+}
+
+interface ProfileSummary {
+  total_ms: number;
+  busy_ms: number;
+  areas: Array<{ area: string; ms: number; share_of_busy: number }>;
+  top_functions: Array<{ function: string; ms: number; share_of_busy: number }>;
+}
+
+function summariseProfile(file: string, window: [number, number]): ProfileSummary {
+  const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const self = new Map();
+  const self = new Map<number, number>();
   const dt = prof.timeDeltas ?? [];
   // Sample times are CLOCK_MONOTONIC in µs, the clock of nowMs() here: keep the samples of the window.
   let t = prof.startTime;
   for (let i = 0; i < prof.samples.length; i++) {
     t += dt[i] ?? 0;
     if (window && (t / 1000 < window[0] || t / 1000 > window[1])) continue;
-    const id = prof.samples[i];
+    const id = prof.samples[i]!;
     const next = dt[i + 1] ?? 0;
     self.set(id, (self.get(id) ?? 0) + next / 1000);
   }
   const total = [...self.values()].reduce((a, b) => a + b, 0);
-  const area = (url, fn) => {
+  const area = (url: string, fn: string) => {
     if (fn === '(garbage collector)') return 'garbage collection';
     if (fn === '(idle)') return 'idle';
     if (fn === '(program)') return 'native / V8 (program)';
@@ -289,10 +360,10 @@ function summariseProfile(file, window) {
     if (url.startsWith('node:')) return 'Node.js core (fs, net, http2, streams)';
     return 'other';
   };
-  const byFn = new Map();
-  const byArea = new Map();
+  const byFn = new Map<string, number>();
+  const byArea = new Map<string, number>();
   for (const [id, ms] of self) {
-    const n = byId.get(id);
+    const n = byId.get(id)!;
     const cf = n.callFrame;
     const where = cf.url ? `${cf.url.replace(/^.*\/(dist|node_modules)\//, '$1/').replace(/^file:\/\//, '')}:${cf.lineNumber + 1}` : '';
     const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
@@ -301,7 +372,7 @@ function summariseProfile(file, window) {
     byArea.set(a, (byArea.get(a) ?? 0) + ms);
   }
   const busy = total - (byArea.get('idle') ?? 0);
-  const sorted = (m) => [...m.entries()].sort((a, b) => b[1] - a[1]);
+  const sorted = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]);
   return {
     total_ms: total,
     busy_ms: busy,
@@ -310,7 +381,7 @@ function summariseProfile(file, window) {
   };
 }
 
-export async function run(bench, log) {
+export async function run(bench: Bench, log: Say): Promise<BenchResult> {
   const N = envInt('BENCH_CREATES', 1000);
   const INFLIGHT = envInt('BENCH_INFLIGHT', 16);
   const WARM = envInt('BENCH_THROUGHPUT_WARMUP', 64, 0);
@@ -324,7 +395,7 @@ export async function run(bench, log) {
   await runTool('sync', []);
 
   // Baseline: how long a start takes with an empty pool (fixed cost: Node, modules, gRPC bind).
-  const empty = [];
+  const empty: TimedStart[] = [];
   for (let i = 0; i < RESTARTS; i++) {
     const s = await timedStart(bench, pool, 0);
     empty.push(s);
@@ -334,21 +405,21 @@ export async function run(bench, log) {
   // 1. Throughput on a fresh daemon.
   let d = (await timedStart(bench, pool, 0)).d;
   await sleep(1000);
-  const rssIdle = d.rssBytes();
-  log(`  daemon pid ${d.child.pid}: RSS idle after start ${fmtBytes(rssIdle)}`);
+  const rssIdle = procStatusBytes(d.pid, 'VmRSS');
+  log(`  daemon pid ${d.pid}: RSS idle after start ${fmtBytes(rssIdle)}`);
   if (WARM > 0) {
     const wn = Array.from({ length: WARM }, (_, i) => `tp-warm-${i}`);
-    const wids = [];
+    const wids: string[] = [];
     await phase(d, 'create', wn, wids, bytes, INFLIGHT);
     await phase(d, 'delete', wn, wids, bytes, INFLIGHT);
     await waitTrashEmpty(pool);
   }
-  const ids = new Array(N);
+  const ids = new Array<string>(N);
   const creates = await phase(d, 'create', names, ids, bytes, INFLIGHT);
   log(`  ${N} creates, ${INFLIGHT} in flight: ${creates.rate.toFixed(0)}/s, median ${creates.client_ms.median.toFixed(2)} ms, p99 ${creates.client_ms.p99.toFixed(2)} ms`);
   await sleep(1000);
-  const rssFull = d.rssBytes();
-  const hwm = procStatusBytes(d.child.pid, 'VmHWM');
+  const rssFull = procStatusBytes(d.pid, 'VmRSS');
+  const hwm = procStatusBytes(d.pid, 'VmHWM');
   log(`  RSS with ${N} volumes ${fmtBytes(rssFull)} (peak so far ${fmtBytes(hwm)})`);
   const recompute = await capacityRecomputeCost(pool);
   const deletes = await phase(d, 'delete', names, ids, bytes, INFLIGHT);
@@ -356,14 +427,14 @@ export async function run(bench, log) {
   await waitTrashEmpty(pool);
 
   // 2. Restart with N volumes in place.
-  const ids2 = new Array(N);
+  const ids2 = new Array<string>(N);
   const recreate = await phase(d, 'create', names, ids2, bytes, INFLIGHT);
-  const restarts = { sigterm: [], kill9: [] };
-  for (const how of ['sigterm', 'kill9']) {
+  const restarts: Record<'sigterm' | 'kill9', TimedStart[]> = { sigterm: [], kill9: [] };
+  for (const how of ['sigterm', 'kill9'] as const) {
     for (let i = 0; i < RESTARTS; i++) {
       const t0 = nowMs();
       if (how === 'sigterm') await d.stop();
-      else await d.kill9();
+      else await d.kill();
       const stopMs = nowMs() - t0;
       const s = await timedStart(bench, pool, N);
       s.stop_ms = stopMs;
@@ -373,7 +444,7 @@ export async function run(bench, log) {
     }
   }
   await sleep(1000);
-  const rssAfterRestart = d.rssBytes();
+  const rssAfterRestart = procStatusBytes(d.pid, 'VmRSS');
   const cleanupDeletes = await phase(d, 'delete', names, ids2, bytes, INFLIGHT);
   await waitTrashEmpty(pool);
   await d.stop();
@@ -381,15 +452,15 @@ export async function run(bench, log) {
   // 3. Where the CPU goes, when a throughput goal is missed (or asked for).
   const createsMet = creates.rate >= GOAL_RATE && creates.client_ms.p99 < GOAL_P99_MS;
   const profileWanted = process.env.BENCH_PROFILE === '1' || (process.env.BENCH_PROFILE !== '0' && !createsMet);
-  let profile = null;
-  let threadpool = null;
-  let reference = null;
-  let syscalls = null;
+  let profile: { creates_per_s_under_profiler: number; deletes_per_s_under_profiler: number; creates: ProfileSummary; deletes: ProfileSummary } | null = null;
+  let threadpool: { size: number; creates: Phase; deletes: Phase } | null = null;
+  let reference: Awaited<ReturnType<typeof fsyncCeiling>> | null = null;
+  let syscalls: { calls: number; create: SyscallCounts; delete: SyscallCounts | null } | null = null;
   if (profileWanted) {
     log('  profiling pass: the same creates and deletes under --cpu-prof');
     const profDir = bench.mkdir('cpu-prof');
     const pd = await bench.startDaemon({ pool, logLevel: 'info', nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '250'] });
-    const pids = new Array(N);
+    const pids = new Array<string>(N);
     const pc = await phase(pd, 'create', names, pids, bytes, INFLIGHT);
     const pdel = await phase(pd, 'delete', names, pids, bytes, INFLIGHT);
     await waitTrashEmpty(pool);
@@ -407,7 +478,7 @@ export async function run(bench, log) {
     const POOLSIZE = 16;
     log(`  experiment: the same with UV_THREADPOOL_SIZE=${POOLSIZE}`);
     const td = await bench.startDaemon({ pool, logLevel: 'info', env: { UV_THREADPOOL_SIZE: String(POOLSIZE) } });
-    const tids = new Array(N);
+    const tids = new Array<string>(N);
     const tc = await phase(td, 'create', names, tids, bytes, INFLIGHT);
     const tdel = await phase(td, 'delete', names, tids, bytes, INFLIGHT);
     await waitTrashEmpty(pool);
@@ -415,50 +486,48 @@ export async function run(bench, log) {
     threadpool = { size: POOLSIZE, creates: tc, deletes: tdel };
     reference = await fsyncCeiling(pool, INFLIGHT);
     // What one call costs in system calls (one call at a time, counts only).
-    const SC = 200;
+    // Never more than the volumes named: a run with BENCH_CREATES < 200 has no name for the rest.
+    const SC = Math.min(200, N);
     log(`  system calls per call: ${SC} creates and ${SC} deletes under strace -c`);
     const sd = await bench.startDaemon({ pool, logLevel: 'info' });
-    const sids = new Array(SC);
+    const sids = new Array<string>(SC);
     const scNames = names.slice(0, SC);
     for (let i = 0; i < 20; i++) {
       const r = await sd.clients.controller.CreateVolume(createReq(`tp-sc-warm-${i}`, bytes));
       await sd.clients.controller.DeleteVolume({ volume_id: r.volume.volume_id });
     }
     const scCreate = await syscallsPerCall(sd, SC, async (i) => {
-      sids[i] = (await sd.clients.controller.CreateVolume(createReq(scNames[i], bytes))).volume.volume_id;
+      sids[i] = (await sd.clients.controller.CreateVolume(createReq(scNames[i]!, bytes))).volume.volume_id;
     });
-    const scDelete = scCreate ? await syscallsPerCall(sd, SC, (i) => sd.clients.controller.DeleteVolume({ volume_id: sids[i] })) : null;
+    const scDelete = scCreate ? await syscallsPerCall(sd, SC, (i) => sd.clients.controller.DeleteVolume({ volume_id: sids[i]! })) : null;
     if (!scCreate) for (const id of sids.filter(Boolean)) await sd.clients.controller.DeleteVolume({ volume_id: id });
     await waitTrashEmpty(pool);
     await sd.stop();
     syscalls = scCreate ? { calls: SC, create: scCreate, delete: scDelete } : null;
   }
 
-  const med = (xs) => stats(xs).median;
-  const restartFig = Object.fromEntries(
-    Object.entries(restarts).map(([k, xs]) => [
-      k,
-      {
-        ms: stats(xs.map((s) => s.ms)),
-        stop_ms: stats(xs.map((s) => s.stop_ms)),
-        samples_ms: xs.map((s) => s.ms),
-        timeline_median_ms: Object.fromEntries(Object.keys(xs[0].timeline_ms).map((t) => [t, med(xs.map((s) => s.timeline_ms[t]))])),
-        daemon_start_ms: med(xs.map((s) => s.daemon_start_ms)),
-      },
-    ]),
-  );
+  const med = (xs: number[]) => stats(xs).median;
+  const timeline = (xs: TimedStart[]) => Object.fromEntries(TIMELINE.map((t) => [t, med(xs.map((s) => s.timeline_ms[t]))])) as Record<TimelineKey, number>;
+  const restartStats = (xs: TimedStart[]) => ({
+    ms: stats(xs.map((s) => s.ms)),
+    stop_ms: stats(xs.map((s) => s.stop_ms!)),
+    samples_ms: xs.map((s) => s.ms),
+    timeline_median_ms: timeline(xs),
+    daemon_start_ms: med(xs.map((s) => s.daemon_start_ms)),
+  });
+  const restartFig = { sigterm: restartStats(restarts.sigterm), kill9: restartStats(restarts.kill9) };
   const emptyFig = {
     ms: stats(empty.map((s) => s.ms)),
-    timeline_median_ms: Object.fromEntries(Object.keys(empty[0].timeline_ms).map((t) => [t, med(empty.map((s) => s.timeline_ms[t]))])),
+    timeline_median_ms: timeline(empty),
   };
   const deletesMet = deletes.rate >= GOAL_RATE && deletes.client_ms.p99 < GOAL_P99_MS;
   const rssMet = rssFull < GOAL_RSS_BYTES;
   const restartMet = { sigterm: restartFig.sigterm.ms.median < GOAL_RESTART_MS, kill9: restartFig.kill9.ms.median < GOAL_RESTART_MS };
-  const MB = (b) => `${(b / 1e6).toFixed(1)} MB`;
-  const yes = (b) => (b ? 'met' : 'NOT met');
+  const MB = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+  const yes = (b: boolean) => (b ? 'met' : 'NOT met');
 
-  const phaseRow = (label, p) => [label, p.calls, p.rate, p.client_ms.median, p.client_ms.p90, p.client_ms.p99, p.client_ms.max, p.handler_ms?.median ?? NaN, p.handler_ms?.p99 ?? NaN, p.daemon_cpu_ms_per_call, `${(p.daemon_cpu_share * 100).toFixed(0)}%`];
-  const tables = [
+  const phaseRow = (label: string, p: Phase) => [label, p.calls, p.rate, p.client_ms.median, p.client_ms.p90, p.client_ms.p99, p.client_ms.max, p.handler_ms?.median ?? NaN, p.handler_ms?.p99 ?? NaN, p.daemon_cpu_ms_per_call, `${(p.daemon_cpu_share * 100).toFixed(0)}%`];
+  const tables: Table[] = [
     {
       title: `Throughput, ${INFLIGHT} calls in flight on one channel, Filesystem volumes of ${fmtBytes(bytes)} (client ms; handler = daemon's rpc log)`,
       columns: ['phase', 'calls', 'calls/s', 'median', 'p90', 'p99', 'max', 'handler median', 'handler p99', 'daemon CPU ms/call', 'daemon CPU'],
@@ -483,12 +552,12 @@ export async function run(bench, log) {
       title: `Restart: spawn until ListVolumes returns all volumes (ms, median of ${RESTARTS}; goal < ${GOAL_RESTART_MS} ms with ${N})`,
       columns: ['restart', 'median', 'max', 'node+modules (1st log line)', 'pool prepared', 'pool loaded', 'serving CSI', 'ListVolumes answered', 'stop took'],
       rows: [
-        ['empty pool', emptyFig.ms.median, emptyFig.ms.max, ...['first_log_line', 'pool_prepared', 'pool_loaded', 'serving_csi', 'list_volumes_answered'].map((k) => emptyFig.timeline_median_ms[k]), ''],
-        ...['sigterm', 'kill9'].map((k) => [
+        ['empty pool', emptyFig.ms.median, emptyFig.ms.max, ...TIMELINE.map((k) => emptyFig.timeline_median_ms[k]), ''],
+        ...(['sigterm', 'kill9'] as const).map((k) => [
           `${N} volumes, after ${k === 'sigterm' ? 'SIGTERM' : 'kill -9'}`,
           restartFig[k].ms.median,
           restartFig[k].ms.max,
-          ...['first_log_line', 'pool_prepared', 'pool_loaded', 'serving_csi', 'list_volumes_answered'].map((t) => restartFig[k].timeline_median_ms[t]),
+          ...TIMELINE.map((t) => restartFig[k].timeline_median_ms[t]),
           restartFig[k].stop_ms.median,
         ]),
       ],
@@ -498,7 +567,7 @@ export async function run(bench, log) {
     const c = profile.creates;
     const dl = profile.deletes;
     const areas = [...new Set([...c.areas, ...dl.areas].map((a) => a.area))];
-    const get = (p, a) => p.areas.find((x) => x.area === a);
+    const get = (p: ProfileSummary, a: string) => p.areas.find((x) => x.area === a);
     tables.push({
       title: `Daemon CPU during the ${N} creates and the ${N} deletes (--cpu-prof, self time; ${profile.creates_per_s_under_profiler.toFixed(0)} creates/s, ${profile.deletes_per_s_under_profiler.toFixed(0)} deletes/s under the profiler)`,
       columns: ['area', 'creates ms', 'share', 'per create ms', 'deletes ms', 'share', 'per delete ms'],
@@ -533,10 +602,10 @@ export async function run(bench, log) {
   }
   if (syscalls) {
     const names2 = [...new Set([...Object.keys(syscalls.create), ...Object.keys(syscalls.delete ?? {})])];
-    const total = (o) => Object.values(o ?? {}).reduce((a, x) => a + x.per_call, 0);
-    const order = (k) => (syscalls.create[k]?.per_call ?? 0) + (syscalls.delete?.[k]?.per_call ?? 0);
+    const total = (o: SyscallCounts | null) => Object.values(o ?? {}).reduce((a, x) => a + x.per_call, 0);
+    const order = (k: string) => (syscalls.create[k]?.per_call ?? 0) + (syscalls.delete?.[k]?.per_call ?? 0);
     const shown = names2.filter((k) => order(k) >= 0.5).sort((a, b) => order(b) - order(a));
-    const cell = (o, k) => (o?.[k] ? `${fmtNumber(o[k].per_call)}${o[k].errors_per_call ? ` (${fmtNumber(o[k].errors_per_call)} failed)` : ''}` : '');
+    const cell = (o: SyscallCounts | null, k: string) => (o?.[k] ? `${fmtNumber(o[k].per_call)}${o[k].errors_per_call ? ` (${fmtNumber(o[k].errors_per_call)} failed)` : ''}` : '');
     tables.push({
       title: `System calls per call, all daemon threads (strace -f -c, ${syscalls.calls} calls one at a time; read/write include libuv's wake-ups, futex its thread hand-offs)`,
       columns: ['syscall', 'per CreateVolume', 'per DeleteVolume'],
@@ -548,9 +617,9 @@ export async function run(bench, log) {
       title: 'Reference costs, measured from this process',
       columns: ['pattern', 'value'],
       rows: [
-        ...(recompute && !recompute.error
+        ...(recompute && !('error' in recompute)
           ? [[`daemon's capacity recompute over ${recompute.volumes} volumes (walks each volume directory; CreateVolume holds the pool's capacity lock meanwhile, at most every 2 s), ms`, recompute.recompute_ms]]
-          : recompute?.error
+          : recompute && 'error' in recompute
             ? [['capacity recompute', `not measured: ${recompute.error}`]]
             : []),
         ...(reference
@@ -565,7 +634,7 @@ export async function run(bench, log) {
   tables.push({
     title: `When the slow creates happened (calls >= ${GOAL_P99_MS} ms, by 250 ms window of the phase)`,
     columns: ['phase', 'calls >= goal', 'windows with one', 'windows', 'worst windows (start s: max ms, slow calls)'],
-    rows: [['CreateVolume', creates], ['DeleteVolume', deletes]].map(([k, p]) => [
+    rows: ([['CreateVolume', creates], ['DeleteVolume', deletes]] as const).map(([k, p]) => [
       k,
       p.slow.over_goal,
       p.slow.windows_with_slow,
@@ -581,10 +650,10 @@ export async function run(bench, log) {
     `RSS: idle ${MB(rssIdle)}, with ${N} volumes ${MB(rssFull)} (goal < ${GOAL_RSS_BYTES / 1e6} MB: ${yes(rssMet)}), peak ${MB(hwm)}`,
     `restart with ${N} volumes: after SIGTERM ${restartFig.sigterm.ms.median.toFixed(0)} ms, after kill -9 ${restartFig.kill9.ms.median.toFixed(0)} ms (goal < ${GOAL_RESTART_MS} ms: ${yes(restartMet.sigterm)} / ${yes(restartMet.kill9)}); empty pool ${emptyFig.ms.median.toFixed(0)} ms; loading records ~${perVolumeLoadUs.toFixed(0)} µs per volume`,
     `client (this process) CPU: ${creates.client_cpu_ms_per_call.toFixed(2)} ms per create on the same ${os.cpus().length} CPUs`,
-    `creates >= ${GOAL_P99_MS} ms: ${creates.slow.over_goal} of ${N}, in ${creates.slow.windows_with_slow} of ${creates.slow.windows_total} 250-ms windows${recompute && !recompute.error ? `; the daemon's capacity recompute over ${recompute.volumes} volumes takes ${recompute.recompute_ms.toFixed(0)} ms (under the capacity lock every create takes, at most every 2 s)` : ''}`,
+    `creates >= ${GOAL_P99_MS} ms: ${creates.slow.over_goal} of ${N}, in ${creates.slow.windows_with_slow} of ${creates.slow.windows_total} 250-ms windows${recompute && !('error' in recompute) ? `; the daemon's capacity recompute over ${recompute.volumes} volumes takes ${recompute.recompute_ms.toFixed(0)} ms (under the capacity lock every create takes, at most every 2 s)` : ''}`,
   ];
 
-  const restartBars = [
+  const restartBars: Bar[] = [
     { label: 'empty pool', value: emptyFig.ms.median, color: COLORS.grey, points: empty.map((s) => s.ms) },
     { label: `${N} vols, after SIGTERM`, value: restartFig.sigterm.ms.median, color: restartMet.sigterm ? COLORS.green : COLORS.orange, points: restartFig.sigterm.samples_ms },
     { label: `${N} vols, after kill -9`, value: restartFig.kill9.ms.median, color: restartMet.kill9 ? COLORS.green : COLORS.orange, points: restartFig.kill9.samples_ms },

@@ -6,27 +6,46 @@
 // which is reported separately as "first write").
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BLOCK_CAP, COLORS, MiB, POOL_NAME, envInt, loopDevices, median, runTool, sh } from './lib.mjs';
+import { BLOCK_CAP, MiB, POOL_NAME, envInt } from './lib/common.js';
+import { loopDevices } from './lib/leaks.js';
+import type { BenchResult, Say } from './lib/result.js';
+import type { Bench } from './lib/scratch.js';
+import { median } from './lib/stats.js';
+import { COLORS } from './lib/svg.js';
+import type { Table } from './lib/table.js';
+import { runTool, sh } from './lib/tools.js';
 
 export const title = 'Block volume I/O: loop device vs raw file';
 
 const GOAL_RATIO = 0.9;
 
 /** dd prints e.g. "1073741824 bytes (1.1 GB, 1.0 GiB) copied, 1.2345 s, 870 MB/s" on stderr (LC_ALL=C). */
-function parseDd(stderr) {
+function parseDd(stderr: string): { bytes: number; seconds: number } {
   const m = stderr.match(/^(\d+) bytes .*copied, ([\d.]+(?:e[-+]?\d+)?) s/m);
   if (!m) throw new Error(`cannot read dd's summary from:\n${stderr}`);
   return { bytes: Number(m[1]), seconds: Number(m[2]) };
 }
 
-async function dd(args) {
+interface DdRun {
+  bytes: number;
+  seconds: number;
+  wallSeconds: number;
+  mbps: number;
+}
+
+type Subject = 'raw' | 'loop';
+type Op = 'write' | 'read';
+const SUBJECTS: Subject[] = ['raw', 'loop'];
+const OPS: Op[] = ['write', 'read'];
+
+async function dd(args: string[]): Promise<DdRun> {
   const r = await runTool('dd', args);
   if (r.code !== 0) throw new Error(`dd ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim()}`);
   const { bytes, seconds } = parseDd(r.stderr);
   return { bytes, seconds, wallSeconds: r.ms / 1000, mbps: bytes / 1e6 / seconds };
 }
 
-export async function run(bench, log) {
+export async function run(bench: Bench, log: Say): Promise<BenchResult> {
   const sizeMiB = envInt('BENCH_LOOP_MIB', 1024);
   // 9 pairs: with 3 the host's disk noise moved the write ratio by several points between runs.
   const reps = envInt('BENCH_LOOP_REPS', 9);
@@ -43,7 +62,7 @@ export async function run(bench, log) {
     capacity_range: { required_bytes: String(size), limit_bytes: '0' },
     parameters: { storagePool: POOL_NAME },
   });
-  const id = created.volume.volume_id;
+  const id = created.volume.volume_id as string;
   if (created.volume.capacity_bytes !== String(size)) throw new Error(`asked for ${size} bytes, got ${created.volume.capacity_bytes}`);
   const target = path.join(pods, 'bench-loop-io');
   await c.node.NodePublishVolume({ volume_id: id, target_path: target, volume_capability: BLOCK_CAP, readonly: false });
@@ -52,11 +71,11 @@ export async function run(bench, log) {
   const image = path.join(pool, '.hpp/block/bench-loop-io.img');
   const loops = loopDevices().filter((l) => l.backFile === image);
   if (loops.length !== 1) throw new Error(`expected one loop device backed by ${image}, found ${loops.length}`);
-  const loop = loops[0];
+  const loop = loops[0]!;
   // The question as an operator would ask it.
-  const dioJson = JSON.parse(sh('losetup', ['--list', '--json', '-O', 'NAME,DIO', loop.name]));
-  const dioOn = [true, 1, '1'].includes(dioJson.loopdevices?.[0]?.dio);
-  const queue = (dev, f) => {
+  const dioJson = JSON.parse(sh('losetup', ['--list', '--json', '-O', 'NAME,DIO', loop.name])) as { loopdevices?: Array<{ dio?: unknown }> };
+  const dioOn = [true, 1, '1'].includes(dioJson.loopdevices?.[0]?.dio as boolean | number | string);
+  const queue = (dev: string, f: string) => {
     try {
       return readFileSync(`/sys/block/${path.basename(dev)}/queue/${f}`, 'utf8').trim();
     } catch {
@@ -71,32 +90,33 @@ export async function run(bench, log) {
   writeFileSync(raw, '');
   sh('fallocate', ['-l', String(size), raw]);
   sh('fallocate', ['-l', String(size), image]);
-  const allocated = (f) => statSync(f).blocks * 512;
+  const allocated = (f: string) => statSync(f).blocks * 512;
   const alloc = { raw_bytes: allocated(raw), image_bytes: allocated(image) };
   if (alloc.raw_bytes < size || alloc.image_bytes < size) throw new Error(`preallocation fell short: ${JSON.stringify(alloc)}`);
 
-  const subjects = { raw, loop: target };
+  const subjects: Record<Subject, string> = { raw, loop: target };
   const count = String(sizeMiB);
   // notrunc: without it dd truncates the regular file and throws the preallocation away.
-  const write = (f) => dd(['if=/dev/zero', `of=${f}`, 'bs=1M', `count=${count}`, 'oflag=direct', 'conv=notrunc,fsync']);
-  const read = (f) => dd([`if=${f}`, 'of=/dev/null', 'bs=1M', `count=${count}`, 'iflag=direct']);
+  const write = (f: string) => dd(['if=/dev/zero', `of=${f}`, 'bs=1M', `count=${count}`, 'oflag=direct', 'conv=notrunc,fsync']);
+  const read = (f: string) => dd([`if=${f}`, 'of=/dev/null', 'bs=1M', `count=${count}`, 'iflag=direct']);
   const settle = async () => {
     await runTool('sync', []);
     if (dropCaches) writeFileSync('/proc/sys/vm/drop_caches', '3');
   };
 
   // First write into fallocated (unwritten) extents: not the measurement, but worth knowing.
-  const first = {};
-  for (const [k, f] of Object.entries(subjects)) {
+  const first = {} as Record<Subject, DdRun>;
+  for (const k of SUBJECTS) {
     await settle();
-    first[k] = await write(f);
+    first[k] = await write(subjects[k]);
     log(`  first write ${k.padEnd(4)} ${first[k].mbps.toFixed(0)} MB/s (allocating pass, not counted)`);
   }
   // Measured: interleaved so that drift of the host disk hits both sides alike.
-  const samples = { raw: { write: [], read: [] }, loop: { write: [], read: [] } };
+  const samples: Record<Subject, Record<Op, number[]>> = { raw: { write: [], read: [] }, loop: { write: [], read: [] } };
   for (let r = 0; r < reps; r++) {
-    for (const op of ['write', 'read']) {
-      for (const [k, f] of Object.entries(subjects)) {
+    for (const op of OPS) {
+      for (const k of SUBJECTS) {
+        const f = subjects[k];
         await settle();
         const res = op === 'write' ? await write(f) : await read(f);
         samples[k][op].push(res.mbps);
@@ -110,24 +130,24 @@ export async function run(bench, log) {
   if (stillAttached.length > 0) throw new Error(`NodeUnpublishVolume left ${stillAttached.join(', ')} attached to ${image}`);
   await c.controller.DeleteVolume({ volume_id: id });
 
-  const m = {
+  const m: Record<Subject, Record<Op, number>> = {
     raw: { write: median(samples.raw.write), read: median(samples.raw.read) },
     loop: { write: median(samples.loop.write), read: median(samples.loop.read) },
   };
-  const ratio = { write: m.loop.write / m.raw.write, read: m.loop.read / m.raw.read };
+  const ratio: Record<Op, number> = { write: m.loop.write / m.raw.write, read: m.loop.read / m.raw.read };
   // Each loop run right after its raw partner: the ratio within a pair is less exposed to drift.
-  const pairRatio = {
-    write: median(samples.loop.write.map((x, i) => x / samples.raw.write[i])),
-    read: median(samples.loop.read.map((x, i) => x / samples.raw.read[i])),
+  const pairRatio: Record<Op, number> = {
+    write: median(samples.loop.write.map((x, i) => x / samples.raw.write[i]!)),
+    read: median(samples.loop.read.map((x, i) => x / samples.raw.read[i]!)),
   };
   const goalMet = ratio.write >= GOAL_RATIO && ratio.read >= GOAL_RATIO;
-  const pct = (x) => `${(x * 100).toFixed(1)}%`;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-  const tables = [
+  const tables: Table[] = [
     {
       title: `Sequential ${sizeMiB} MiB, bs=1M, O_DIRECT, median of ${reps} (MB/s = 10^6 B/s)`,
       columns: ['op', 'raw file', 'loop device', 'loop/raw', 'pairwise', 'raw samples', 'loop samples'],
-      rows: ['write', 'read'].map((op) => [
+      rows: OPS.map((op) => [
         op,
         m.raw[op],
         m.loop[op],
@@ -155,7 +175,7 @@ export async function run(bench, log) {
     `write: loop ${m.loop.write.toFixed(0)} MB/s vs raw ${m.raw.write.toFixed(0)} MB/s = ${pct(ratio.write)} (pairwise median ${pct(pairRatio.write)}); read: loop ${m.loop.read.toFixed(0)} vs raw ${m.raw.read.toFixed(0)} MB/s = ${pct(ratio.read)} (pairwise ${pct(pairRatio.read)})`,
     `goal loop >= ${pct(GOAL_RATIO)} of raw: ${goalMet ? 'met' : 'NOT met'}; loop direct I/O ${dioOn ? 'on' : 'off'}`,
   ];
-  const panel = (op, label) => ({
+  const panel = (op: Op, label: string) => ({
     title: `${label} (MB/s): bar = median, circles = the ${reps} runs`,
     unit: 'MB/s',
     goal: { value: GOAL_RATIO * m.raw[op], label: `goal: ${pct(GOAL_RATIO)} of raw` },

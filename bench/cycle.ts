@@ -7,19 +7,35 @@ import { spawn, spawnSync } from 'node:child_process';
 import { rmdirSync } from 'node:fs';
 import { open as fopen, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { BENCH_DIR, COLORS, GiB, MOUNT_CAP, POOL_NAME, envInt, median, nowMs, readMountPoints, runTool, stats } from './lib.mjs';
+import type { Clients } from '../test/helpers/csi-client.js';
+import type { LogEntry } from '../test/helpers/process-log.js';
+import { BENCH_DIR, GiB, MOUNT_CAP, POOL_NAME, envInt, nowMs } from './lib/common.js';
+import { readMountPoints } from './lib/leaks.js';
+import type { BenchResult, Say } from './lib/result.js';
+import type { Bench } from './lib/scratch.js';
+import { median, stats, type Stats } from './lib/stats.js';
+import { COLORS, type Bar } from './lib/svg.js';
+import type { Table } from './lib/table.js';
+import { runTool } from './lib/tools.js';
 
 export const title = 'Filesystem volume lifecycle latency';
 
-const RPCS = ['CreateVolume', 'NodePublishVolume', 'NodeUnpublishVolume', 'DeleteVolume'];
+const RPCS = ['CreateVolume', 'NodePublishVolume', 'NodeUnpublishVolume', 'DeleteVolume'] as const;
+type RpcName = (typeof RPCS)[number];
+type PerRpc<T> = Record<RpcName, T>;
+const perRpc = <T>(f: (r: RpcName) => T): PerRpc<T> => Object.fromEntries(RPCS.map((r) => [r, f(r)])) as PerRpc<T>;
+const isRpc = (m: unknown): m is RpcName => RPCS.includes(m as RpcName);
+
+/** Client-side ms per RPC of one cycle, and in total. */
+type CycleTimes = PerRpc<number> & { total: number };
 const GOAL_MS = 5;
 
 /** One cycle; returns client-side ms per RPC and in total. */
-async function cycle(c, pods, name, check = false) {
-  const t = {};
+async function cycle(c: Clients, pods: string, name: string, check = false): Promise<{ id: string; t: CycleTimes }> {
+  const t = {} as CycleTimes;
   const started = nowMs();
   let t0 = started;
-  const lap = (rpc) => {
+  const lap = (rpc: RpcName) => {
     const now = nowMs();
     t[rpc] = now - t0;
     t0 = now;
@@ -31,7 +47,7 @@ async function cycle(c, pods, name, check = false) {
     parameters: { storagePool: POOL_NAME },
   });
   lap('CreateVolume');
-  const id = res.volume.volume_id;
+  const id = res.volume.volume_id as string;
   // Kubelet's shape: .../pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount; the parent exists, the driver makes `mount`.
   const target = path.join(pods, name, 'mount');
   await c.node.NodePublishVolume({ volume_id: id, target_path: target, volume_capability: MOUNT_CAP, readonly: false });
@@ -47,11 +63,11 @@ async function cycle(c, pods, name, check = false) {
 }
 
 /** The daemon's "rpc" log lines for a set of volume names/ids, grouped by method (handler ms). */
-function serverTimes(entries, names, ids) {
-  const by = Object.fromEntries(RPCS.map((r) => [r, []]));
+function serverTimes(entries: readonly LogEntry[], names: Set<string>, ids: Set<string>): PerRpc<number[]> {
+  const by = perRpc<number[]>(() => []);
   for (const e of entries) {
-    if (e.msg !== 'rpc' || !by[e.method] || e.code !== 'OK') continue;
-    if ((e.name && names.has(e.name)) || (e.volume_id && ids.has(e.volume_id))) by[e.method].push(e.ms);
+    if (e.msg !== 'rpc' || !isRpc(e.method) || e.code !== 'OK') continue;
+    if ((e.name && names.has(e.name)) || (e.volume_id && ids.has(e.volume_id))) by[e.method].push(e.ms!);
   }
   return by;
 }
@@ -60,41 +76,40 @@ function serverTimes(entries, names, ids) {
  * At debug level the daemon logs every tool it runs ("exec", with ms) before the "rpc" line of the call
  * that ran it; calls are sequential here, so each exec belongs to the next rpc line.
  */
-function execAttribution(entries, ids, cycles) {
-  const perRpc = Object.fromEntries(RPCS.map((r) => [r, { execs: 0, ms: [] }]));
-  const perCmd = new Map();
-  let pending = [];
+function execAttribution(entries: readonly LogEntry[], ids: Set<string>, cycles: number) {
+  const byRpc = perRpc(() => ({ execs: 0, ms: [] as number[] }));
+  const perCmd = new Map<string, number[]>();
+  let pending: LogEntry[] = [];
   for (const e of entries) {
     if (e.msg === 'exec' || e.msg === 'syscall') {
       pending.push(e.msg === 'syscall' ? { ...e, cmd: `${e.call} (syscall)` } : e);
     } else if (e.msg === 'rpc') {
-      const mine = perRpc[e.method] && ((e.volume_id && ids.has(e.volume_id)) || (e.name && ids.has(`name:${e.name}`)));
+      const method = e.method;
+      const mine = isRpc(method) && ((e.volume_id && ids.has(e.volume_id)) || (e.name && ids.has(`name:${e.name}`)));
       if (mine) {
-        perRpc[e.method].execs += pending.length;
-        perRpc[e.method].ms.push(pending.reduce((a, x) => a + x.ms, 0));
+        byRpc[method].execs += pending.length;
+        byRpc[method].ms.push(pending.reduce((a, x) => a + x.ms!, 0));
         for (const x of pending) {
           // "mount --bind /tmp/.../pool/v /tmp/.../mount" -> "mount --bind"
-          const cmd = x.cmd.split(' ').filter((a) => !a.startsWith('/') && !a.startsWith("'/")).join(' ');
-          const key = `${e.method}: ${cmd}`;
+          const cmd = x.cmd!.split(' ').filter((a) => !a.startsWith('/') && !a.startsWith("'/")).join(' ');
+          const key = `${method}: ${cmd}`;
           if (!perCmd.has(key)) perCmd.set(key, []);
-          perCmd.get(key).push(x.ms);
+          perCmd.get(key)!.push(x.ms!);
         }
       }
       pending = [];
     }
   }
   return {
-    perRpc: Object.fromEntries(
-      Object.entries(perRpc).map(([k, v]) => [k, { execs_per_call: v.execs / cycles, exec_ms_median: v.ms.length ? median(v.ms) : 0 }]),
-    ),
+    perRpc: perRpc((r) => ({ execs_per_call: byRpc[r].execs / cycles, exec_ms_median: byRpc[r].ms.length ? median(byRpc[r].ms) : 0 })),
     perCommand: [...perCmd.entries()].map(([k, v]) => ({ command: k, runs_per_cycle: v.length / cycles, median_ms: median(v) })),
   };
 }
 
 /** What the handlers' building blocks cost on this machine, measured from this process. */
-async function referenceCosts(poolDir) {
+async function referenceCosts(poolDir: string) {
   // The metadata write of every RPC: temp file, fsync, rename, fsync of the directory.
-  const atomic = [];
+  const atomic: number[] = [];
   const dir = path.join(poolDir, 'reference-fsync');
   await mkdir(dir);
   for (let i = 0; i < 60; i++) {
@@ -112,7 +127,7 @@ async function referenceCosts(poolDir) {
   }
   await rm(dir, { recursive: true, force: true });
   // Spawning a tool from Node (what each mount/umount costs before the tool does anything).
-  const spawnMs = [];
+  const spawnMs: number[] = [];
   for (let i = 0; i < 40; i++) {
     const r = await runTool('true', []);
     if (i >= 10) spawnMs.push(r.ms);
@@ -125,7 +140,13 @@ async function referenceCosts(poolDir) {
  * (kubelet, csi-provisioner, the other sidecars): bench/go-client, built here with the Go toolchain.
  * Returns undefined (and says why) when Go is not installed.
  */
-async function goClientPass(bench, { pool, pods, cycles, warmup, log }) {
+interface GoClientOutput {
+  cycle_ms: number[];
+  rpc_ms: PerRpc<number[]>;
+  null_rpc_ms: number[];
+}
+
+async function goClientPass(bench: Bench, { pool, pods, cycles, warmup, log }: { pool: string; pods: string; cycles: number; warmup: number; log: Say }) {
   const goBin = ['go', '/usr/local/go/bin/go'].find((g) => spawnSync(g, ['version'], { stdio: 'ignore' }).status === 0);
   if (!goBin) {
     log('  grpc-go pass skipped: no Go toolchain');
@@ -140,22 +161,22 @@ async function goClientPass(bench, { pool, pods, cycles, warmup, log }) {
   const child = spawn(binary, ['-endpoint', d.endpoint, '-pods', pods, '-pool', POOL_NAME, '-cycles', String(cycles), '-warmup', String(warmup), '-prefix', 'bench-go'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout.on('data', (b) => (out += b));
-  child.stderr.on('data', (b) => (err += b));
-  const code = await new Promise((resolve) => child.on('exit', resolve));
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   await d.stop();
   if (code !== 0) throw new Error(`bench/go-client exited with ${code}: ${err}`);
-  const res = JSON.parse(out);
+  const res = JSON.parse(out) as GoClientOutput;
   return {
     client: 'grpc-go (google.golang.org/grpc, as kubelet and the CSI sidecars)',
     cycle_ms: stats(res.cycle_ms),
-    rpc_ms: Object.fromEntries(RPCS.map((r) => [r, stats(res.rpc_ms[r])])),
+    rpc_ms: perRpc((r) => stats(res.rpc_ms[r])),
     null_rpc_ms: stats(res.null_rpc_ms),
     samples_ms: res.cycle_ms,
   };
 }
 
-export async function run(bench, log) {
+export async function run(bench: Bench, log: Say): Promise<BenchResult> {
   const N = envInt('BENCH_CYCLES', 200);
   const WARM = envInt('BENCH_WARMUP', 20, 0);
   const ATTR = envInt('BENCH_ATTRIBUTION_CYCLES', Math.max(20, Math.round(N / 4)), 0);
@@ -166,7 +187,7 @@ export async function run(bench, log) {
   const d = await bench.startDaemon({ pool, logLevel: 'info' });
   const c = d.clients;
   log(`  warm-up: ${WARM} cycles`);
-  const mkParent = (name) => bench.mkdir(path.join('pods', name));
+  const mkParent = (name: string) => bench.mkdir(path.join('pods', name));
   for (let i = 0; i < WARM; i++) {
     const name = `bench-warm-${i}`;
     mkParent(name);
@@ -174,9 +195,9 @@ export async function run(bench, log) {
     rmdirSync(path.join(pods, name));
   }
   log(`  measuring: ${N} cycles`);
-  const samples = [];
-  const names = new Set();
-  const ids = new Set();
+  const samples: CycleTimes[] = [];
+  const names = new Set<string>();
+  const ids = new Set<string>();
   for (let i = 0; i < N; i++) {
     const name = `bench-cycle-${i}`;
     mkParent(name);
@@ -188,25 +209,25 @@ export async function run(bench, log) {
   }
   // A call that does nothing (GetPluginInfo): the floor set by gRPC, the socket and the daemon's logging.
   const NULL_CALLS = 300;
-  const nullClient = [];
+  const nullClient: number[] = [];
   for (let i = 0; i < 50 + NULL_CALLS; i++) {
     const t0 = nowMs();
     await c.identity.GetPluginInfo({});
     if (i >= 50) nullClient.push(nowMs() - t0);
   }
-  const nullServer = (es) => es.filter((e) => e.msg === 'rpc' && e.method === 'GetPluginInfo').map((e) => e.ms);
-  await d.waitForLog((es) => Object.values(serverTimes(es, names, ids)).every((v) => v.length >= N) && nullServer(es).length >= 50 + NULL_CALLS, 5000);
-  const server = serverTimes(d.entries, names, ids);
-  const nullRpc = { calls: NULL_CALLS, client_median_ms: median(nullClient), client_p99_ms: stats(nullClient).p99, handler_median_ms: median(nullServer(d.entries).slice(50)) };
+  const nullServer = (es: readonly LogEntry[]) => es.filter((e) => e.msg === 'rpc' && e.method === 'GetPluginInfo').map((e) => e.ms!);
+  await d.log.waitForEntries((es) => Object.values(serverTimes(es, names, ids)).every((v) => v.length >= N) && nullServer(es).length >= 50 + NULL_CALLS, 5000);
+  const server = serverTimes(d.log.entries, names, ids);
+  const nullRpc = { calls: NULL_CALLS, client_median_ms: median(nullClient), client_p99_ms: stats(nullClient).p99, handler_median_ms: median(nullServer(d.log.entries).slice(50)) };
   await d.stop();
 
   // Pass 2: shorter, at debug level, to see which tools each handler runs and what they cost.
-  let attribution = null;
+  let attribution: ({ cycles: number; cycle_median_ms_at_debug: number } & ReturnType<typeof execAttribution>) | null = null;
   if (ATTR > 0) {
     log(`  attribution pass: ${ATTR} cycles at log level debug`);
     const dd = await bench.startDaemon({ pool, logLevel: 'debug' });
-    const attrIds = new Set();
-    const attrTotals = [];
+    const attrIds = new Set<string>();
+    const attrTotals: number[] = [];
     for (let i = 0; i < WARM + ATTR; i++) {
       const name = `bench-attr-${i}`;
       mkParent(name);
@@ -218,8 +239,8 @@ export async function run(bench, log) {
         attrTotals.push(t.total);
       }
     }
-    await dd.waitForLog((es) => es.filter((e) => e.msg === 'rpc' && e.method === 'DeleteVolume' && attrIds.has(e.volume_id)).length >= ATTR, 5000);
-    attribution = { cycles: ATTR, cycle_median_ms_at_debug: median(attrTotals), ...execAttribution(dd.entries, attrIds, ATTR) };
+    await dd.log.waitForEntries((es) => es.filter((e) => e.msg === 'rpc' && e.method === 'DeleteVolume' && attrIds.has(e.volume_id!)).length >= ATTR, 5000);
+    attribution = { cycles: ATTR, cycle_median_ms_at_debug: median(attrTotals), ...execAttribution(dd.log.entries, attrIds, ATTR) };
     await dd.stop();
   }
   const goPass = await goClientPass(bench, { pool, pods, cycles: N, warmup: WARM, log });
@@ -227,12 +248,11 @@ export async function run(bench, log) {
 
   // Figures.
   const cycleStats = stats(samples.map((s) => s.total));
-  const rpc = {};
-  for (const r of RPCS) {
+  const rpc = perRpc((r) => {
     const client = stats(samples.map((s) => s[r]));
-    const srv = server[r].length ? stats(server[r]) : null;
-    rpc[r] = { client, server: srv, transport_median_ms: srv ? client.median - srv.median : null };
-  }
+    const srv: Stats | null = server[r].length ? stats(server[r]) : null;
+    return { client, server: srv, transport_median_ms: srv ? client.median - srv.median : null };
+  });
   // The goal is judged on what kubelet and the sidecars see: the grpc-go figure, when Go is there.
   const goalValue = goPass ? goPass.cycle_ms.median : cycleStats.median;
   const goalMet = goalValue <= GOAL_MS;
@@ -240,7 +260,7 @@ export async function run(bench, log) {
   const sumClientMedians = RPCS.reduce((a, r) => a + rpc[r].client.median, 0);
   const sumServerMedians = RPCS.reduce((a, r) => a + (rpc[r].server?.median ?? 0), 0);
 
-  const tables = [
+  const tables: Table[] = [
     {
       title: `Cycle latency, ${N} cycles after ${WARM} warm-up (ms, client side)`,
       columns: ['what', 'median', 'p90', 'p99', 'min', 'max'],
@@ -294,7 +314,7 @@ export async function run(bench, log) {
     `sum of per-RPC medians: client ${sumClientMedians.toFixed(2)} ms, handlers ${sumServerMedians.toFixed(2)} ms`,
   ];
 
-  const rpcBars = [];
+  const rpcBars: Bar[] = [];
   for (const r of RPCS) {
     rpcBars.push({ label: `${r} (client)`, value: rpc[r].client.median, color: COLORS.blue });
     if (rpc[r].server) rpcBars.push({ label: `handler`, value: rpc[r].server.median, color: COLORS.lightBlue });

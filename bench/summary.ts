@@ -1,13 +1,76 @@
 #!/usr/bin/env node
 // The headline figures of every benchmark result in bench/results/*.json against the project's goals,
 // with a met / not-met column: bench/results/summary.json, summary.svg and a printed table.
-// Run by bench/run.mjs after the benchmarks (`node bench/run.mjs summary` only rebuilds it), or on its
-// own: `node bench/summary.mjs`. Results are read as they are; each row says when and on which commit
+// Run by bench/run.ts after the benchmarks (`node dist-bench/bench/run.js summary` only rebuilds it), or
+// on its own: `node dist-bench/bench/summary.js`. Results are read as they are; each row says when and on which commit
 // it was measured, so a stale result is visible as such.
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { COLORS, RESULTS_DIR, fmtNum, formatTable, roundDeep } from './lib.mjs';
+import { RESULTS_DIR } from './lib/common.js';
+import type { Goal, Headline } from './lib/result.js';
+import { roundDeep } from './lib/stats.js';
+import { COLORS } from './lib/svg.js';
+import { fmtNum, formatTable } from './lib/table.js';
+
+interface Dist {
+  median?: number;
+  p99?: number;
+}
+
+/** The parts of a result file (bench/results/<name>.json) read here; files of older runs may lack any. */
+interface ResultFile {
+  machine?: { date?: string; driver_commit?: string; driver_tree_dirty?: boolean };
+  run_seconds?: number;
+  cleanup?: unknown;
+  summary?: string[];
+  config?: { creates?: number; inflight?: number; sizes_gib?: number[] };
+  headlines?: Headline[];
+  goal?: Goal;
+  figures?: {
+    go_client?: { cycle_ms: Dist } | null;
+    cycle_ms?: Dist;
+    ratio?: { write?: number; read?: number };
+    creates?: { rate?: number; client_ms?: Dist };
+    deletes?: { rate?: number; client_ms?: Dist };
+    rss_bytes?: { idle?: number; with_volumes?: number };
+    restart?: { sigterm?: { ms?: Dist }; kill9?: { ms?: Dist } };
+  };
+}
+
+/** One row of the headline table; met null: shown, not judged. */
+interface Row {
+  benchmark?: string;
+  goal_id?: string;
+  metric: string;
+  value: string;
+  goal: string;
+  met: boolean | null;
+  note?: string;
+  measured?: string;
+}
+
+interface GoalStatus {
+  goal: string;
+  benchmark: string;
+  status: string;
+  figures: string;
+}
+
+interface Source {
+  date?: string;
+  commit: string;
+  run_seconds?: number;
+  cleanup?: unknown;
+  warnings: string[];
+}
+
+export interface Summary {
+  generated: string;
+  goals: GoalStatus[];
+  rows: Row[];
+  sources: Record<string, Source>;
+}
 
 /** The goals, in the order they are listed; `bench` names the result that measures each. */
 const GOALS = [
@@ -20,11 +83,13 @@ const GOALS = [
   { id: 'prealloc', bench: 'prealloc', goal: 'fallocate where supported, zeros elsewhere' },
 ];
 
-const num = (x, unit = '') => (typeof x === 'number' ? `${fmtNum(x)}${unit ? ` ${unit}` : ''}` : String(x ?? ''));
-const pct = (x) => `${(x * 100).toFixed(1)}%`;
+const num = (x: unknown, unit = ''): string => (typeof x === 'number' ? `${fmtNum(x)}${unit ? ` ${unit}` : ''}` : String(x ?? ''));
+const pct = (x: number | undefined): string => `${((x ?? NaN) * 100).toFixed(1)}%`;
+/** A comparison with a figure a file may lack: false then, as for undefined in plain JS. */
+const n = (x: number | undefined): number => x ?? NaN;
 
 /** Rows for one result file: [{ goal_id?, metric, value, goal, met }] (met: true/false/null = no goal). */
-function rowsOf(name, r) {
+function rowsOf(name: string, r: ResultFile): Row[] {
   const f = r.figures ?? {};
   switch (name) {
     case 'cycle':
@@ -32,31 +97,31 @@ function rowsOf(name, r) {
       return [
         ...(f.go_client
           ? [
-              { goal_id: 'cycle', metric: 'CRUD cycle median, grpc-go client (Create, NodePublish, NodeUnpublish, Delete)', value: num(f.go_client.cycle_ms.median, 'ms'), goal: '≤ 5 ms', met: f.go_client.cycle_ms.median <= 5 },
+              { goal_id: 'cycle', metric: 'CRUD cycle median, grpc-go client (Create, NodePublish, NodeUnpublish, Delete)', value: num(f.go_client.cycle_ms.median, 'ms'), goal: '≤ 5 ms', met: n(f.go_client.cycle_ms.median) <= 5 },
               { metric: 'CRUD cycle p99, grpc-go client', value: num(f.go_client.cycle_ms.p99, 'ms'), goal: '', met: null },
             ]
           : []),
-        { goal_id: f.go_client ? undefined : 'cycle', metric: 'CRUD cycle median, grpc-js client', value: num(f.cycle_ms?.median, 'ms'), goal: f.go_client ? '' : '≤ 5 ms', met: f.go_client ? null : f.cycle_ms?.median <= 5 },
+        { goal_id: f.go_client ? undefined : 'cycle', metric: 'CRUD cycle median, grpc-js client', value: num(f.cycle_ms?.median, 'ms'), goal: f.go_client ? '' : '≤ 5 ms', met: f.go_client ? null : n(f.cycle_ms?.median) <= 5 },
         { metric: 'CRUD cycle p99, grpc-js client', value: num(f.cycle_ms?.p99, 'ms'), goal: '', met: null },
       ];
     case 'loop-io':
       return [
-        { goal_id: 'loop-io', metric: 'loop device write vs raw file (O_DIRECT)', value: pct(f.ratio?.write), goal: '≥ 90%', met: f.ratio?.write >= 0.9 },
-        { goal_id: 'loop-io', metric: 'loop device read vs raw file (O_DIRECT)', value: pct(f.ratio?.read), goal: '≥ 90%', met: f.ratio?.read >= 0.9 },
+        { goal_id: 'loop-io', metric: 'loop device write vs raw file (O_DIRECT)', value: pct(f.ratio?.write), goal: '≥ 90%', met: n(f.ratio?.write) >= 0.9 },
+        { goal_id: 'loop-io', metric: 'loop device read vs raw file (O_DIRECT)', value: pct(f.ratio?.read), goal: '≥ 90%', met: n(f.ratio?.read) >= 0.9 },
       ];
     case 'throughput': {
       const c = f.creates;
-      const n = r.config?.creates;
-      const out = [
-        { goal_id: 'creates', metric: `CreateVolume throughput (${n}, ${r.config?.inflight} in flight)`, value: num(c?.rate, '/s'), goal: '≥ 300/s', met: c?.rate >= 300 },
-        { goal_id: 'creates', metric: 'CreateVolume p99 latency', value: num(c?.client_ms?.p99, 'ms'), goal: '< 50 ms', met: c?.client_ms?.p99 < 50 },
+      const vols = r.config?.creates;
+      const out: Row[] = [
+        { goal_id: 'creates', metric: `CreateVolume throughput (${vols}, ${r.config?.inflight} in flight)`, value: num(c?.rate, '/s'), goal: '≥ 300/s', met: n(c?.rate) >= 300 },
+        { goal_id: 'creates', metric: 'CreateVolume p99 latency', value: num(c?.client_ms?.p99, 'ms'), goal: '< 50 ms', met: n(c?.client_ms?.p99) < 50 },
         { metric: `DeleteVolume throughput / p99`, value: `${num(f.deletes?.rate, '/s')}, p99 ${num(f.deletes?.client_ms?.p99, 'ms')}`, goal: '', met: null },
-        { goal_id: 'rss', metric: `daemon RSS with ${n} volumes (idle after start ${num(f.rss_bytes?.idle / 1e6, 'MB')})`, value: num(f.rss_bytes?.with_volumes / 1e6, 'MB'), goal: '< 120 MB', met: f.rss_bytes?.with_volumes < 120e6 },
-        { goal_id: 'restart', metric: `restart after SIGTERM, ${n} volumes (spawn → full ListVolumes)`, value: num(f.restart?.sigterm?.ms?.median, 'ms'), goal: '< 2000 ms', met: f.restart?.sigterm?.ms?.median < 2000 },
-        { goal_id: 'restart', metric: `restart after kill -9, ${n} volumes`, value: num(f.restart?.kill9?.ms?.median, 'ms'), goal: '< 2000 ms', met: f.restart?.kill9?.ms?.median < 2000 },
+        { goal_id: 'rss', metric: `daemon RSS with ${vols} volumes (idle after start ${num(n(f.rss_bytes?.idle) / 1e6, 'MB')})`, value: num(n(f.rss_bytes?.with_volumes) / 1e6, 'MB'), goal: '< 120 MB', met: n(f.rss_bytes?.with_volumes) < 120e6 },
+        { goal_id: 'restart', metric: `restart after SIGTERM, ${vols} volumes (spawn → full ListVolumes)`, value: num(f.restart?.sigterm?.ms?.median, 'ms'), goal: '< 2000 ms', met: n(f.restart?.sigterm?.ms?.median) < 2000 },
+        { goal_id: 'restart', metric: `restart after kill -9, ${vols} volumes`, value: num(f.restart?.kill9?.ms?.median, 'ms'), goal: '< 2000 ms', met: n(f.restart?.kill9?.ms?.median) < 2000 },
       ];
       // A goal stated for 1,000 volumes is not judged on a smaller run.
-      if (n !== undefined && n < 1000) for (const o of out) if (o.goal_id) o.note = `measured with ${n} volumes, not 1,000`;
+      if (vols !== undefined && vols < 1000) for (const o of out) if (o.goal_id) o.note = `measured with ${vols} volumes, not 1,000`;
       return out;
     }
     default:
@@ -78,17 +143,17 @@ function rowsOf(name, r) {
   return [];
 }
 
-export function buildSummary(dir = RESULTS_DIR) {
+export function buildSummary(dir = RESULTS_DIR): Summary {
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'summary.json').sort() : [];
-  const rows = [];
-  const sources = {};
+  const rows: Row[] = [];
+  const sources: Record<string, Source> = {};
   for (const file of files) {
     const name = file.replace(/\.json$/, '');
-    let r;
+    let r: ResultFile;
     try {
-      r = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
+      r = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as ResultFile;
     } catch (err) {
-      rows.push({ benchmark: name, metric: `unreadable result: ${err.message}`, value: '', goal: '', met: null });
+      rows.push({ benchmark: name, metric: `unreadable result: ${(err as Error).message}`, value: '', goal: '', met: null });
       continue;
     }
     const m = r.machine ?? {};
@@ -100,7 +165,7 @@ export function buildSummary(dir = RESULTS_DIR) {
     }
   }
   // Every goal, met only when all its rows are.
-  const goals = GOALS.map((g) => {
+  const goals = GOALS.map((g): GoalStatus => {
     const mine = rows.filter((r) => r.goal_id === g.id);
     const judged = mine.filter((r) => r.met !== null);
     const status = judged.length === 0 ? (mine.length ? 'not judged' : 'not measured') : judged.every((r) => r.met) ? 'met' : 'NOT met';
@@ -109,27 +174,27 @@ export function buildSummary(dir = RESULTS_DIR) {
   return { generated: new Date().toISOString(), goals, rows, sources };
 }
 
-function renderSummarySvg(s) {
-  const esc = (x) => String(x).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+function renderSummarySvg(s: Summary): string {
+  const esc = (x: unknown) => String(x).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   const W = 1100;
   const cols = [
     { key: 'goal', x: 16, w: 300 },
     { key: 'status', x: 330, w: 90 },
     { key: 'figures', x: 430, w: 660 },
-  ];
-  const lines = [];
+  ] as const;
+  const lines: string[] = [];
   let y = 30;
   lines.push(`<text x="16" y="${y}" class="title">Benchmark summary: goals</text>`);
   y += 20;
   lines.push(`<text x="16" y="${y}" class="sub">generated ${esc(s.generated.slice(0, 16).replace('T', ' '))} UTC from bench/results/*.json; figures as last measured</text>`);
   y += 30;
-  const header = { goal: 'goal', status: 'status', figures: 'measured' };
+  const header = { goal: 'goal', status: 'status', figures: 'measured' } as const;
   for (const c of cols) lines.push(`<text x="${c.x}" y="${y}" class="head">${esc(header[c.key])}</text>`);
   y += 8;
   lines.push(`<line x1="16" y1="${y}" x2="${W - 16}" y2="${y}" class="rule"/>`);
-  const wrap = (text, chars) => {
+  const wrap = (text: string, chars: number) => {
     const words = String(text).split(' ');
-    const out = [''];
+    const out: string[] = [''];
     for (const w of words) {
       if ((out.at(-1) + ' ' + w).trim().length > chars && out.at(-1)) out.push(w);
       else out[out.length - 1] = `${out.at(-1)} ${w}`.trim();
@@ -185,7 +250,7 @@ ${lines.join('\n')}
 }
 
 /** Build, write summary.json and summary.svg, print the tables; returns the summary. */
-export function writeSummary(say = (l) => process.stdout.write(`${l}\n`), dir = RESULTS_DIR) {
+export function writeSummary(say = (l: string) => void process.stdout.write(`${l}\n`), dir = RESULTS_DIR): Summary {
   const s = buildSummary(dir);
   writeFileSync(path.join(dir, 'summary.json'), `${JSON.stringify(roundDeep(s), null, 2)}\n`);
   writeFileSync(path.join(dir, 'summary.svg'), renderSummarySvg(s));
