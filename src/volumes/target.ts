@@ -66,7 +66,7 @@ export async function unbindStale(real: string): Promise<void> {
  * run on the real path: a target that is itself a symlink, or whose real location overlaps a pool, is
  * refused.
  */
-export function resolveTarget(p: unknown, field: string, pools: Pool[]): Target {
+export function resolveTarget(p: unknown, field: string, pools: ReadonlyArray<Pick<Pool, 'name' | 'root'>>): Target {
   if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
   if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
     throw invalidInput(`${field} is longer than a path may be (${p.length} characters)`);
