@@ -37,8 +37,8 @@ export const LOCK_TABLE: { readonly [M in LockedMethod]: LockEntry<LockSubjects[
     keys: (s) => [volumeNameKey(s.volume), dataPathKey(s.pool, s.data), ...(s.source === undefined ? [] : [volumeNameKey(s.source), snapshotNameKey(s.source)])],
     why:
       'one name is one volume: concurrent creates of a name collapse into one (the later ones find its record) and a create never overlaps a delete of it; ' +
-      'the data path, because two names may map to one directory (legacy naming prefix); the source volume or snapshot (either kind, the id alone does not tell which is locked) ' +
-      'so that it is not deleted or grown while it is copied',
+      'the data path, because two names may map to one directory (legacy naming prefix); the source, by its name as a volume and as a snapshot ' +
+      '(whichever it is), so that it is not deleted or grown while it is copied',
   },
   DeleteVolume: {
     keys: (s) => [volumeNameKey(s.volume)],
@@ -89,7 +89,7 @@ export interface LockedSteps<Req, S, Res> {
 
 const LOCKED_AS = Symbol('locked as');
 
-/** The handler of `method`, run under the keys the lock table gives it. */
+/** The handler of `method`, run under the keys the lock table gives it; `locks` is asked for the daemon's KeyedLock at each call. */
 export function locked<M extends LockedMethod, Req, S extends LockSubjects[M], Res>(method: M, locks: () => KeyedLock, steps: LockedSteps<Req, S, Res>): Handler<Req, Res> {
   const entry = LOCK_TABLE[method] as LockEntry<LockSubjects[M]>;
   const handler: Handler<Req, Res> = async (req) => {

@@ -128,11 +128,15 @@ export class NodeVolumes {
     return capacity;
   }
 
-  /** Whether the volume is at a path a caller names: published there (recorded or mounted), or its data itself. */
+  /**
+   * Whether the volume is at a path a caller names: published there (recorded or mounted), or its data
+   * itself. What is at the path is looked at unless the record answers, or for a block volume, whose
+   * stats report a stale bind.
+   */
   private async lookAt(rec: VolumeRecord, volumePath: string): Promise<{ here: boolean; at?: AtTarget; published: boolean }> {
     const vol = this.dataOf(rec);
     const published = rec.publications[volumePath] !== undefined;
-    if (volumePath === vol.data) return { here: true, published };
+    if (volumePath === vol.data || (published && rec.mode !== 'block')) return { here: true, published };
     const at = await whatIsAt(vol, realLocationOrSelf(volumePath));
     return { here: published || at.kind === 'ours', at, published };
   }
