@@ -1,6 +1,7 @@
 import { TOPOLOGY_KEY, checkCapabilities, controllerCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { conflict, invalidInput, noSpace, notFound, outOfRange, precondition } from '../errors.js';
+import { Answer, locked } from './locks.js';
 import { pageRequest, takePage } from './paging.js';
 import type { CapacityRange__Output, ControllerHandlers, Snapshot, Topology, Topology__Output, Volume, VolumeContentSource__Output } from './types.js';
 import type { Pool } from '../pools/pool.js';
@@ -136,6 +137,7 @@ export function volumeMessage(rec: VolumeRecord): Volume {
 /** The Controller service; the RPCs of capabilities it does not offer have no handler (UNIMPLEMENTED). */
 export function controllerService(ctx: DriverContext): ControllerHandlers {
   const { volumes } = ctx;
+  const locks = () => volumes.locks;
 
   /** The snapshot or volume a CreateVolume names as its content source, found and checked. */
   async function resolveContentSource(ref: SourceRef, mode: VolumeMode, capacity: bigint): Promise<ContentSource> {
@@ -159,27 +161,28 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       return { capabilities: controllerCapabilities() };
     },
 
-    async CreateVolume(req) {
-      const name = checkName('volume', req.name);
-      const accessType = checkCapabilities(req.volume_capabilities);
-      const range = capacityRange(req.capacity_range);
-      const params = parseParameters(req.parameters);
-      const pool = volumes.resolvePool(params.storagePool);
-      const req_topo = req.accessibility_requirements;
-      if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && req_topo.requisite.length > 0) {
-        throw noSpace(`node ${ctx.node} is not in the requisite topology of the request`);
-      }
-      // With a content source and no size asked for, the volume takes the source's size.
-      const sized = range.required > 0n || range.limit > 0n;
-      const mode = accessType === 'block' ? 'block' : 'filesystem';
-      let capacity = capacityFor(mode, range);
-      const sourceRef = contentSourceRef(req.volume_content_source);
-      if (params.createDiskImage && mode === 'block') throw invalidInput('createDiskImage applies to Filesystem volumes only');
-      if (params.createDiskImage && capacity === 0n && !sourceRef) throw invalidInput('createDiskImage needs a capacity_range to size disk.img');
-      const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
-
-      const sourceKeys = sourceRef ? [`name/${sourceRef.name}`, `snapname/${sourceRef.name}`] : [];
-      return volumes.locks.withKeys([`name/${name}`, `data/${pool.name}/${data}`, ...sourceKeys], async () => {
+    CreateVolume: locked('CreateVolume', locks, {
+      async check(req) {
+        const name = checkName('volume', req.name);
+        const accessType = checkCapabilities(req.volume_capabilities);
+        const range = capacityRange(req.capacity_range);
+        const params = parseParameters(req.parameters);
+        const pool = volumes.resolvePool(params.storagePool);
+        const req_topo = req.accessibility_requirements;
+        if (req_topo && !allowsNode(req_topo.requisite, ctx.node) && req_topo.requisite.length > 0) {
+          throw noSpace(`node ${ctx.node} is not in the requisite topology of the request`);
+        }
+        // With a content source and no size asked for, the volume takes the source's size.
+        const sized = range.required > 0n || range.limit > 0n;
+        const mode: VolumeMode = accessType === 'block' ? 'block' : 'filesystem';
+        const capacity = capacityFor(mode, range);
+        const sourceRef = contentSourceRef(req.volume_content_source);
+        if (params.createDiskImage && mode === 'block') throw invalidInput('createDiskImage applies to Filesystem volumes only');
+        if (params.createDiskImage && capacity === 0n && !sourceRef) throw invalidInput('createDiskImage needs a capacity_range to size disk.img');
+        const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
+        return { volume: name, pool: pool.name, data, ...(sourceRef ? { source: sourceRef.name } : {}), into: pool, mode, range, params, sized, capacity, sourceRef };
+      },
+      async run({ volume: name, into: pool, mode, range, params, sized, capacity, sourceRef, data }) {
         const source = sourceRef ? await resolveContentSource(sourceRef, mode, sized ? capacity : 0n) : undefined;
         if (source && !sized) capacity = source.sizeBytes;
         const diskImageOverhead = diskImageOverheadFor(params, pool, source);
@@ -207,25 +210,28 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
           },
         );
         return { volume: volumeMessage(rec) };
-      });
-    },
+      },
+    }),
 
-    async DeleteVolume(req) {
-      const id = req.volume_id;
-      if (!id) throw invalidInput('volume_id is required');
-      const ref = parseVolumeId(id);
-      // An id that is not ours names no volume: deleting it is a no-op, as the spec asks.
-      if (!ref) return {};
-      if (ref.node !== ctx.node) {
-        throw precondition(`volume ${id} lives on node ${ref.node}; delete it there (this is ${ctx.node})`);
-      }
-      if (!volumes.getPool(ref.pool)) return {};
-      return volumes.locks.withKey(`name/${ref.name}`, async () => {
+    DeleteVolume: locked('DeleteVolume', locks, {
+      async check(req) {
+        const id = req.volume_id;
+        if (!id) throw invalidInput('volume_id is required');
+        const ref = parseVolumeId(id);
+        // An id that is not ours names no volume: deleting it is a no-op, as the spec asks.
+        if (!ref) return new Answer({});
+        if (ref.node !== ctx.node) {
+          throw precondition(`volume ${id} lives on node ${ref.node}; delete it there (this is ${ctx.node})`);
+        }
+        if (!volumes.getPool(ref.pool)) return new Answer({});
+        return { volume: ref.name, id };
+      },
+      async run({ id }) {
         const rec = await volumes.find(id);
         if (rec) await volumes.delete(rec);
         return {};
-      });
-    },
+      },
+    }),
 
     async ValidateVolumeCapabilities(req) {
       const id = req.volume_id;
@@ -283,17 +289,20 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       };
     },
 
-    async CreateSnapshot(req) {
-      const name = checkName('snapshot', req.name);
-      const sourceId = req.source_volume_id;
-      if (!sourceId) throw invalidInput('source_volume_id is required');
-      parseParametersForSnapshot(req.parameters);
-      const ref = parseVolumeId(sourceId);
-      if (ref && ref.node !== ctx.node) {
-        throw precondition(`volume ${sourceId} lives on node ${ref.node}; its snapshots are taken there (this is ${ctx.node})`);
-      }
-      const source0 = await volumes.find(sourceId);
-      return volumes.locks.withKeys([`snapname/${name}`, ...(source0 ? [`name/${source0.name}`] : [])], async () => {
+    CreateSnapshot: locked('CreateSnapshot', locks, {
+      async check(req) {
+        const name = checkName('snapshot', req.name);
+        const sourceId = req.source_volume_id;
+        if (!sourceId) throw invalidInput('source_volume_id is required');
+        parseParametersForSnapshot(req.parameters);
+        const ref = parseVolumeId(sourceId);
+        if (ref && ref.node !== ctx.node) {
+          throw precondition(`volume ${sourceId} lives on node ${ref.node}; its snapshots are taken there (this is ${ctx.node})`);
+        }
+        const source = await volumes.find(sourceId);
+        return { snapshot: name, ...(source ? { source: source.name } : {}), sourceId };
+      },
+      async run({ snapshot: name, sourceId }) {
         const existing = volumes.snapshotByName(name);
         if (existing) {
           if (existing.sourceVolumeId !== sourceId) {
@@ -304,21 +313,24 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         const source = await volumes.find(sourceId);
         if (!source) throw notFound(`source volume ${sourceId} does not exist on node ${ctx.node}`);
         return { snapshot: snapshotMessage(await volumes.createSnapshot(source, name)) };
-      });
-    },
+      },
+    }),
 
-    async DeleteSnapshot(req) {
-      const id = req.snapshot_id;
-      if (!id) throw invalidInput('snapshot_id is required');
-      const ref = parseVolumeId(id);
-      if (!ref) return {};
-      if (ref.node !== ctx.node) throw precondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
-      return volumes.locks.withKey(`snapname/${ref.name}`, async () => {
+    DeleteSnapshot: locked('DeleteSnapshot', locks, {
+      async check(req) {
+        const id = req.snapshot_id;
+        if (!id) throw invalidInput('snapshot_id is required');
+        const ref = parseVolumeId(id);
+        if (!ref) return new Answer({});
+        if (ref.node !== ctx.node) throw precondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
+        return { snapshot: ref.name, id };
+      },
+      async run({ id }) {
         const snap = await volumes.findSnapshot(id);
         if (snap) await volumes.deleteSnapshot(snap);
         return {};
-      });
-    },
+      },
+    }),
 
     async ListSnapshots(req) {
       const paging = pageRequest(req);
@@ -329,18 +341,20 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       return { entries: page.map((s) => ({ snapshot: snapshotMessage(s) })), next_token };
     },
 
-    async ControllerExpandVolume(req) {
-      const id = req.volume_id;
-      if (!id) throw invalidInput('volume_id is required');
-      if (!req.capacity_range) throw invalidInput('capacity_range is required');
-      const range = capacityRange(req.capacity_range);
-      if (range.required === 0n && range.limit === 0n) throw invalidInput('capacity_range needs required_bytes or limit_bytes');
-      const first = await volumes.find(id);
-      if (!first) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
-      return volumes.locks.withKey(`name/${first.name}`, async () => {
+    ControllerExpandVolume: locked('ControllerExpandVolume', locks, {
+      async check(req) {
+        const id = req.volume_id;
+        if (!id) throw invalidInput('volume_id is required');
+        if (!req.capacity_range) throw invalidInput('capacity_range is required');
+        const range = capacityRange(req.capacity_range);
+        if (range.required === 0n && range.limit === 0n) throw invalidInput('capacity_range needs required_bytes or limit_bytes');
+        const first = await volumes.find(id);
+        if (!first) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+        return { volume: first.name, id, range, cap: req.volume_capability };
+      },
+      async run({ id, range, cap }) {
         const rec = await volumes.find(id);
         if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
-        const cap = req.volume_capability;
         if (cap?.access_type && (cap.access_type === 'block') !== (rec.mode === 'block')) {
           throw invalidInput(`volume ${id} is a ${rec.mode} volume, not ${cap.access_type}`);
         }
@@ -352,7 +366,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         const grown = await volumes.expand(rec, wanted);
         // The node refreshes the loop device (block) or grows disk.img (filesystem with a disk image).
         return { capacity_bytes: grown.capacityBytes, node_expansion_required: rec.mode === 'block' || rec.diskImage !== undefined };
-      });
-    },
+      },
+    }),
   };
 }

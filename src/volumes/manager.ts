@@ -18,6 +18,7 @@ import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
 import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } from './disk-image.js';
 import { formatVolumeId, parseVolumeId } from './ids.js';
+import { capacityKey } from './lock-keys.js';
 import { loadPool } from './pool-loader.js';
 import { newPoolState, type PoolState } from './pool-state.js';
 import type { Publications } from './publication-log.js';
@@ -248,7 +249,7 @@ export class VolumeManager {
     if (exists(dataPath)) {
       throw conflict(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
-    const release = await this.locks.withKey(`capacity/${pool.name}`, async () => {
+    const release = await this.locks.withKey(capacityKey(pool.name), async () => {
       const figs = await st.capacity.figures();
       const note = spec.capacityNote ? ` (${spec.capacityNote})` : '';
       if (spec.capacityBytes > figs.totalBytes) {
@@ -388,7 +389,7 @@ export class VolumeManager {
     const current = BigInt(rec.capacityBytes);
     if (capacity <= current) return rec;
     const delta = capacity - current;
-    const release = await this.locks.withKey(`capacity/${rec.pool}`, async () => {
+    const release = await this.locks.withKey(capacityKey(rec.pool), async () => {
       const figs = await st.capacity.figures();
       if (delta > figs.availableBytes) {
         throw noSpace(`pool ${rec.pool} can promise ${figs.availableBytes} more bytes, not the ${delta} this expansion needs`);

@@ -5,9 +5,9 @@ import { fsyncDir } from '../system/atomic-file.js';
 import { exists } from '../system/files.js';
 import { readMountPoints } from '../system/mount.js';
 import { removeTree } from '../system/walk.js';
+import { reconcilePublications } from './node-volumes.js';
 import type { PoolState } from './pool-state.js';
 import { toStored, type VolumeRecord } from './record.js';
-import { reconcilePublications } from './reconcile-publications.js';
 import { snapshotBuildName, type SnapshotRecord } from './snapshot-record.js';
 import type { Trash } from './trash.js';
 

@@ -1,0 +1,221 @@
+import { invalidInput, notFound, precondition } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import type { Pool } from '../pools/pool.js';
+import { refreshLoopCapacity, loopDevicesFor } from '../system/loop.js';
+import { detachOrphanLoops, detachUnused, publishBlock, reportDeferredDetaches } from './block.js';
+import { diskImageSize, ensureDiskImage, parseOverhead } from './disk-image.js';
+import { publishDirectory, unmountAndRemoveTarget } from './filesystem.js';
+import type { VolumeManager } from './manager.js';
+import { planPublish } from './publish-plan.js';
+import { wantsPreallocation, type Publication, type VolumeMode, type VolumeRecord } from './record.js';
+import { checkTargetFree, realLocationOrSelf, recordedTarget, resolveTarget, unbindStale, whatIsAt, type AtTarget, type Target, type VolumeData } from './target.js';
+import { measureVolume, type VolumeStats } from './volume-stats.js';
+
+export interface PublishRequest {
+  volumeId: string;
+  target: Target;
+  /** The access type asked for: a block device or a mounted directory. */
+  as: VolumeMode;
+  publication: Publication;
+}
+
+/**
+ * The volumes of this node as its pods use them: published at targets (bind mounts of a directory or
+ * of a loop device), measured, expanded on the node; and, after a restart, the recorded publications
+ * brought back (reconcilePublications). The caller holds the locks of the lock table (src/csi/locks.ts).
+ */
+export class NodeVolumes {
+  constructor(
+    private readonly volumes: VolumeManager,
+    private readonly log: Logger,
+  ) {}
+
+  /** The volume of that id; NOT_FOUND when this node has none. */
+  async require(volumeId: string): Promise<VolumeRecord> {
+    const rec = await this.volumes.find(volumeId);
+    if (!rec) throw notFound(`volume ${volumeId} does not exist on node ${this.volumes.node}`);
+    return rec;
+  }
+
+  /** A target path checked and resolved (see resolveTarget): never inside or around a pool. */
+  resolveTarget(p: unknown, field: string): Target {
+    return resolveTarget(p, field, this.volumes.poolList());
+  }
+
+  async publish(req: PublishRequest): Promise<void> {
+    const { target, publication: wanted } = req;
+    const rec = await this.require(req.volumeId);
+    if (rec.mode !== req.as) {
+      throw precondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${req.as === 'block' ? 'block' : 'mount'}`);
+    }
+    if (req.as === 'block' && wanted.mountFlags.length > 0) throw invalidInput('mount flags do not apply to a block volume');
+    const plan = planPublish(await whatIsAt(this.dataOf(rec), target.real), rec.publications[target.given], wanted, rec.id, target.given);
+    switch (plan.step) {
+      case 'refuse':
+        throw plan.error;
+      case 'in-place':
+        return;
+      case 'adopt':
+        await this.volumes.updatePublications(withPublication(rec, target.given, wanted));
+        return;
+      case 'remake':
+        this.log.warn({ volume: rec.id, target: target.given, why: plan.why }, "publication target is bound to a loop device that is not this volume's; re-making it");
+        await unbindStale(target.real);
+        return this.make(rec, target, wanted);
+      case 'make':
+        return this.make(rec, target, wanted);
+    }
+  }
+
+  /** A new publication: checked against the others and the target, recorded, then mounted. */
+  private async make(rec: VolumeRecord, target: Target, wanted: Publication): Promise<void> {
+    const others = Object.entries(rec.publications).filter(([t]) => t !== target.given);
+    if (others.length > 0 && (wanted.accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
+      throw precondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
+    }
+    checkTargetFree(target.real, rec.mode);
+    // The intent is recorded before the mount: a crash in between leaves a publication that the
+    // next start re-makes (or forgets when the pod is gone), never a mount nobody knows about.
+    await this.volumes.updatePublications(withPublication(rec, target.given, wanted));
+    try {
+      const made = await mountPublication(this.dataOf(rec), target.real, wanted);
+      if (made.device !== undefined) await this.volumes.updatePublications(withPublication(rec, target.given, made));
+    } catch (err) {
+      await this.volumes.updatePublications(rec).catch((e) => this.log.error({ volume: rec.id, target: target.given, err: String(e) }, 'could not withdraw the publication record'));
+      throw err;
+    }
+  }
+
+  async unpublish(volumeId: string, target: Target): Promise<void> {
+    const rec = await this.require(volumeId);
+    const vol = this.dataOf(rec);
+    const recorded = rec.publications[target.given] !== undefined;
+    const isOurs = async () => (await whatIsAt(vol, target.real)).kind === 'ours';
+    const outcome = await unmountAndRemoveTarget(target.real, { recorded, isOurs, log: this.log });
+    if (outcome === 'not-ours') throw precondition(`target ${target.given} holds a mount that is not volume ${rec.id}; leaving it alone`);
+    const publications = { ...rec.publications };
+    delete publications[target.given];
+    if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(vol.data, Object.values(publications)), this.log, { volume: rec.id, target: target.given });
+    if (recorded) await this.volumes.updatePublications({ ...rec, publications });
+  }
+
+  async stats(volumeId: string, volumePath: string): Promise<VolumeStats> {
+    const rec = await this.require(volumeId);
+    const { here, at, published } = await this.lookAt(rec, volumePath);
+    if (!here) throw notFound(`volume ${rec.id} is not available at ${volumePath}`);
+    return measureVolume(rec, this.dataOf(rec).data, { volumePath, at, published }, this.volumes.quotaOf(rec.pool));
+  }
+
+  /**
+   * Makes a published volume's growth visible on the node: the loop devices refreshed (block), or
+   * disk.img grown keeping the overhead (filesystem). The volume must have grown (ControllerExpandVolume)
+   * to `requiredBytes` first. Returns its capacity.
+   */
+  async expand(volumeId: string, volumePath: string, requiredBytes: bigint): Promise<bigint> {
+    const rec = await this.require(volumeId);
+    if (!(await this.lookAt(rec, volumePath)).here) throw notFound(`volume ${rec.id} is not published at ${volumePath}`);
+    const capacity = BigInt(rec.capacityBytes);
+    if (requiredBytes > capacity) {
+      throw precondition(`volume ${rec.id} has ${capacity} bytes; ControllerExpandVolume must grow it to ${requiredBytes} first`);
+    }
+    const { data } = this.dataOf(rec);
+    if (rec.mode === 'block') {
+      for (const d of await loopDevicesFor(data)) if (!d.detaching) await refreshLoopCapacity(d.name);
+    } else if (rec.diskImage) {
+      const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
+      await ensureDiskImage(data, size, wantsPreallocation(rec), this.log);
+    }
+    return capacity;
+  }
+
+  /**
+   * Whether the volume is at a path a caller names: published there (recorded or mounted), or its data
+   * itself. What is at the path is looked at unless the record answers, or for a block volume, whose
+   * stats report a stale bind.
+   */
+  private async lookAt(rec: VolumeRecord, volumePath: string): Promise<{ here: boolean; at?: AtTarget; published: boolean }> {
+    const vol = this.dataOf(rec);
+    const published = rec.publications[volumePath] !== undefined;
+    if (volumePath === vol.data || (published && rec.mode !== 'block')) return { here: true, published };
+    const at = await whatIsAt(vol, realLocationOrSelf(volumePath));
+    return { here: published || at.kind === 'ours', at, published };
+  }
+
+  private dataOf(rec: VolumeRecord): VolumeData {
+    return { mode: rec.mode, data: this.volumes.dataPath(this.volumes.getPool(rec.pool)!, rec) };
+  }
+}
+
+function withPublication(rec: VolumeRecord, target: string, pub: Publication): VolumeRecord {
+  return { ...rec, publications: { ...rec.publications, [target]: pub } };
+}
+
+/**
+ * Makes the publication at `real`: a bind mount of the volume's directory, or of a loop device of its
+ * image. Returns the publication as it is to be recorded (a block one names its loop device).
+ */
+async function mountPublication(vol: VolumeData, real: string, pub: Publication): Promise<Publication> {
+  if (vol.mode === 'block') {
+    const dev = await publishBlock(vol.data, real, { readOnly: pub.readOnly });
+    return { ...pub, device: dev.name };
+  }
+  await publishDirectory(vol.data, real, { readOnly: pub.readOnly, flags: pub.mountFlags });
+  return pub;
+}
+
+/**
+ * Brings the kernel in line with the recorded publications after a restart or a reboot, with the
+ * publish's own plan (the record is what is wanted): a publication whose mount is gone is made again
+ * when its target's directory still exists (loop device re-attached, bind mount re-made) and
+ * forgotten when it does not (the pod is gone); a target still bound to a loop device that no longer
+ * backs the volume's image (or is detaching) is re-bound; a foreign mount is left alone. Loop devices
+ * backed by images no volume owns are detached. Returns the records whose publications changed.
+ */
+export async function reconcilePublications(pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
+  const changed: VolumeRecord[] = [];
+  for (const rec of records) {
+    const entries = Object.entries(rec.publications);
+    if (entries.length === 0) continue;
+    const vol: VolumeData = { mode: rec.mode, data: pool.resolveInside(rec.data) };
+    const publications = { ...rec.publications };
+    let dirty = false;
+    for (const [target, pub] of entries) {
+      const { real, dirThere } = await recordedTarget(target);
+      const plan = planPublish(await whatIsAt(vol, real), pub, pub, rec.id, target);
+      if (plan.step === 'in-place' || plan.step === 'adopt') continue;
+      if (plan.step === 'refuse') {
+        log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
+        continue;
+      }
+      if (plan.step === 'remake') {
+        log.warn({ volume: rec.id, target, why: plan.why }, "publication target is bound to a loop device that is not this volume's; re-making it");
+        try {
+          await unbindStale(real);
+        } catch (err) {
+          log.error({ volume: rec.id, target, err: String(err) }, 'could not take the stale loop device off the target; kubelet will retry NodePublish');
+          continue;
+        }
+      }
+      if (!dirThere) {
+        log.info({ volume: rec.id, target }, 'publication target is gone; forgetting it');
+        delete publications[target];
+        dirty = true;
+        continue;
+      }
+      try {
+        publications[target] = await mountPublication(vol, real, pub);
+        dirty = true;
+        log.info({ volume: rec.id, target }, 'publication re-made after restart');
+      } catch (err) {
+        log.error({ volume: rec.id, target, err: String(err) }, 'could not re-make publication; kubelet will retry NodePublish');
+      }
+    }
+    if (dirty) changed.push({ ...rec, publications });
+  }
+  const owned = new Set(records.filter((r) => r.mode === 'block').map((r) => pool.resolveInside(r.data)));
+  const outcomes = await detachOrphanLoops(pool.blockDir, owned);
+  const detached = outcomes.filter((o) => o.detached).map((o) => o.device);
+  if (detached.length > 0) log.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
+  reportDeferredDetaches(outcomes, log, { pool: pool.name });
+  return changed;
+}
