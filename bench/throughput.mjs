@@ -243,7 +243,8 @@ async function capacityRecomputeCost(pool) {
   try {
     const { CapacityTracker } = await import(pathToFileURL(path.join(ROOT, 'dist/src/pools/capacity.js')).href);
     const { Pool } = await import(pathToFileURL(path.join(ROOT, 'dist/src/pools/pool.js')).href);
-    const p = new Pool({ name: POOL_NAME, path: pool, useNamingPrefix: false });
+    const { linuxHost } = await import(pathToFileURL(path.join(ROOT, 'dist/src/system/linux-host.js')).href);
+    const p = new Pool({ name: POOL_NAME, path: pool, useNamingPrefix: false }, linuxHost());
     const dir = path.join(pool, '.hpp/volumes');
     const recs = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')));
     const tracker = new CapacityTracker(p, () => recs);

@@ -159,7 +159,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       return { capabilities: controllerCapabilities() };
     },
 
-    async CreateVolume(req) {
+    async CreateVolume(req, cx) {
       const name = checkName('volume', req.name);
       const accessType = checkCapabilities(req.volume_capabilities);
       const range = capacityRange(req.capacity_range);
@@ -205,12 +205,13 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
             }
             return undefined;
           },
+          cx,
         );
         return { volume: volumeMessage(rec) };
       });
     },
 
-    async DeleteVolume(req) {
+    async DeleteVolume(req, cx) {
       const id = req.volume_id;
       if (!id) throw invalidInput('volume_id is required');
       const ref = parseVolumeId(id);
@@ -222,7 +223,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       if (!volumes.getPool(ref.pool)) return {};
       return volumes.locks.withKey(`name/${ref.name}`, async () => {
         const rec = await volumes.find(id);
-        if (rec) await volumes.delete(rec);
+        if (rec) await volumes.delete(rec, cx);
         return {};
       });
     },
@@ -283,7 +284,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       };
     },
 
-    async CreateSnapshot(req) {
+    async CreateSnapshot(req, cx) {
       const name = checkName('snapshot', req.name);
       const sourceId = req.source_volume_id;
       if (!sourceId) throw invalidInput('source_volume_id is required');
@@ -303,7 +304,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         }
         const source = await volumes.find(sourceId);
         if (!source) throw notFound(`source volume ${sourceId} does not exist on node ${ctx.node}`);
-        return { snapshot: snapshotMessage(await volumes.createSnapshot(source, name)) };
+        return { snapshot: snapshotMessage(await volumes.createSnapshot(source, name, cx)) };
       });
     },
 
@@ -329,7 +330,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       return { entries: page.map((s) => ({ snapshot: snapshotMessage(s) })), next_token };
     },
 
-    async ControllerExpandVolume(req) {
+    async ControllerExpandVolume(req, cx) {
       const id = req.volume_id;
       if (!id) throw invalidInput('volume_id is required');
       if (!req.capacity_range) throw invalidInput('capacity_range is required');
@@ -349,7 +350,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         if (wanted < current) {
           throw outOfRange(`volume ${id} has ${current} bytes; shrinking to ${wanted} is not supported`);
         }
-        const grown = await volumes.expand(rec, wanted);
+        const grown = await volumes.expand(rec, wanted, cx);
         // The node refreshes the loop device (block) or grows disk.img (filesystem with a disk image).
         return { capacity_bytes: grown.capacityBytes, node_expansion_required: rec.mode === 'block' || rec.diskImage !== undefined };
       });

@@ -4,8 +4,6 @@ import { TOPOLOGY_KEY, nodeCapabilities, unsupportedReason } from './capabilitie
 import type { DriverContext } from './context.js';
 import { conflict, precondition, invalidInput, notFound } from '../errors.js';
 import type { NodeHandlers, NodePublishVolumeRequest__Output, VolumeCapability__Output, VolumeUsage } from './types.js';
-import { mountedAt } from '../system/mount.js';
-import { blockDeviceSize, loopDevicesFor, refreshLoopCapacity } from '../system/loop.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-image.js';
 import { detachUnused, reportDeferredDetaches } from '../volumes/block.js';
 import { unmountAndRemoveTarget } from '../volumes/filesystem.js';
@@ -116,6 +114,8 @@ function wantedPublication(req: NodePublishVolumeRequest__Output): { cap: Volume
 
 export function nodeService(ctx: DriverContext): NodeHandlers {
   const { volumes } = ctx;
+  /** The OS as the volume manager was given it (read when a call needs it). */
+  const host = () => volumes.host;
 
   async function requireVolume(id: unknown): Promise<VolumeRecord> {
     if (typeof id !== 'string' || id === '') throw invalidInput('volume_id is required');
@@ -130,7 +130,7 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
 
   /** What is mounted at `target`: this volume (its directory, or a usable loop device of its image)? */
   function stateOf(rec: VolumeRecord, target: string): Promise<TargetState> {
-    return targetState(rec.mode, dataOf(rec), target);
+    return targetState(host(), rec.mode, dataOf(rec), target);
   }
 
   async function targetHolds(rec: VolumeRecord, target: string): Promise<boolean> {
@@ -150,7 +150,7 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
       return { capabilities: nodeCapabilities() };
     },
 
-    async NodePublishVolume(req) {
+    async NodePublishVolume(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       const { given: target, real } = await checkTargetPath(req.target_path, 'target_path', ctx);
       const { cap, wanted } = wantedPublication(req);
@@ -162,7 +162,7 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
           throw precondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${cap.access_type}`);
         }
         if (asBlock && wanted.mountFlags.length > 0) throw invalidInput('mount flags do not apply to a block volume');
-        let mounted = await mountedAt(real);
+        let mounted = await host().mounts.mountedAt(real);
         const recorded = rec.publications[target];
 
         if (mounted) {
@@ -170,7 +170,7 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
           if (state.kind === 'stale' && recorded) {
             // Our publication, whose loop device was taken from it: bound again below to one of this image.
             ctx.log.warn({ volume: rec.id, target, why: state.why }, 'publication target is bound to a loop device that is not this volume\'s; re-making it');
-            await unbindStale(real);
+            await unbindStale(host(), real, cx);
             mounted = undefined;
           } else if (state.kind !== 'ours') {
             throw conflict(`target ${target} already has something else mounted (${mounted.source} ${mounted.root})`);
@@ -195,7 +195,7 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
           // next start re-makes (or forgets when the pod is gone), never a mount nobody knows about.
           await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: wanted } });
           try {
-            const made = await publishVolume(rec.mode, dataOf(rec), real, wanted);
+            const made = await publishVolume(host(), rec.mode, dataOf(rec), real, wanted, cx);
             if (made.device !== undefined) await volumes.updatePublications({ ...rec, publications: { ...rec.publications, [target]: made } });
           } catch (err) {
             await volumes.updatePublications(rec).catch((e) => ctx.log.error({ volume: rec.id, target, err: String(e) }, 'could not withdraw the publication record'));
@@ -208,24 +208,24 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
       });
     },
 
-    async NodeUnpublishVolume(req) {
+    async NodeUnpublishVolume(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       const { given: target, real } = await checkTargetPath(req.target_path, 'target_path', ctx);
       const first = await requireVolume(req.volume_id);
       return volumes.locks.withKeys([`name/${first.name}`, `target/${real}`], async () => {
         const rec = await requireVolume(req.volume_id);
         const recorded = rec.publications[target] !== undefined;
-        const outcome = await unmountAndRemoveTarget(real, { recorded, isOurs: () => targetHolds(rec, real), log: ctx.log });
+        const outcome = await unmountAndRemoveTarget(host(), real, { recorded, isOurs: () => targetHolds(rec, real), log: ctx.log }, cx);
         if (outcome === 'not-ours') throw precondition(`target ${target} holds a mount that is not volume ${rec.id}; leaving it alone`);
         const publications = { ...rec.publications };
         delete publications[target];
-        if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(dataOf(rec), Object.values(publications)), ctx.log, { volume: rec.id, target });
+        if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(host(), dataOf(rec), Object.values(publications), cx), ctx.log, { volume: rec.id, target });
         if (recorded) await volumes.updatePublications({ ...rec, publications });
         return {};
       });
     },
 
-    async NodeGetVolumeStats(req) {
+    async NodeGetVolumeStats(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       if (!req.volume_path) throw invalidInput('volume_path is required');
       const rec = await requireVolume(req.volume_id);
@@ -239,8 +239,8 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
         return { usage: [], volume_condition: { abnormal: true, message: `volume data ${data} is missing` } };
       }
       if (rec.mode === 'block') {
-        const devices = (await loopDevicesFor(data)).filter((d) => !d.detaching);
-        const size = devices[0] ? await blockDeviceSize(devices[0].name) : BigInt(rec.capacityBytes);
+        const devices = (await host().loops.devicesFor(data, cx)).filter((d) => !d.detaching);
+        const size = devices[0] ? await host().loops.deviceSize(devices[0].name) : BigInt(rec.capacityBytes);
         const state = volumePath !== data && (await stateOf(rec, volumePath));
         const condition =
           state && state.kind === 'stale'
@@ -268,7 +268,7 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
       };
     },
 
-    async NodeExpandVolume(req) {
+    async NodeExpandVolume(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       if (!req.volume_path) throw invalidInput('volume_path is required');
       const first = await requireVolume(req.volume_id);
@@ -285,10 +285,10 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
         }
         const data = dataOf(rec);
         if (rec.mode === 'block') {
-          for (const d of await loopDevicesFor(data)) if (!d.detaching) await refreshLoopCapacity(d.name);
+          for (const d of await host().loops.devicesFor(data, cx)) if (!d.detaching) await host().loops.refreshCapacity(d.name, cx);
         } else if (rec.diskImage) {
           const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
-          await ensureDiskImage(data, size, wantsPreallocation(rec), ctx.log);
+          await ensureDiskImage(host(), data, size, wantsPreallocation(rec), cx);
         }
         return { capacity_bytes: capacity.toString() };
       });

@@ -1,7 +1,8 @@
 import { blockTargetState, publishBlock } from './block.js';
 import { publishDirectory, sameInode } from './filesystem.js';
 import type { Publication, VolumeMode } from './record.js';
-import { mountedAt, unmount } from '../system/mount.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
 
 /**
  * What is mounted at a publication's target: this volume ('ours'); a bind of a loop device that no
@@ -10,33 +11,33 @@ import { mountedAt, unmount } from '../system/mount.js';
  */
 export type TargetState = { kind: 'ours' } | { kind: 'stale'; why: string } | { kind: 'other' };
 
-export async function targetState(mode: VolumeMode, data: string, target: string): Promise<TargetState> {
+export async function targetState(host: Host, mode: VolumeMode, data: string, target: string): Promise<TargetState> {
   if (mode === 'block') {
-    const b = await blockTargetState(target, data);
+    const b = await blockTargetState(host, target, data);
     return b.kind === 'stale' ? { kind: 'stale', why: b.why } : { kind: b.kind };
   }
   return (await sameInode(target, data)) ? { kind: 'ours' } : { kind: 'other' };
 }
 
 /** Is what is mounted at `target` this volume: its directory, or a usable loop device of its image? */
-export async function holdsVolume(mode: VolumeMode, data: string, target: string): Promise<boolean> {
-  return (await targetState(mode, data, target)).kind === 'ours';
+export async function holdsVolume(host: Host, mode: VolumeMode, data: string, target: string): Promise<boolean> {
+  return (await targetState(host, mode, data, target)).kind === 'ours';
 }
 
 /** Takes every layer off a stale target (see TargetState), so that the publication can be made again. */
-export async function unbindStale(target: string): Promise<void> {
-  while (await mountedAt(target)) await unmount(target);
+export async function unbindStale(host: Host, target: string, tc?: ToolContext): Promise<void> {
+  while (await host.mounts.mountedAt(target)) await host.mounts.unmount(target, tc);
 }
 
 /**
  * Makes the publication at `target`: a bind mount of the volume's directory, or of a loop device of its
  * image. Returns the publication as it is to be recorded (a block one names its loop device).
  */
-export async function publishVolume(mode: VolumeMode, data: string, target: string, pub: Publication): Promise<Publication> {
+export async function publishVolume(host: Host, mode: VolumeMode, data: string, target: string, pub: Publication, tc?: ToolContext): Promise<Publication> {
   if (mode === 'block') {
-    const dev = await publishBlock(data, target, { readOnly: pub.readOnly });
+    const dev = await publishBlock(host, data, target, { readOnly: pub.readOnly }, tc);
     return { ...pub, device: dev.name };
   }
-  await publishDirectory(data, target, { readOnly: pub.readOnly, flags: pub.mountFlags });
+  await publishDirectory(host, data, target, { readOnly: pub.readOnly, flags: pub.mountFlags }, tc);
   return pub;
 }

@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
-import { mountAt, readMounts } from '../system/mount.js';
+import type { Host } from '../system/host.js';
+import { mountAt } from '../system/mount.js';
 import { detachOrphanLoops, reportDeferredDetaches } from './block.js';
 import { publishVolume, targetState, unbindStale } from './publish.js';
 import type { VolumeRecord } from './record.js';
@@ -14,9 +15,9 @@ import type { VolumeRecord } from './record.js';
  * device that no longer backs the volume's image (or is detaching) is re-bound. Loop devices backed by images
  * no volume owns are detached. Returns the records whose publications changed.
  */
-export async function reconcilePublications(pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
+export async function reconcilePublications(host: Host, pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
   const changed: VolumeRecord[] = [];
-  const mounts = await readMounts();
+  const mounts = await host.mounts.table();
   for (const rec of records) {
     const entries = Object.entries(rec.publications);
     if (entries.length === 0) continue;
@@ -28,7 +29,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
       const realParent = await fsp.realpath(path.dirname(target)).catch(() => undefined);
       const real = realParent ? path.join(realParent, path.basename(target)) : target;
       if (mountAt(mounts, real)) {
-        const state = await targetState(rec.mode, data, real);
+        const state = await targetState(host, rec.mode, data, real);
         if (state.kind === 'ours') continue;
         if (state.kind === 'other') {
           log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
@@ -37,7 +38,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
         // Ours, but its loop device was taken from it: re-bound below to a device of this image.
         log.warn({ volume: rec.id, target, why: state.why }, 'publication target is bound to a loop device that is not this volume\'s; re-making it');
         try {
-          await unbindStale(real);
+          await unbindStale(host, real);
         } catch (err) {
           log.error({ volume: rec.id, target, err: String(err) }, 'could not take the stale loop device off the target; kubelet will retry NodePublish');
           continue;
@@ -51,7 +52,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
         continue;
       }
       try {
-        publications[target] = await publishVolume(rec.mode, data, real, pub);
+        publications[target] = await publishVolume(host, rec.mode, data, real, pub);
         dirty = true;
         log.info({ volume: rec.id, target }, 'publication re-made after restart');
       } catch (err) {
@@ -61,7 +62,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
     if (dirty) changed.push({ ...rec, publications });
   }
   const owned = new Set(records.filter((r) => r.mode === 'block').map((r) => pool.resolveInside(r.data)));
-  const outcomes = await detachOrphanLoops(pool.blockDir, owned);
+  const outcomes = await detachOrphanLoops(host, pool.blockDir, owned);
   const detached = outcomes.filter((o) => o.detached).map((o) => o.device);
   if (detached.length > 0) log.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
   reportDeferredDetaches(outcomes, log, { pool: pool.name });
