@@ -55,6 +55,11 @@ export function openCall(log: Logger, opts: { deadline?: number; requestId?: str
   };
 }
 
+/** The same call (its id, deadline and log) with a signal nobody aborts: for clean-up that must run once begun. */
+export function uncancellable(cx: CallContext): CallContext {
+  return { ...cx, signal: new AbortController().signal };
+}
+
 /** Throws the abort reason (a `cancelled` DriverError) when the work's caller gave up. */
 export function throwIfCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortReason(signal);

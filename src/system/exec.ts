@@ -10,6 +10,8 @@ export type ExecResult = ToolResult;
 /** Whom a tool runs for: where its log lines go (a call's carry its request id), and what stops it. */
 export interface ToolContext {
   log?: Logger;
+  /** The call the tool runs for (a CallContext is a ToolContext): the host tags its exec lines with it. */
+  requestId?: string;
   /** Aborted: the tool is killed (SIGKILL) and run() rejects with the abort's reason. */
   signal?: AbortSignal;
 }

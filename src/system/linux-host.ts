@@ -23,13 +23,16 @@ export interface HostOptions {
 
 /**
  * The real host: the modules of src/system/, with the mount backend loaded and the exec log chosen
- * here, once, instead of when a module loads. Tool runs log to the caller's log (a call's carries its
- * request id) as component "exec", else to this host's.
+ * here, once, instead of when a module loads. Tool runs and system calls log to this host's log as
+ * component "exec", with the request id of the call they run for.
  */
 export function createHost(opts: HostOptions = {}): Host {
   const execLog = (opts.log ?? silentLogger()).child({ component: 'exec' });
   const backend = loadMountBackend(opts.mountBackend ?? { kind: 'auto' });
-  const tools = (tc: ToolContext = {}): ToolContext => ({ log: tc.log ? tc.log.child({ component: 'exec' }) : execLog, signal: tc.signal });
+  const tools = (tc: ToolContext = {}): ToolContext => ({
+    log: tc.requestId !== undefined ? execLog.child({ requestId: tc.requestId }) : execLog,
+    signal: tc.signal,
+  });
   const withBackend = (tc?: ToolContext): MountContext => ({ ...tools(tc), backend });
   return {
     mounts: {
@@ -68,8 +71,8 @@ export function createHost(opts: HostOptions = {}): Host {
     data: {
       copyFile: (src, dst, tc) => copyFile(src, dst, tools(tc)),
       copyTree: (src, dst, tc) => copyTree(src, dst, tools(tc)),
-      // The caller's log takes the progress lines and the fallocate run alike.
-      preallocate: (file, offset, length, tc) => preallocate(file, offset, length, tc),
+      // Progress lines go to the caller's log; the fallocate run is logged as exec.
+      preallocate: (file, offset, length, tc) => preallocate(file, offset, length, { log: tc.log, signal: tc.signal, execLog: tools(tc).log }),
     },
     files: {
       // Sync: statfs answers from memory, cheaper than a round trip through the thread pool.

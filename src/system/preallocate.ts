@@ -14,11 +14,16 @@ const PROGRESS_EVERY = 1024n * 1024n * 1024n;
  * otherwise by writing zeros ("full"), with progress in the logs for big ranges. Stops, rejecting
  * with the abort's reason, when `tc.signal` is aborted (between chunks of zeros).
  */
-export async function preallocate(file: string, offset: bigint, length: bigint, tc: ToolContext & { log: Logger }): Promise<PreallocationMethod> {
+export async function preallocate(
+  file: string,
+  offset: bigint,
+  length: bigint,
+  tc: ToolContext & { log: Logger; /** Where the fallocate run is logged, if not `log`. */ execLog?: Logger },
+): Promise<PreallocationMethod> {
   if (length <= 0n) return 'none';
   const { log } = tc;
   try {
-    await run('fallocate', ['--offset', offset.toString(), '--length', length.toString(), file], tc);
+    await run('fallocate', ['--offset', offset.toString(), '--length', length.toString(), file], { log: tc.execLog ?? log, signal: tc.signal });
     return 'fallocate';
   } catch (err) {
     if (!(err instanceof ToolError) || !/not supported/i.test(err.result.stderr)) throw err;

@@ -60,7 +60,7 @@ export async function publishBlock(host: Host, image: string, target: string, op
     await host.mounts.bind(dev.name, target, { readOnly: opts.readOnly }, tc);
     const bound = statSync(target, { bigint: true });
     if (!bound.isBlockDevice() || devString(bound.rdev) !== dev.devNum || !usableFor(await t.status(dev.name), identity)) {
-      await host.mounts.unmount(target, { log: tc?.log }).catch(() => {});
+      await host.mounts.unmount(target, { ...tc, signal: undefined }).catch(() => {});
       throw new Error(`${dev.name} stopped backing ${image} while it was bound onto ${target}; the bind was undone`);
     }
     return dev;

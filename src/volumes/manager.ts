@@ -2,7 +2,7 @@ import { promises as fsp, renameSync } from 'node:fs';
 import path from 'node:path';
 import { conflict, internal, invalidInput, noSpace, outOfRange, precondition, unavailable } from '../errors.js';
 import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
-import type { CallContext } from '../observe/call-context.js';
+import { uncancellable, type CallContext } from '../observe/call-context.js';
 import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
@@ -293,7 +293,7 @@ export class VolumeManager {
         this.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
       );
       // Not with the call's signal: the clean-up of a cancelled call must still run.
-      await quota.release(projectId, { log: cx.log }).catch(() => {});
+      await quota.release(projectId, uncancellable(cx)).catch(() => {});
       throw err;
     };
     try {
@@ -377,7 +377,7 @@ export class VolumeManager {
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
     // Past the commit point: finished whatever the caller does now.
-    await quota.release(rec.projectId, { log: cx.log }).catch((err) => cx.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
+    await quota.release(rec.projectId, uncancellable(cx)).catch((err) => cx.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
     this.trash.schedule(st.pool);
   }
 
