@@ -10,8 +10,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadCsi } from '../../src/csi/proto.js';
 import { bindService } from '../../src/csi/rpc.js';
 import { openCall, rootContext } from '../../src/observe/call-context.js';
+import { pino } from 'pino';
 import { silentLogger } from '../../src/observe/logger.js';
 import { run } from '../../src/system/exec.js';
+import { createHost } from '../../src/system/linux-host.js';
 import { createRequest, HandlerHarness, MiB } from '../helpers/handler-harness.js';
 
 /** Pids of processes whose command line is exactly `argv`. */
@@ -71,6 +73,18 @@ describe('exec run() with a signal', () => {
     await waitFor(() => scope.cx.signal.aborted, 2_000);
     expect(scope.cx.signal.reason).toMatchObject({ kind: 'cancelled', message: expect.stringMatching(/deadline/) });
     expect(rootContext(silentLogger()).signal.aborted).toBe(false);
+  });
+});
+
+describe('the Linux host', () => {
+  it('logs a call\'s tool runs as exec with the call\'s request id', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const host = createHost({ log, mountBackend: { kind: 'tools', why: 'test' } });
+    const { cx } = openCall(log);
+    await host.tools.run('true', [], cx);
+    expect(lines.find((l) => l.msg === 'exec')).toMatchObject({ component: 'exec', requestId: cx.requestId, cmd: 'true', exit: 0 });
+    expect(host.mounts.backend).toBe('mount(8) (test)');
   });
 });
 
