@@ -12,8 +12,10 @@ import type { Logger } from '../observe/logger.js';
  * Everything the daemon asks of the operating system, in groups. The Linux host (linuxHost(),
  * createHost()) does it for real through the modules of src/system/; a fake keeps a model in memory
  * (test/helpers/fake-host.ts), so that handlers and the volume manager run in-process without root.
- * Every method that runs a tool, or may take long, takes the caller's ToolContext: its log lines
- * carry the request id, and its signal stops the work.
+ * Every method that runs a tool, or may take long, takes the caller's ToolContext (a CallContext is
+ * one): its log lines carry the request id, and its signal stops the work. Work with no caller
+ * (start-up, pool loads and reconcile, capacity recomputes, trash sweeps) passes none: that is the root
+ * context, logged by the host as exec and never aborted.
  */
 export interface Host {
   readonly mounts: HostMounts;
