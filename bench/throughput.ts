@@ -300,7 +300,8 @@ async function capacityRecomputeCost(pool: string): Promise<{ volumes: number; r
     // Loaded here, not above: only this pass needs the daemon's modules in this process.
     const { CapacityTracker } = await import('../src/pools/capacity.js');
     const { Pool } = await import('../src/pools/pool.js');
-    const p = new Pool({ name: POOL_NAME, path: pool, useNamingPrefix: false, overcommitRatio: 1 });
+    const { linuxHost } = await import('../src/system/linux-host.js');
+    const p = new Pool({ name: POOL_NAME, path: pool, useNamingPrefix: false, overcommitRatio: 1 }, linuxHost());
     const dir = path.join(pool, '.hpp/volumes');
     const recs = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as VolumeRecord);
     const ms: number[] = [];

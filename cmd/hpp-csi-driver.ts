@@ -4,6 +4,7 @@ import { USAGE, parseCli } from '../src/config/options.js';
 import { EndpointTakenError } from '../src/csi/socket-claim.js';
 import { createLogger } from '../src/observe/logger.js';
 import { ConfigError } from '../src/pools/config.js';
+import { mountBackendFromEnv } from '../src/system/native-mount.js';
 import { VERSION } from '../src/version.js';
 
 async function main(): Promise<void> {
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger({ level: opts.logLevel });
-  const app = new DriverApp(opts, log);
+  const app = new DriverApp({ ...opts, mountBackend: mountBackendFromEnv(process.env) }, log);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

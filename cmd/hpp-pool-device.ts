@@ -4,7 +4,6 @@
 import { createLogger } from '../src/observe/logger.js';
 import { ConfigError } from '../src/pools/config.js';
 import { PUBLISHER_USAGE, PublishError, parsePublisherCli, publishDevice } from '../src/pools/device-publisher.js';
-import { setExecLogger } from '../src/system/exec.js';
 import { VERSION } from '../src/version.js';
 
 const NAME = 'hpp-pool-device';
@@ -30,7 +29,6 @@ async function main(): Promise<void> {
   }
 
   const log = createLogger({ name: NAME });
-  setExecLogger(log.child({ component: 'exec' }));
 
   // Installed before publishing: a pod deleted while it starts still exits 0. The node is left in place
   // on purpose: the daemon may have the filesystem mounted (the kernel holds its own reference to the

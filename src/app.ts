@@ -8,8 +8,9 @@ import { readiness, socketAnswers, type CheckResult } from './observe/health.js'
 import { ObserveServer, parseListenAddress, type ListenAddress } from './observe/http.js';
 import { DriverMetrics } from './observe/metrics.js';
 import { KubeletRegistrar } from './csi/registration/registrar.js';
-import { setExecLogger } from './system/exec.js';
-import { mountBackend } from './system/native-mount.js';
+import type { Host } from './system/host.js';
+import type { MountBackendChoice } from './system/native-mount.js';
+import { createHost } from './system/linux-host.js';
 import { VolumeManager } from './volumes/manager.js';
 import { VERSION } from './version.js';
 
@@ -28,6 +29,8 @@ export interface DriverOptions {
   registration?: { dir: string; kubeletEndpoint: string };
   /** Retries of pools that failed to prepare: the first after `initialMs`, doubling up to `maxMs`. */
   poolRetry?: { initialMs: number; maxMs: number };
+  /** How bind mounts are made (HPP_MOUNT_BACKEND=tools: mount(8)); default: the addon when it loads. */
+  mountBackend?: MountBackendChoice;
 }
 
 /** The daemon: pools and volumes reconciled, CSI served on the socket, metrics and health over HTTP. */
@@ -45,14 +48,24 @@ export class DriverApp {
   metricsAddress?: string;
   private stopping?: Promise<void>;
 
+  /** What the daemon asks of the OS: given to the volume manager, its pools and (through it) the handlers. */
+  readonly host: Host;
+
   constructor(
     readonly opts: DriverOptions,
     private readonly log: Logger,
+    host?: Host,
   ) {
-    setExecLogger(log.child({ component: 'exec' }));
-    this.volumes = new VolumeManager(opts.nodeName, opts.pools.map(
-        (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, log.child({ component: 'pool', pool: p.name })),
-      ), log.child({ component: 'volumes' }), { supervisor: { retryInitialMs: opts.poolRetry?.initialMs, retryMaxMs: opts.poolRetry?.maxMs } });
+    this.host = host ?? createHost({ log, mountBackend: opts.mountBackend });
+    this.volumes = new VolumeManager(
+      opts.nodeName,
+      opts.pools.map(
+        (p) => new Pool({ ...p, filesystemOverhead: p.filesystemOverhead ?? opts.defaultFilesystemOverhead }, this.host, log.child({ component: 'pool', pool: p.name })),
+      ),
+      this.host,
+      log.child({ component: 'volumes' }),
+      { supervisor: { retryInitialMs: opts.poolRetry?.initialMs, retryMaxMs: opts.poolRetry?.maxMs } },
+    );
     if (opts.registration) {
       this.registrar = new KubeletRegistrar({ ...opts.registration, driverName: opts.driverName }, log.child({ component: 'registration' }));
     }
@@ -111,7 +124,7 @@ export class DriverApp {
         metrics: this.metricsAddress ?? (this.http ? 'unavailable' : 'off'),
         peerPort: this.peerPort,
         registration: this.registrar?.socket ?? 'off',
-        mounts: mountBackend.kind === 'syscall' ? 'mount(2)' : `mount(8) (${mountBackend.why})`,
+        mounts: this.host.mounts.backend,
         ms: Date.now() - started,
       },
       'serving CSI',

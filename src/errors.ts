@@ -21,6 +21,8 @@ export type ErrorKind =
   | 'unavailable'
   /** The driver does not do this. */
   | 'unsupported'
+  /** The caller gave up (cancelled the call, or its deadline passed): the work was stopped. */
+  | 'cancelled'
   /** On-disk state that cannot be read or contradicts itself. */
   | 'corrupt'
   /** An external tool exited with a failure. */
@@ -49,6 +51,7 @@ export const busy = (msg: string) => new DriverError('busy', msg);
 export const precondition = (msg: string) => new DriverError('precondition', msg);
 export const unavailable = (msg: string, cause?: unknown) => new DriverError('unavailable', msg, { cause });
 export const unsupported = (msg: string) => new DriverError('unsupported', msg);
+export const cancelled = (msg: string, cause?: unknown) => new DriverError('cancelled', msg, { cause });
 export const corrupt = (msg: string, cause?: unknown) => new DriverError('corrupt', msg, { cause });
 export const internal = (msg: string, cause?: unknown) => new DriverError('internal', msg, { cause });
 

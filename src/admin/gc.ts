@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { detectQuota } from '../pools/quota.js';
 import { fsyncDir } from '../system/atomic-file.js';
+import { linuxHost } from '../system/linux-host.js';
 import { describeHolders, detachLoop, listLoopDevices } from '../system/loop.js';
 import { mountAt, unmount } from '../system/mount.js';
 import { loopBackingFile, type NodeScan, type PoolView } from './inspect.js';
@@ -178,7 +179,7 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
       await fsyncDir(path.dirname(o.path));
       if (typeof rec.projectId === 'number') {
         // As the daemon does on delete: lift the project limit that outlives the directory.
-        const quota = await detectQuota(view.root, path.join(view.root, '.hpp')).catch(() => undefined);
+        const quota = await detectQuota(linuxHost(), view.root, path.join(view.root, '.hpp')).catch(() => undefined);
         await quota?.release(rec.projectId).catch(() => {});
       }
       return;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { PoolConfig } from '../pools/config.js';
 import { Pool } from '../pools/pool.js';
 import { isAtomicTempName } from '../system/atomic-file.js';
+import { linuxHost } from '../system/linux-host.js';
 import { replayPublications } from '../volumes/publication-log.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt, readMounts, type MountEntry } from '../system/mount.js';
@@ -147,7 +148,7 @@ export async function openPool(cfg: PoolConfig, mounts: MountEntry[]): Promise<P
       reason = `${root} is not writable (${(err as NodeJS.ErrnoException).code})`;
     }
   }
-  const pool = new Pool({ ...cfg, path: root });
+  const pool = new Pool({ ...cfg, path: root }, linuxHost());
   const scannable = state === 'ready' || state === 'not-writable';
   const initialized = scannable && (await plainDir(pool.metaDir, problems));
   const daemon = initialized ? await daemonLockState(pool.lockFile) : ({ held: false } as const);

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { CapacityTracker } from '../pools/capacity.js';
 import { detectQuota, type QuotaBackend } from '../pools/quota.js';
 import type { ProcessLock } from '../system/flock.js';
+import { linuxHost } from '../system/linux-host.js';
 import { VERSION } from '../version.js';
 import { HPPCTL_USAGE, UsageError, parseAdminCli, type AdminCli } from './cli.js';
 import { formatBytes, formatRatio, renderTable, toJson } from './format.js';
@@ -61,7 +62,7 @@ async function scanAll(views: PoolView[]): Promise<NodeScan> {
 
 async function quotaOf(v: PoolView): Promise<QuotaBackend | undefined> {
   if (!isScannable(v)) return undefined;
-  return detectQuota(v.root, path.join(v.root, '.hpp')).catch(() => undefined);
+  return detectQuota(linuxHost(), v.root, path.join(v.root, '.hpp')).catch(() => undefined);
 }
 
 const STATE_TEXT: Record<PoolView['state'], string> = {

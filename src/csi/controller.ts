@@ -182,7 +182,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         const data = mode === 'block' ? blockImagePath(name) : volumeDirName(name, params, pool.useNamingPrefix);
         return { volume: name, pool: pool.name, data, ...(sourceRef ? { source: sourceRef.name } : {}), into: pool, mode, range, params, sized, capacity, sourceRef };
       },
-      async run({ volume: name, into: pool, mode, range, params, sized, capacity, sourceRef, data }) {
+      async run({ volume: name, into: pool, mode, range, params, sized, capacity, sourceRef, data }, cx) {
         const source = sourceRef ? await resolveContentSource(sourceRef, mode, sized ? capacity : 0n) : undefined;
         if (source && !sized) capacity = source.sizeBytes;
         const diskImageOverhead = diskImageOverheadFor(params, pool, source);
@@ -208,6 +208,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
             }
             return undefined;
           },
+          cx,
         );
         return { volume: volumeMessage(rec) };
       },
@@ -226,9 +227,9 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         if (!volumes.getPool(ref.pool)) return new Answer({});
         return { volume: ref.name, id };
       },
-      async run({ id }) {
+      async run({ id }, cx) {
         const rec = await volumes.find(id);
-        if (rec) await volumes.delete(rec);
+        if (rec) await volumes.delete(rec, cx);
         return {};
       },
     }),
@@ -302,7 +303,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         const source = await volumes.find(sourceId);
         return { snapshot: name, ...(source ? { source: source.name } : {}), sourceId };
       },
-      async run({ snapshot: name, sourceId }) {
+      async run({ snapshot: name, sourceId }, cx) {
         const existing = volumes.snapshotByName(name);
         if (existing) {
           if (existing.sourceVolumeId !== sourceId) {
@@ -312,7 +313,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         }
         const source = await volumes.find(sourceId);
         if (!source) throw notFound(`source volume ${sourceId} does not exist on node ${ctx.node}`);
-        return { snapshot: snapshotMessage(await volumes.createSnapshot(source, name)) };
+        return { snapshot: snapshotMessage(await volumes.createSnapshot(source, name, cx)) };
       },
     }),
 
@@ -352,7 +353,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         if (!first) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
         return { volume: first.name, id, range, cap: req.volume_capability };
       },
-      async run({ id, range, cap }) {
+      async run({ id, range, cap }, cx) {
         const rec = await volumes.find(id);
         if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
         if (cap?.access_type && (cap.access_type === 'block') !== (rec.mode === 'block')) {
@@ -363,7 +364,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         if (wanted < current) {
           throw outOfRange(`volume ${id} has ${current} bytes; shrinking to ${wanted} is not supported`);
         }
-        const grown = await volumes.expand(rec, wanted);
+        const grown = await volumes.expand(rec, wanted, cx);
         // The node refreshes the loop device (block) or grows disk.img (filesystem with a disk image).
         return { capacity_bytes: grown.capacityBytes, node_expansion_required: rec.mode === 'block' || rec.diskImage !== undefined };
       },

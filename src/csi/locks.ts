@@ -1,5 +1,6 @@
 import { dataPathKey, snapshotNameKey, targetKey, volumeNameKey } from '../volumes/lock-keys.js';
 import type { KeyedLock } from '../util/keyed-lock.js';
+import type { CallContext } from '../observe/call-context.js';
 import type { Handler } from './rpc.js';
 
 /**
@@ -84,7 +85,7 @@ export class Answer<Res> {
  */
 export interface LockedSteps<Req, S, Res> {
   check(req: Req): Promise<S | Answer<Res>>;
-  run(subject: S): Promise<Res>;
+  run(subject: S, cx: CallContext): Promise<Res>;
 }
 
 const LOCKED_AS = Symbol('locked as');
@@ -92,10 +93,10 @@ const LOCKED_AS = Symbol('locked as');
 /** The handler of `method`, run under the keys the lock table gives it; `locks` is asked for the daemon's KeyedLock at each call. */
 export function locked<M extends LockedMethod, Req, S extends LockSubjects[M], Res>(method: M, locks: () => KeyedLock, steps: LockedSteps<Req, S, Res>): Handler<Req, Res> {
   const entry = LOCK_TABLE[method] as LockEntry<LockSubjects[M]>;
-  const handler: Handler<Req, Res> = async (req) => {
+  const handler: Handler<Req, Res> = async (req, cx) => {
     const checked = await steps.check(req);
     if (checked instanceof Answer) return checked.response;
-    return locks().withKeys(entry.keys(checked), () => steps.run(checked));
+    return locks().withKeys(entry.keys(checked), () => steps.run(checked, cx));
   };
   return Object.assign(handler, { [LOCKED_AS]: method });
 }

@@ -69,8 +69,8 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
         const rec = await node.require(req.volume_id);
         return { volume: rec.name, target: target.real, request: { volumeId: req.volume_id, target, ...wanted } };
       },
-      async run({ request }) {
-        await node.publish(request);
+      async run({ request }, cx) {
+        await node.publish(request, cx);
         return {};
       },
     }),
@@ -82,16 +82,16 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
         const rec = await node.require(req.volume_id);
         return { volume: rec.name, target: target.real, request: { volumeId: req.volume_id, target } };
       },
-      async run({ request }) {
-        await node.unpublish(request.volumeId, request.target);
+      async run({ request }, cx) {
+        await node.unpublish(request.volumeId, request.target, cx);
         return {};
       },
     }),
 
-    async NodeGetVolumeStats(req) {
+    async NodeGetVolumeStats(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       if (!req.volume_path) throw invalidInput('volume_path is required');
-      return statsMessage(await node.stats(req.volume_id, req.volume_path));
+      return statsMessage(await node.stats(req.volume_id, req.volume_path, cx));
     },
 
     NodeExpandVolume: locked('NodeExpandVolume', locks, {
@@ -101,8 +101,8 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
         const rec = await node.require(req.volume_id);
         return { volume: rec.name, volumeId: req.volume_id, volumePath: req.volume_path, requiredBytes: req.capacity_range?.required_bytes || '0' };
       },
-      async run({ volumeId, volumePath, requiredBytes }) {
-        const capacity = await node.expand(volumeId, volumePath, BigInt(requiredBytes));
+      async run({ volumeId, volumePath, requiredBytes }, cx) {
+        const capacity = await node.expand(volumeId, volumePath, BigInt(requiredBytes), cx);
         return { capacity_bytes: capacity.toString() };
       },
     }),

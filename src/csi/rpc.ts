@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
+import { openCall, type CallContext } from '../observe/call-context.js';
 import type { Logger } from '../observe/logger.js';
 import { redactSecrets } from '../observe/logger.js';
 import { unsupported } from '../errors.js';
@@ -9,8 +10,9 @@ import { toStatus } from './status.js';
 /**
  * One RPC: the request as grpc-js hands it over (proto-loader's `__Output` type: snake_case, int64 as
  * string, every non-oneof field present, unset messages null) to the response to send (the input type).
+ * `cx` is the call's context: its deadline, a signal aborted when the caller cancels, its log.
  */
-export type Handler<Req, Res> = (req: Req) => Promise<Res>;
+export type Handler<Req, Res> = (req: Req, cx: CallContext) => Promise<Res>;
 
 /** The method names of a generated service definition, without grpc's string index signature. */
 export type MethodName<D> = keyof { [K in keyof D as string extends K ? never : K]: D[K] } & string;
@@ -40,20 +42,35 @@ function subject(req: unknown): Record<string, unknown> {
   return out;
 }
 
+/** The call's deadline in ms since the epoch; undefined when it has none (grpc-js says Infinity). */
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
+  // A call made up by hand (a test, an in-process caller) may have none of grpc-js's methods.
+  if (typeof call.getDeadline !== 'function') return undefined;
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 /**
- * Adapts an async handler to grpc-js: one log line per call (method, subject, duration, code), every
+ * Adapts an async handler to grpc-js: a call context (request id, deadline, aborted when the client
+ * cancels before its deadline: see openCall), one log line per call (method, subject, duration, code), every
  * thrown error mapped once (csi/status.ts) to a gRPC status with its cause, secrets never logged.
  */
 export function unary<Req, Res>(method: string, handler: Handler<Req, Res>, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const req = (call.request ?? {}) as Req;
-    handler(req).then(
+    const scope = openCall(log, { deadline: deadlineOf(call) });
+    const { cx } = scope;
+    if (typeof call.on === 'function') call.on('cancelled', () => scope.cancel('the caller cancelled the call'));
+    if (call.cancelled) scope.cancel('the caller cancelled the call');
+    const callLog = cx.log;
+    handler(req, cx).then(
       (res) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         observer?.observe(method, 'OK', ms / 1000);
-        log.info({ method, ...subject(req), ms: round(ms), code: 'OK' }, 'rpc');
-        if (log.isLevelEnabled('debug')) log.debug({ method, req: redactSecrets(req) }, 'rpc request');
+        callLog.info({ method, ...subject(req), ms: round(ms), code: 'OK' }, 'rpc');
+        if (callLog.isLevelEnabled('debug')) callLog.debug({ method, req: redactSecrets(req) }, 'rpc request');
         callback(null, res);
       },
       (err: unknown) => {
@@ -64,7 +81,7 @@ export function unary<Req, Res>(method: string, handler: Handler<Req, Res>, log:
         const code = grpc.status[e.code] ?? String(e.code);
         observer?.observe(method, code, ms / 1000);
         const level = e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN ? 'error' : 'info';
-        log[level]({ method, ...subject(req), ms: round(ms), code, error: e.message, req: level === 'error' ? redactSecrets(req) : undefined }, 'rpc');
+        callLog[level]({ method, ...subject(req), ms: round(ms), code, error: e.message, req: level === 'error' ? redactSecrets(req) : undefined }, 'rpc');
         callback({ code: e.code, details: e.message });
       },
     );

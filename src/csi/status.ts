@@ -26,6 +26,7 @@ const BY_KIND: Record<ErrorKind, status> = {
   precondition: status.FAILED_PRECONDITION,
   unavailable: status.UNAVAILABLE,
   unsupported: status.UNIMPLEMENTED,
+  cancelled: status.CANCELLED,
   corrupt: status.INTERNAL,
   'tool-failed': status.INTERNAL,
   'syscall-failed': status.INTERNAL,

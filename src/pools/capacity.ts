@@ -43,6 +43,8 @@ export class CapacityTracker {
     private readonly onRefreshError: (err: unknown) => void = () => {},
     /** The pool's quota backend, whose report spares walking directories; none: they are walked. */
     private readonly quota: () => QuotaBackend | undefined = () => undefined,
+    /** The mount points a directory walk must not enter (the pool's host's mount table). */
+    private readonly mountPoints: () => Promise<Set<string>> = readMountPoints,
   ) {}
 
   async figures(): Promise<CapacityFigures> {
@@ -110,7 +112,7 @@ export class CapacityTracker {
         const known = lookup(data, rec.projectId)?.usedBytes;
         if (known !== undefined) used = known;
         else {
-          mountPoints ??= await readMountPoints();
+          mountPoints ??= await this.mountPoints();
           used = (await diskUsage(data, { mountPoints })).bytes;
         }
       }

@@ -161,7 +161,7 @@ export async function publishDevice(device: string, publishPath: string, log: Lo
   const tmp = path.join(dir, `${tempPrefix(publishPath)}${process.pid}-${randomBytes(4).toString('hex')}`);
   // Only root (the privileged daemon) opens the node: mode 0600.
   try {
-    await run('mknod', ['-m', '0600', tmp, 'b', major, minor]);
+    await run('mknod', ['-m', '0600', tmp, 'b', major, minor], { log: log.child({ component: 'exec' }) });
   } catch (err) {
     if (err instanceof ToolError && /Operation not permitted|Permission denied/.test(err.result.stderr)) {
       throw new PublishError(

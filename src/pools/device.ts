@@ -1,11 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import type { Logger } from '../observe/logger.js';
-import { probeDevice } from '../system/blkid.js';
 import { ProcessLock } from '../system/flock.js';
+import type { Host } from '../system/host.js';
 import { devString } from '../system/loop.js';
-import { mountAt, readMounts } from '../system/mount.js';
-import { run } from '../system/exec.js';
-import { mkfsXfs } from '../system/xfs.js';
+import { mountAt } from '../system/mount.js';
 
 export interface DevicePoolState {
   ready: boolean;
@@ -18,7 +16,7 @@ export interface DevicePoolState {
  * pool path (with project quotas when the kernel has them), and left alone, unformatted and unmounted,
  * when it holds anything else. Idempotent: an existing mount of the same device is kept.
  */
-export async function ensureDevicePool(name: string, device: string, mountPoint: string, log: Logger): Promise<DevicePoolState> {
+export async function ensureDevicePool(host: Host, name: string, device: string, mountPoint: string, log: Logger): Promise<DevicePoolState> {
   let st;
   try {
     st = await fsp.stat(device, { bigint: true });
@@ -28,7 +26,7 @@ export async function ensureDevicePool(name: string, device: string, mountPoint:
   if (!st.isBlockDevice()) return { ready: false, reason: `pool ${name}: ${device} is not a block device` };
   const devId = devString(st.rdev);
 
-  const mounted = mountAt(await readMounts(), mountPoint);
+  const mounted = mountAt(await host.mounts.table(), mountPoint);
   if (mounted) {
     if (mounted.device === devId && mounted.root === '/') return { ready: true };
     return { ready: false, reason: `pool ${name}: ${mountPoint} already has ${mounted.source} (${mounted.device}) mounted, not ${device} (${devId})` };
@@ -39,12 +37,12 @@ export async function ensureDevicePool(name: string, device: string, mountPoint:
   if (!(await lock.acquire(false))) return { ready: false, reason: `pool ${name}: ${device} is locked by another process` };
   try {
     let formatted = false;
-    let content = await probeDevice(device);
+    let content = await host.tools.probeDevice(device);
     if (content.kind === 'blank') {
       log.warn({ pool: name, device }, 'device is blank: formatting XFS');
-      await mkfsXfs(device);
+      await host.tools.mkfsXfs(device);
       formatted = true;
-      content = await probeDevice(device);
+      content = await host.tools.probeDevice(device);
     }
     if (content.kind !== 'filesystem' || content.type !== 'xfs') {
       const what =
@@ -59,11 +57,11 @@ export async function ensureDevicePool(name: string, device: string, mountPoint:
     }
     await fsp.mkdir(mountPoint, { recursive: true });
     try {
-      await run('mount', ['-t', 'xfs', '-o', 'prjquota', device, mountPoint]);
+      await host.mounts.mountFilesystem(device, mountPoint, { type: 'xfs', options: ['prjquota'] });
       return { ready: true, formatted };
     } catch (err) {
       log.warn({ pool: name, device, err: (err as Error).message }, 'mount with project quotas failed; mounting without (sizes not enforced)');
-      await run('mount', ['-t', 'xfs', device, mountPoint]);
+      await host.mounts.mountFilesystem(device, mountPoint, { type: 'xfs' });
       return { ready: true, formatted };
     }
   } finally {

@@ -1,8 +1,9 @@
-import { constants, statfsSync, statSync, promises as fsp } from 'node:fs';
+import { constants, statSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { ProcessLock } from '../system/flock.js';
+import type { Host } from '../system/host.js';
 import type { PoolConfig } from './config.js';
 import { ensureDevicePool } from './device.js';
 import { detectQuota, type QuotaBackend } from './quota.js';
@@ -54,6 +55,8 @@ export class Pool {
 
   constructor(
     cfg: PoolConfig,
+    /** What the pool's preparation and figures ask of the OS. */
+    readonly host: Host,
     private readonly log: Logger = silentLogger(),
   ) {
     this.name = cfg.name;
@@ -81,7 +84,7 @@ export class Pool {
    */
   async prepare(): Promise<PoolPreparation> {
     if (this.device) {
-      const dev = await ensureDevicePool(this.name, this.device, this.root, this.log);
+      const dev = await ensureDevicePool(this.host, this.name, this.device, this.root, this.log);
       if (!dev.ready) return { ready: false, reason: dev.reason ?? `pool ${this.name}: device ${this.device} is not usable` };
       if (dev.formatted) this.log.info({ device: this.device }, 'formatted blank device as XFS');
     }
@@ -93,7 +96,7 @@ export class Pool {
     if (!(await this.lock.acquire())) {
       return { ready: false, reason: `pool ${this.name}: ${this.root} is in use by another daemon (pid ${await this.lock.holder()})` };
     }
-    const quota = await detectQuota(this.root, this.metaDir);
+    const quota = await detectQuota(this.host, this.root, this.metaDir);
     if (quota.kind === 'none') this.log.warn({ detail: quota.detail }, 'volume sizes are not enforced in this pool');
     else this.log.info({ detail: quota.detail }, 'volume sizes are enforced');
     return { ready: true, quota };
@@ -128,10 +131,8 @@ export class Pool {
   }
 
   async capacity(): Promise<PoolCapacity> {
-    const s = statfsSync(this.root, { bigint: true });
-    const totalBytes = s.blocks * s.bsize;
-    const availableBytes = s.bavail * s.bsize;
-    return { totalBytes, availableBytes, usedBytes: totalBytes - s.bfree * s.bsize };
+    const s = await this.host.files.statfs(this.root);
+    return { totalBytes: s.totalBytes, availableBytes: s.availableBytes, usedBytes: s.totalBytes - s.freeBytes };
   }
 
   /** Absolute path of something inside the pool; refuses anything that would leave it. */

@@ -1,12 +1,14 @@
 import { chmodSync, mkdirSync, promises as fsp } from 'node:fs';
-import { btrfsCreateSubvolume, btrfsQuotaOn, btrfsSetLimit, btrfsUsage, btrfsUsageByPath } from '../system/btrfs.js';
-import { mountContaining, readMounts } from '../system/mount.js';
-import { projectQuotaOn, projectReport, setProject, setProjectLimit, type ProjectQuotaFs } from '../system/project-quota.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host, HostQuotas } from '../system/host.js';
+import { mountContaining } from '../system/mount.js';
+import type { ProjectQuotaFs } from '../system/project-quota.js';
 import { ProjectIdAllocator } from './project-ids.js';
 
-const XFS_MAGIC = 0x58465342n;
-const EXT4_MAGIC = 0xef53n;
-const BTRFS_MAGIC = 0x9123683en;
+/** statfs(2) f_type of the filesystems with a quota backend. */
+export const XFS_MAGIC = 0x58465342n;
+export const EXT4_MAGIC = 0xef53n;
+export const BTRFS_MAGIC = 0x9123683en;
 
 export interface DirUsage {
   usedBytes: bigint;
@@ -24,15 +26,15 @@ export interface QuotaBackend {
   /** Why sizes are or are not enforced, for logs, Probe and metrics. */
   readonly detail: string;
   /** Create an empty volume directory limited to `bytes`; returns the project id when one was used. */
-  createDirectory(dir: string, bytes: bigint): Promise<number | undefined>;
+  createDirectory(dir: string, bytes: bigint, tc?: ToolContext): Promise<number | undefined>;
   /** The pool's volumes hold project ids below `id`: new ones are handed out from there up. */
   projectIdsBelow(id: number): void;
-  setLimit(dir: string, projectId: number | undefined, bytes: bigint): Promise<void>;
+  setLimit(dir: string, projectId: number | undefined, bytes: bigint, tc?: ToolContext): Promise<void>;
   usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined>;
   /** Usage of every volume directory at once (one tool run), as a lookup. */
   usageLookup(): Promise<(dir: string, projectId: number | undefined) => DirUsage | undefined>;
   /** Lift the limit of a volume being deleted (projects outlive their directories). */
-  release(projectId: number | undefined): Promise<void>;
+  release(projectId: number | undefined, tc?: ToolContext): Promise<void>;
 }
 
 async function mkdirOpen(dir: string): Promise<void> {
@@ -66,6 +68,7 @@ class ProjectQuota implements QuotaBackend {
   private readonly ids: ProjectIdAllocator;
 
   constructor(
+    private readonly host: HostQuotas,
     private readonly fs: ProjectQuotaFs,
     private readonly mountPoint: string,
     device: string,
@@ -76,41 +79,41 @@ class ProjectQuota implements QuotaBackend {
     this.ids = new ProjectIdAllocator(metaDir, device, () => this.idsInUse());
   }
 
-  async createDirectory(dir: string, bytes: bigint): Promise<number> {
+  async createDirectory(dir: string, bytes: bigint, tc?: ToolContext): Promise<number> {
     await mkdirOpen(dir);
     const id = await this.ids.allocate();
-    await setProject(this.fs, this.mountPoint, dir, id);
-    await setProjectLimit(this.fs, this.mountPoint, id, bytes);
+    await this.host.setProject(this.fs, this.mountPoint, dir, id, tc);
+    await this.host.setProjectLimit(this.fs, this.mountPoint, id, bytes, tc);
     return id;
   }
   projectIdsBelow(id: number): void {
     this.ids.atLeast(id);
   }
-  async setLimit(_dir: string, projectId: number | undefined, bytes: bigint): Promise<void> {
-    if (projectId !== undefined) await setProjectLimit(this.fs, this.mountPoint, projectId, bytes);
+  async setLimit(_dir: string, projectId: number | undefined, bytes: bigint, tc?: ToolContext): Promise<void> {
+    if (projectId !== undefined) await this.host.setProjectLimit(this.fs, this.mountPoint, projectId, bytes, tc);
   }
   async usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined> {
     if (projectId === undefined) return undefined;
     return (await this.usageLookup())(dir, projectId);
   }
   async usageLookup() {
-    const report = await projectReport(this.fs, this.mountPoint);
+    const report = await this.host.projectReport(this.fs, this.mountPoint);
     return (_dir: string, projectId: number | undefined): DirUsage | undefined => {
       const u = projectId === undefined ? undefined : report.get(projectId);
       return u && { usedBytes: u.usedBytes, limitBytes: u.hardBytes, usedInodes: u.usedInodes };
     };
   }
-  async release(projectId: number | undefined): Promise<void> {
-    if (projectId !== undefined) await setProjectLimit(this.fs, this.mountPoint, projectId, 0n);
+  async release(projectId: number | undefined, tc?: ToolContext): Promise<void> {
+    if (projectId !== undefined) await this.host.setProjectLimit(this.fs, this.mountPoint, projectId, 0n, tc);
   }
 
   /** Projects the filesystem counts (an inode or a limit) and the ones the admin named in /etc/projects. */
   private async idsInUse(): Promise<Set<number>> {
     const used = new Set<number>();
-    for (const [id, u] of await projectReport(this.fs, this.mountPoint)) {
+    for (const [id, u] of await this.host.projectReport(this.fs, this.mountPoint)) {
       if (u.usedInodes > 0n || u.usedBytes > 0n || u.hardBytes > 0n) used.add(id);
     }
-    const etc = await fsp.readFile('/etc/projects', 'utf8').catch(() => '');
+    const etc = await this.host.adminProjects();
     for (const line of etc.split('\n')) {
       const m = /^\s*(\d+):/.exec(line);
       if (m) used.add(Number(m[1]));
@@ -122,24 +125,27 @@ class ProjectQuota implements QuotaBackend {
 class BtrfsQgroupQuota implements QuotaBackend {
   readonly kind = 'btrfs-qgroup' as const;
   readonly detail: string;
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly host: HostQuotas,
+    private readonly root: string,
+  ) {
     this.detail = `btrfs qgroups on ${root} (a subvolume per volume)`;
   }
-  async createDirectory(dir: string, bytes: bigint): Promise<undefined> {
-    await btrfsCreateSubvolume(dir);
+  async createDirectory(dir: string, bytes: bigint, tc?: ToolContext): Promise<undefined> {
+    await this.host.btrfsCreateSubvolume(dir, tc);
     await fsp.chmod(dir, 0o777);
-    if (bytes > 0n) await btrfsSetLimit(dir, bytes);
+    if (bytes > 0n) await this.host.btrfsSetLimit(dir, bytes, tc);
     return undefined;
   }
-  async setLimit(dir: string, _p: number | undefined, bytes: bigint): Promise<void> {
-    await btrfsSetLimit(dir, bytes > 0n ? bytes : 'none');
+  async setLimit(dir: string, _p: number | undefined, bytes: bigint, tc?: ToolContext): Promise<void> {
+    await this.host.btrfsSetLimit(dir, bytes > 0n ? bytes : 'none', tc);
   }
   async usage(dir: string): Promise<DirUsage | undefined> {
-    const u = await btrfsUsage(dir);
+    const u = await this.host.btrfsUsage(dir);
     return u && { usedBytes: u.referencedBytes, limitBytes: u.limitBytes };
   }
   async usageLookup() {
-    const all = await btrfsUsageByPath(this.root);
+    const all = await this.host.btrfsUsageByPath(this.root);
     return (dir: string): DirUsage | undefined => {
       const u = all.get(dir);
       return u && { usedBytes: u.referencedBytes, limitBytes: u.limitBytes };
@@ -153,13 +159,13 @@ class BtrfsQgroupQuota implements QuotaBackend {
  * Finds what the filesystem under `root` can enforce (`metaDir` keeps the pool's project ids).
  * Nothing is switched on here: that is the admin's call, and the detail says how.
  */
-export async function detectQuota(root: string, metaDir: string): Promise<QuotaBackend> {
-  const type = (await fsp.statfs(root, { bigint: true })).type;
+export async function detectQuota(host: Host, root: string, metaDir: string): Promise<QuotaBackend> {
+  const type = (await host.files.statfs(root)).type;
   if (type === XFS_MAGIC || type === EXT4_MAGIC) {
     const fs: ProjectQuotaFs = type === XFS_MAGIC ? 'xfs' : 'ext4';
-    const mount = mountContaining(await readMounts(), root);
+    const mount = mountContaining(await host.mounts.table(), root);
     const mp = mount?.mountPoint ?? root;
-    if (await projectQuotaOn(fs, mp)) return new ProjectQuota(fs, mp, mount?.device ?? mp, metaDir);
+    if (await host.quotas.projectQuotaOn(fs, mp)) return new ProjectQuota(host.quotas, fs, mp, mount?.device ?? mp, metaDir);
     if (fs === 'xfs') return new NoQuota(`XFS at ${mp} is mounted without project quotas (mount it with -o prjquota): sizes are not enforced`);
     const device = mount?.source ?? 'DEVICE';
     return new NoQuota(
@@ -167,7 +173,7 @@ export async function detectQuota(root: string, metaDir: string): Promise<QuotaB
     );
   }
   if (type === BTRFS_MAGIC) {
-    if (await btrfsQuotaOn(root)) return new BtrfsQgroupQuota(root);
+    if (await host.quotas.btrfsQuotaOn(root)) return new BtrfsQgroupQuota(host.quotas, root);
     return new NoQuota(`btrfs quotas are off on ${root} ('btrfs quota enable'): sizes are not enforced`);
   }
   return new NoQuota(`filesystem type 0x${type.toString(16)} under ${root} has no supported quota: sizes are not enforced`);

@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { run } from './exec.js';
+import { run, type ToolContext } from './exec.js';
 
 export type DeviceContent =
   | { kind: 'blank' }
@@ -14,8 +14,8 @@ const BLANK_CHECK_BYTES = 1024 * 1024;
  * What a block device holds, by low-level probe (`blkid -p`, no cache). A device counts as blank only
  * when blkid finds no signature AND its first MiB is all zeros: unrecognised data is never blank.
  */
-export async function probeDevice(device: string): Promise<DeviceContent> {
-  const res = await run('blkid', ['-p', '-o', 'export', device], { okCodes: [0, 2] });
+export async function probeDevice(device: string, tc: ToolContext = {}): Promise<DeviceContent> {
+  const res = await run('blkid', ['-p', '-o', 'export', device], { ...tc, okCodes: [0, 2] });
   if (res.code === 0) {
     const fields = Object.fromEntries(
       res.stdout

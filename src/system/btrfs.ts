@@ -1,18 +1,18 @@
-import { run } from './exec.js';
+import { run, type ToolContext } from './exec.js';
 
-export async function btrfsCreateSubvolume(path: string): Promise<void> {
-  await run('btrfs', ['subvolume', 'create', path]);
+export async function btrfsCreateSubvolume(path: string, tc: ToolContext = {}): Promise<void> {
+  await run('btrfs', ['subvolume', 'create', path], tc);
 }
 
 /** Are qgroups (btrfs quotas) enabled on the filesystem holding `path`? */
-export async function btrfsQuotaOn(path: string): Promise<boolean> {
-  const res = await run('btrfs', ['qgroup', 'show', path], { okCodes: [0, 1] });
+export async function btrfsQuotaOn(path: string, tc: ToolContext = {}): Promise<boolean> {
+  const res = await run('btrfs', ['qgroup', 'show', path], { ...tc, okCodes: [0, 1] });
   return res.code === 0;
 }
 
 /** Limit the data a subvolume references; 'none' lifts the limit. */
-export async function btrfsSetLimit(path: string, bytes: bigint | 'none'): Promise<void> {
-  await run('btrfs', ['qgroup', 'limit', bytes === 'none' ? 'none' : bytes.toString(), path]);
+export async function btrfsSetLimit(path: string, bytes: bigint | 'none', tc: ToolContext = {}): Promise<void> {
+  await run('btrfs', ['qgroup', 'limit', bytes === 'none' ? 'none' : bytes.toString(), path], tc);
 }
 
 export interface BtrfsUsage {
@@ -21,8 +21,8 @@ export interface BtrfsUsage {
 }
 
 /** Referenced bytes and limit of the subvolume at `path` (its level-0 qgroup). */
-export async function btrfsUsage(path: string): Promise<BtrfsUsage | undefined> {
-  const { stdout } = await run('btrfs', ['qgroup', 'show', '-rF', '--raw', path]);
+export async function btrfsUsage(path: string, tc: ToolContext = {}): Promise<BtrfsUsage | undefined> {
+  const { stdout } = await run('btrfs', ['qgroup', 'show', '-rF', '--raw', path], tc);
   for (const line of stdout.split('\n')) {
     const m = /^0\/\d+\s+(\d+)\s+\d+\s+(\d+|none)/.exec(line.trim());
     if (m) return { referencedBytes: BigInt(m[1]!), limitBytes: m[2] === 'none' ? 0n : BigInt(m[2]!) };
@@ -35,10 +35,10 @@ export async function btrfsUsage(path: string): Promise<BtrfsUsage | undefined> 
  * to the filesystem root, so they are joined to where findmnt says that filesystem is mounted (the pool
  * may sit deeper).
  */
-export async function btrfsUsageByPath(poolRoot: string): Promise<Map<string, BtrfsUsage>> {
+export async function btrfsUsageByPath(poolRoot: string, tc: ToolContext = {}): Promise<Map<string, BtrfsUsage>> {
   const [{ stdout }, top] = await Promise.all([
-    run('btrfs', ['qgroup', 'show', '-re', '--raw', poolRoot]),
-    run('findmnt', ['-n', '-o', 'TARGET', '--target', poolRoot]),
+    run('btrfs', ['qgroup', 'show', '-re', '--raw', poolRoot], tc),
+    run('findmnt', ['-n', '-o', 'TARGET', '--target', poolRoot], tc),
   ]);
   const mountPoint = top.stdout.trim();
   const out = new Map<string, BtrfsUsage>();

@@ -1,23 +1,29 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { internal, SyscallError, ToolError, type ToolResult } from '../errors.js';
+import { abortReason } from '../observe/call-context.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 
 export type ExecResult = ToolResult;
 
-export interface ExecOptions {
+/** Whom a tool runs for: where its log lines go (a call's carry its request id), and what stops it. */
+export interface ToolContext {
+  log?: Logger;
+  /** The call the tool runs for (a CallContext is a ToolContext): the host tags its exec lines with it. */
+  requestId?: string;
+  /** Aborted: the tool is killed (SIGKILL) and run() rejects with the abort's reason. */
+  signal?: AbortSignal;
+}
+
+export interface ExecOptions extends ToolContext {
   /** Exit codes that are not failures (default: only 0). */
   okCodes?: number[];
   timeoutMs?: number;
   input?: string;
 }
 
-let log: Logger = silentLogger();
-
-export function setExecLogger(l: Logger): void {
-  log = l;
-}
+const silent = silentLogger();
 
 export function quote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
@@ -29,27 +35,45 @@ export function quote(arg: string): string {
  */
 export async function run(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const commandLine = [cmd, ...args].map(quote).join(' ');
+  const log = opts.log ?? silent;
+  const { signal: abort } = opts;
+  if (abort?.aborted) throw abortReason(abort);
   const started = process.hrtime.bigint();
+  let aborted = false;
   const result = await new Promise<ExecResult>((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      aborted = true;
+      child.kill('SIGKILL');
+    };
+    const settled = () => {
+      if (timer) clearTimeout(timer);
+      abort?.removeEventListener('abort', onAbort);
+    };
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (err: NodeJS.ErrnoException) => {
-      if (timer) clearTimeout(timer);
+      settled();
       reject(internal(`cannot run ${commandLine}: ${err.code ?? ''} ${err.message}`, err));
     });
+    // 'close' comes after the child has exited and its pipes are drained: nothing of it is left.
     child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
+      settled();
       resolve({ stdout, stderr: signal ? `${stderr}killed by ${signal}` : stderr, code: code ?? 128 });
     });
     if (opts.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    abort?.addEventListener('abort', onAbort, { once: true });
     child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (aborted && abort) {
+    log.info({ cmd: commandLine, ms: Math.round(ms * 10) / 10 }, 'exec killed: its caller gave up');
+    throw abortReason(abort);
+  }
   const ok = (opts.okCodes ?? [0]).includes(result.code);
   log.debug({ cmd: commandLine, exit: result.code, ms: Math.round(ms * 10) / 10 }, 'exec');
   if (!ok) {
@@ -68,7 +92,8 @@ const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) =
  * tool, with `callLine` written as the equivalent command, and a failure thrown as a SyscallError
  * that names the call and the errno.
  */
-export async function syscall(callLine: string, call: () => Promise<void>): Promise<void> {
+export async function syscall(callLine: string, call: () => Promise<void>, tc: ToolContext = {}): Promise<void> {
+  const log = tc.log ?? silent;
   const started = process.hrtime.bigint();
   let failure: { errno: number; message: string } | undefined;
   try {

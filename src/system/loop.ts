@@ -3,7 +3,7 @@ import path from 'node:path';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { noSpace, ToolError } from '../errors.js';
 import { run, type ExecResult } from './exec.js';
-import { mountBackend } from './native-mount.js';
+import { mountBackend, type MountContext } from './native-mount.js';
 
 export interface LoopDevice {
   name: string;
@@ -55,8 +55,13 @@ const COLUMNS = 'NAME,MAJ:MIN,BACK-FILE,BACK-INO,BACK-MAJ:MIN,RO,DIO,AUTOCLEAR';
 const loopTable = new KeyedLock();
 const LOOP_TABLE = 'loop-table';
 
-async function listUnlocked(devices: string[] = []): Promise<LoopDevice[]> {
-  const { stdout } = await run('losetup', ['--list', '--json', '--output', COLUMNS, ...devices]);
+/** The tool-context part of a MountContext (run() takes no backend). */
+function toolsOf(mc: MountContext) {
+  return { log: mc.log, signal: mc.signal };
+}
+
+async function listUnlocked(devices: string[] = [], mc: MountContext = {}): Promise<LoopDevice[]> {
+  const { stdout } = await run('losetup', ['--list', '--json', '--output', COLUMNS, ...devices], toolsOf(mc));
   if (!stdout.trim()) return [];
   const data = JSON.parse(stdout) as LosetupJson;
   return (data.loopdevices ?? []).map((d) => ({
@@ -88,19 +93,19 @@ export function backs(d: LoopDevice, file: FileIdentity): boolean {
   return d.backIno === file.ino && d.backDev === file.dev;
 }
 
-async function devicesForUnlocked(file: string): Promise<LoopDevice[]> {
+async function devicesForUnlocked(file: string, mc: MountContext = {}): Promise<LoopDevice[]> {
   const id = await fileIdentity(file);
-  return (await listUnlocked()).filter((d) => backs(d, id));
+  return (await listUnlocked([], mc)).filter((d) => backs(d, id));
 }
 
 /** Every attached loop device with what backs it (one `losetup --list --json`). */
-export function listLoopDevices(): Promise<LoopDevice[]> {
-  return loopTable.withKey(LOOP_TABLE, () => listUnlocked());
+export function listLoopDevices(mc: MountContext = {}): Promise<LoopDevice[]> {
+  return loopTable.withKey(LOOP_TABLE, () => listUnlocked([], mc));
 }
 
 /** Loop devices backed by this very file (same inode on the same filesystem), detaching ones included. */
-export function loopDevicesFor(file: string): Promise<LoopDevice[]> {
-  return loopTable.withKey(LOOP_TABLE, () => devicesForUnlocked(file));
+export function loopDevicesFor(file: string, mc: MountContext = {}): Promise<LoopDevice[]> {
+  return loopTable.withKey(LOOP_TABLE, () => devicesForUnlocked(file, mc));
 }
 
 /** What the kernel says of one loop device: the file backing it, by identity, and its flags. */
@@ -113,11 +118,12 @@ export interface LoopStatus {
 const LO_FLAGS_READ_ONLY = 1;
 const LO_FLAGS_AUTOCLEAR = 4;
 
-async function statusUnlocked(device: string): Promise<LoopStatus | undefined> {
-  if (mountBackend.kind === 'syscall') {
+async function statusUnlocked(device: string, mc: MountContext = {}): Promise<LoopStatus | undefined> {
+  const backend = mc.backend ?? mountBackend;
+  if (backend.kind === 'syscall') {
     let st;
     try {
-      st = mountBackend.addon.loopStatus(device);
+      st = backend.addon.loopStatus(device);
     } catch (err) {
       const e = err as Error & { errno?: number; syscall?: string };
       throw new Error(`${e.syscall ?? 'LOOP_GET_STATUS64'} on ${device}: ${e.message}`);
@@ -129,13 +135,13 @@ async function statusUnlocked(device: string): Promise<LoopStatus | undefined> {
       detaching: (st.flags & LO_FLAGS_AUTOCLEAR) !== 0,
     };
   }
-  const [d] = (await listUnlocked([device]).catch(() => [])).filter((x) => x.name === device && x.backFile !== '');
+  const [d] = (await listUnlocked([device], mc).catch(() => [])).filter((x) => x.name === device && x.backFile !== '');
   return d && { backing: { dev: d.backDev, ino: d.backIno }, readOnly: d.readOnly, detaching: d.detaching };
 }
 
 /** The kernel's status of one loop device (LOOP_GET_STATUS64); undefined when it backs nothing. */
-export function loopStatus(device: string): Promise<LoopStatus | undefined> {
-  return loopTable.withKey(LOOP_TABLE, () => statusUnlocked(device));
+export function loopStatus(device: string, mc: MountContext = {}): Promise<LoopStatus | undefined> {
+  return loopTable.withKey(LOOP_TABLE, () => statusUnlocked(device, mc));
 }
 
 /** Is `status` a usable attachment of that very file? */
@@ -157,9 +163,9 @@ export function loopDeviceWithNumber(rdev: bigint): string | undefined {
 }
 
 /** `losetup --find`: running out of loop devices is a lack of space like any other, not a tool failure. */
-async function losetupFind(args: string[]): Promise<ExecResult> {
+async function losetupFind(args: string[], mc: MountContext): Promise<ExecResult> {
   try {
-    return await run('losetup', args);
+    return await run('losetup', args, toolsOf(mc));
   } catch (err) {
     if (err instanceof ToolError && /cannot find an unused loop device|could not find any free loop device/i.test(err.result.stderr)) {
       throw noSpace(`no free loop device for ${args[args.length - 1]}: ${err.message}`, err);
@@ -168,18 +174,18 @@ async function losetupFind(args: string[]): Promise<ExecResult> {
   }
 }
 
-async function attachUnlocked(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
-  const existing = (await devicesForUnlocked(file)).find((d) => d.readOnly === opts.readOnly && !d.detaching);
+async function attachUnlocked(file: string, opts: { readOnly: boolean }, mc: MountContext = {}): Promise<LoopDevice> {
+  const existing = (await devicesForUnlocked(file, mc)).find((d) => d.readOnly === opts.readOnly && !d.detaching);
   if (existing) return existing;
   const args = ['--find', '--show', '--direct-io=on', ...(opts.readOnly ? ['--read-only'] : []), file];
   let name: string;
   try {
-    name = (await losetupFind(args)).stdout.trim();
+    name = (await losetupFind(args, mc)).stdout.trim();
   } catch (err) {
     if (!/direct|Invalid argument/i.test(String((err as Error).message))) throw err;
-    name = (await losetupFind(args.filter((a) => a !== '--direct-io=on'))).stdout.trim();
+    name = (await losetupFind(args.filter((a) => a !== '--direct-io=on'), mc)).stdout.trim();
   }
-  const attached = (await devicesForUnlocked(file)).find((d) => d.name === name);
+  const attached = (await devicesForUnlocked(file, mc)).find((d) => d.name === name);
   if (!attached) throw new Error(`losetup attached ${file} as ${name}, but the kernel does not show ${name} backed by that file`);
   if (attached.detaching) throw new Error(`losetup attached ${file} as ${name}, but ${name} is already marked for detaching`);
   return attached;
@@ -198,12 +204,12 @@ export interface LoopTableTurn {
 }
 
 /** Runs `fn` in one turn of the node's loop-table queue (see loopTable). */
-export function withLoopTable<T>(fn: (turn: LoopTableTurn) => Promise<T>): Promise<T> {
-  return loopTable.withKey(LOOP_TABLE, () => fn({ attach: attachUnlocked, status: statusUnlocked }));
+export function withLoopTable<T>(fn: (turn: LoopTableTurn) => Promise<T>, mc: MountContext = {}): Promise<T> {
+  return loopTable.withKey(LOOP_TABLE, () => fn({ attach: (file, opts) => attachUnlocked(file, opts, mc), status: (device) => statusUnlocked(device, mc) }));
 }
 
-export function attachLoop(file: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
-  return withLoopTable((t) => t.attach(file, opts));
+export function attachLoop(file: string, opts: { readOnly: boolean }, mc: MountContext = {}): Promise<LoopDevice> {
+  return withLoopTable((t) => t.attach(file, opts), mc);
 }
 
 /** A process that holds a loop device open. */
@@ -238,12 +244,12 @@ const DETACH_WAIT_MS = 1_000;
  * lets it go on the last close; this waits up to DETACH_WAIT_MS for that, and otherwise says who holds
  * it. Either way the device is never used again by us (see LoopDevice.detaching).
  */
-export async function detachLoop(name: string): Promise<DetachOutcome> {
+export async function detachLoop(name: string, mc: MountContext = {}): Promise<DetachOutcome> {
   const before = sysfsState(name);
   if (!before.bound) return { device: name, detached: true };
   await loopTable.withKey(LOOP_TABLE, async () => {
     try {
-      await run('losetup', ['--detach', name]);
+      await run('losetup', ['--detach', name], toolsOf(mc));
     } catch (err) {
       // Already gone is what we wanted.
       if (!/No such device|No such file/i.test(String((err as Error).message))) throw err;
@@ -255,7 +261,7 @@ export async function detachLoop(name: string): Promise<DetachOutcome> {
     // Gone, or let go and bound again to something else (somebody else's attach) since.
     if (!now.bound || now.backingFile !== before.backingFile || !now.autoclear) return { device: name, detached: true };
     if (Date.now() >= until) {
-      return { device: name, detached: false, holders: holdersOf(name), loopsOver: await loopsOver(name) };
+      return { device: name, detached: false, holders: holdersOf(name), loopsOver: await loopsOver(name, mc) };
     }
     await new Promise((r) => setTimeout(r, pause));
   }
@@ -303,7 +309,7 @@ export function holdersOf(device: string): LoopHolder[] {
  * the device from going away), and detaches it again when it unmaps. Found by the device node's
  * identity, since the path it was attached by (a bind under kubelet's root) may be unmounted by now.
  */
-export async function loopsOver(device: string): Promise<string[]> {
+export async function loopsOver(device: string, mc: MountContext = {}): Promise<string[]> {
   let node: FileIdentity;
   try {
     node = await fileIdentity(device);
@@ -314,7 +320,7 @@ export async function loopsOver(device: string): Promise<string[]> {
   for (const entry of readdirSync('/sys/block').filter((e) => /^loop\d+$/.test(e))) {
     const candidate = `/dev/${entry}`;
     if (candidate === device || !sysfsState(candidate).bound) continue;
-    const status = await loopStatus(candidate).catch(() => undefined);
+    const status = await loopStatus(candidate, mc).catch(() => undefined);
     if (status && status.backing.dev === node.dev && status.backing.ino === node.ino) over.push(candidate);
   }
   return over;
@@ -330,8 +336,8 @@ export function describeHolders(holders: LoopHolder[], loopsOver: string[]): str
 }
 
 /** Tell the loop driver the backing file changed size. */
-export async function refreshLoopCapacity(name: string): Promise<void> {
-  await run('losetup', ['--set-capacity', name]);
+export async function refreshLoopCapacity(name: string, mc: MountContext = {}): Promise<void> {
+  await run('losetup', ['--set-capacity', name], toolsOf(mc));
 }
 
 /** Size of a block device in bytes, from sysfs (no tool run). */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { internal, invalidInput } from '../errors.js';
 import { quote, run, syscall } from './exec.js';
-import { MS, mountBackend } from './native-mount.js';
+import { MS, mountBackend, type MountContext } from './native-mount.js';
 
 export interface MountEntry {
   mountId: number;
@@ -79,8 +79,9 @@ export function mountAt(mounts: MountEntry[], mountPoint: string): MountEntry | 
  * The top-most mount at exactly `mountPoint` (a real path), if any. Asks statx first, which answers
  * "nothing is mounted here" without reading the whole mount table (hundreds of lines on a busy node).
  */
-export async function mountedAt(mountPoint: string): Promise<MountEntry | undefined> {
-  if (mountBackend.kind === 'syscall' && mountBackend.addon.isMountRoot(mountPoint) === false) return undefined;
+export async function mountedAt(mountPoint: string, mc: MountContext = {}): Promise<MountEntry | undefined> {
+  const backend = mc.backend ?? mountBackend;
+  if (backend.kind === 'syscall' && backend.addon.isMountRoot(mountPoint) === false) return undefined;
   return mountAt(await readMounts(), mountPoint);
 }
 
@@ -144,35 +145,39 @@ export function bindRemountFlags(current: string[], readOnly: boolean, flags: st
 }
 
 /** Bind-mount `source` (a directory or a device node) onto `target`, read-only and with `flags` if asked. */
-export async function bindMount(source: string, target: string, opts: { readOnly: boolean; flags?: string[] }): Promise<void> {
+export async function bindMount(source: string, target: string, opts: { readOnly: boolean; flags?: string[] }, mc: MountContext = {}): Promise<void> {
   const extra = opts.flags ?? [];
-  const backend = mountBackend;
-  if (backend.kind === 'tools') await run('mount', ['--bind', source, target]);
-  else await syscall(`mount --bind ${quote(source)} ${quote(target)}`, () => backend.addon.mount(source, target, null, MS.BIND, null));
+  const backend = mc.backend ?? mountBackend;
+  const tc = { log: mc.log, signal: mc.signal };
+  if (backend.kind === 'tools') await run('mount', ['--bind', source, target], tc);
+  else await syscall(`mount --bind ${quote(source)} ${quote(target)}`, () => backend.addon.mount(source, target, null, MS.BIND, null), tc);
   if (!opts.readOnly && extra.length === 0) return;
   // A bind mount takes per-mount flags only on a remount.
   const o = ['remount', 'bind', ...(opts.readOnly ? ['ro'] : []), ...extra].join(',');
   try {
     if (backend.kind === 'tools') {
-      await run('mount', ['-o', o, target]);
+      await run('mount', ['-o', o, target], tc);
     } else {
       const made = mountAt(await readMounts(), target);
       if (!made) throw internal(`bind mount of ${source} on ${target} is not in /proc/self/mountinfo`);
       const bits = bindRemountFlags(made.options, opts.readOnly, extra);
-      await syscall(`mount -o ${o} ${quote(target)}`, () => backend.addon.mount(null, target, null, bits, null));
+      await syscall(`mount -o ${o} ${quote(target)}`, () => backend.addon.mount(null, target, null, bits, null), tc);
     }
   } catch (err) {
-    await unmount(target).catch(() => {});
+    // Undone whatever the caller's state: a half-made mount must not stay.
+    await unmount(target, { ...mc, signal: undefined }).catch(() => {});
     throw err;
   }
 }
 
 /** Unmount the top-most mount at `target`. */
-export async function unmount(target: string): Promise<void> {
-  if (mountBackend.kind === 'tools') {
-    await run('umount', [target]);
+export async function unmount(target: string, mc: MountContext = {}): Promise<void> {
+  const backend = mc.backend ?? mountBackend;
+  const tc = { log: mc.log, signal: mc.signal };
+  if (backend.kind === 'tools') {
+    await run('umount', [target], tc);
     return;
   }
-  const { addon } = mountBackend;
-  await syscall(`umount ${quote(target)}`, () => addon.umount2(target, 0));
+  const { addon } = backend;
+  await syscall(`umount ${quote(target)}`, () => addon.umount2(target, 0), tc);
 }

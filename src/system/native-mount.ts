@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { packageRoot } from '../util/package-root.js';
+import type { ToolContext } from './exec.js';
 
 /** The system calls of src/native/hpp_mount.c; mount and umount2 run on the libuv thread pool. */
 export interface NativeMount {
@@ -31,8 +32,12 @@ const ADDON = path.join('src', 'native', 'build', 'Release', 'hpp_mount.node');
 
 export type MountBackend = { kind: 'syscall'; addon: NativeMount; file: string } | { kind: 'tools'; why: string };
 
-function load(): MountBackend {
-  if (process.env.HPP_MOUNT_BACKEND === 'tools') return { kind: 'tools', why: 'HPP_MOUNT_BACKEND=tools' };
+/** `tools`: mount(8) and umount(8) as asked (`why` says who asked); `auto`: the addon when it loads. */
+export type MountBackendChoice = { kind: 'auto' } | { kind: 'tools'; why: string };
+
+/** The backend the choice gives: the addon is loaded here, once per host (see createHost). */
+export function loadMountBackend(choice: MountBackendChoice): MountBackend {
+  if (choice.kind === 'tools') return { kind: 'tools', why: choice.why };
   let file = ADDON;
   try {
     file = path.join(packageRoot(), ADDON);
@@ -43,8 +48,20 @@ function load(): MountBackend {
   }
 }
 
+/** The choice HPP_MOUNT_BACKEND=tools makes, else the addon's. */
+export function mountBackendFromEnv(env: NodeJS.ProcessEnv): MountBackendChoice {
+  return env.HPP_MOUNT_BACKEND === 'tools' ? { kind: 'tools', why: 'HPP_MOUNT_BACKEND=tools' } : { kind: 'auto' };
+}
+
 /**
  * How bind mounts are made: mount(2)/umount2(2) through our addon when it is built, else mount(8) and
  * umount(8). The addon saves a process spawn (about 2.5 ms here) on every publish and unpublish.
+ * This one is the process default of the free functions of mount.ts and loop.ts (hppctl, tests); the
+ * daemon's host loads its own, from its options (createHost).
  */
-export const mountBackend: MountBackend = load();
+export const mountBackend: MountBackend = loadMountBackend(mountBackendFromEnv(process.env));
+
+/** A tool context that also says which mount backend to use (the process default when it names none). */
+export interface MountContext extends ToolContext {
+  backend?: MountBackend;
+}

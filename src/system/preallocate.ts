@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import type { Logger } from '../observe/logger.js';
 import { ToolError } from '../errors.js';
-import { run } from './exec.js';
+import { throwIfCancelled } from '../observe/call-context.js';
+import { run, type ToolContext } from './exec.js';
 
 export type PreallocationMethod = 'none' | 'fallocate' | 'full';
 
@@ -10,12 +11,19 @@ const PROGRESS_EVERY = 1024n * 1024n * 1024n;
 
 /**
  * Allocate `length` bytes of `file` from `offset`: fallocate(2) where the filesystem supports it,
- * otherwise by writing zeros ("full"), with progress in the logs for big ranges.
+ * otherwise by writing zeros ("full"), with progress in the logs for big ranges. Stops, rejecting
+ * with the abort's reason, when `tc.signal` is aborted (between chunks of zeros).
  */
-export async function preallocate(file: string, offset: bigint, length: bigint, log: Logger): Promise<PreallocationMethod> {
+export async function preallocate(
+  file: string,
+  offset: bigint,
+  length: bigint,
+  tc: ToolContext & { log: Logger; /** Where the fallocate run is logged, if not `log`. */ execLog?: Logger },
+): Promise<PreallocationMethod> {
   if (length <= 0n) return 'none';
+  const { log } = tc;
   try {
-    await run('fallocate', ['--offset', offset.toString(), '--length', length.toString(), file]);
+    await run('fallocate', ['--offset', offset.toString(), '--length', length.toString(), file], { log: tc.execLog ?? log, signal: tc.signal });
     return 'fallocate';
   } catch (err) {
     if (!(err instanceof ToolError) || !/not supported/i.test(err.result.stderr)) throw err;
@@ -28,6 +36,7 @@ export async function preallocate(file: string, offset: bigint, length: bigint, 
     let done = 0n;
     let nextReport = PROGRESS_EVERY;
     while (done < length) {
+      throwIfCancelled(tc.signal);
       const n = length - done < BigInt(ZERO_CHUNK) ? Number(length - done) : ZERO_CHUNK;
       await fh.write(zeros, 0, n, Number(offset + done));
       done += BigInt(n);

@@ -1,4 +1,4 @@
-import { run } from './exec.js';
+import { run, type ToolContext } from './exec.js';
 
 /**
  * Project quotas through xfs_quota, on XFS and on ext4 (xfs_quota's "foreign" mode, -f, drives the
@@ -13,14 +13,14 @@ export interface ProjectUsage {
   usedInodes: bigint;
 }
 
-function xq(fs: ProjectQuotaFs, mountPoint: string, command: string) {
-  return run('xfs_quota', ['-x', ...(fs === 'xfs' ? [] : ['-f']), '-c', command, mountPoint]);
+function xq(fs: ProjectQuotaFs, mountPoint: string, command: string, tc: ToolContext) {
+  return run('xfs_quota', ['-x', ...(fs === 'xfs' ? [] : ['-f']), '-c', command, mountPoint], tc);
 }
 
 /** Is project quota accounting and enforcement on for this mount? */
-export async function projectQuotaOn(fs: ProjectQuotaFs, mountPoint: string): Promise<boolean> {
+export async function projectQuotaOn(fs: ProjectQuotaFs, mountPoint: string, tc: ToolContext = {}): Promise<boolean> {
   try {
-    const { stdout } = await xq(fs, mountPoint, 'state -p');
+    const { stdout } = await xq(fs, mountPoint, 'state -p', tc);
     return /Accounting: ON/.test(stdout) && /Enforcement: ON/.test(stdout);
   } catch {
     return false;
@@ -28,17 +28,17 @@ export async function projectQuotaOn(fs: ProjectQuotaFs, mountPoint: string): Pr
 }
 
 /** Tag a directory tree with a project id (inherited by everything created below it). */
-export async function setProject(fs: ProjectQuotaFs, mountPoint: string, dir: string, projectId: number): Promise<void> {
-  await xq(fs, mountPoint, `project -s -p ${dir} ${projectId}`);
+export async function setProject(fs: ProjectQuotaFs, mountPoint: string, dir: string, projectId: number, tc: ToolContext = {}): Promise<void> {
+  await xq(fs, mountPoint, `project -s -p ${dir} ${projectId}`, tc);
 }
 
-export async function setProjectLimit(fs: ProjectQuotaFs, mountPoint: string, projectId: number, hardBytes: bigint): Promise<void> {
-  await xq(fs, mountPoint, `limit -p bhard=${hardBytes} ${projectId}`);
+export async function setProjectLimit(fs: ProjectQuotaFs, mountPoint: string, projectId: number, hardBytes: bigint, tc: ToolContext = {}): Promise<void> {
+  await xq(fs, mountPoint, `limit -p bhard=${hardBytes} ${projectId}`, tc);
 }
 
 /** Usage of every project the filesystem knows, from one `report` (bytes, with the hard limit, and inodes). */
-export async function projectReport(fs: ProjectQuotaFs, mountPoint: string): Promise<Map<number, ProjectUsage>> {
-  const { stdout } = await xq(fs, mountPoint, 'report -p -b -i -N -n');
+export async function projectReport(fs: ProjectQuotaFs, mountPoint: string, tc: ToolContext = {}): Promise<Map<number, ProjectUsage>> {
+  const { stdout } = await xq(fs, mountPoint, 'report -p -b -i -N -n', tc);
   return parseProjectReport(stdout);
 }
 

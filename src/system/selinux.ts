@@ -1,5 +1,5 @@
 import { statfsSync } from 'node:fs';
-import { run } from './exec.js';
+import { run, type ToolContext } from './exec.js';
 
 const SELINUX_MAGIC = 0xf97cff8cn;
 const SELINUXFS = '/sys/fs/selinux';
@@ -22,6 +22,6 @@ export function selinuxEnabled(root = SELINUXFS): boolean {
 }
 
 /** Labels a volume (a directory with all it holds, or an image file) for containers. */
-export async function labelForContainers(target: string, context = CONTAINER_FILE_CONTEXT): Promise<void> {
-  await run('chcon', ['-R', '--no-dereference', context, target], { timeoutMs: 10 * 60_000 });
+export async function labelForContainers(target: string, context = CONTAINER_FILE_CONTEXT, tc: ToolContext = {}): Promise<void> {
+  await run('chcon', ['-R', '--no-dereference', context, target], { ...tc, timeoutMs: 10 * 60_000 });
 }

@@ -2,21 +2,9 @@ import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { outOfRange } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import {
-  describeHolders,
-  detachLoop,
-  devString,
-  fileIdentity,
-  listLoopDevices,
-  loopDeviceWithNumber,
-  loopDevicesFor,
-  loopStatus,
-  usableFor,
-  withLoopTable,
-  type DetachOutcome,
-  type LoopDevice,
-} from '../system/loop.js';
-import { bindMount, unmount } from '../system/mount.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
+import { describeHolders, devString, fileIdentity, usableFor, type DetachOutcome, type LoopDevice } from '../system/loop.js';
 
 export const MiB = 1024n * 1024n;
 /** Size of a block volume when the request names none. The image is sparse, so this costs nothing up front. */
@@ -62,21 +50,21 @@ export async function buildBlockImage(file: string, size: bigint): Promise<void>
  * the loop table as the attach, and is checked afterwards: a target is never left bound to a device
  * that does not back this image.
  */
-export async function publishBlock(image: string, target: string, opts: { readOnly: boolean }): Promise<LoopDevice> {
+export async function publishBlock(host: Host, image: string, target: string, opts: { readOnly: boolean }, tc?: ToolContext): Promise<LoopDevice> {
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
   const fh = await fsp.open(target, 'a', 0o600);
   await fh.close();
   const identity = await fileIdentity(image);
-  return withLoopTable(async (t) => {
+  return host.loops.withTable(async (t) => {
     const dev = await t.attach(image, { readOnly: opts.readOnly });
-    await bindMount(dev.name, target, { readOnly: opts.readOnly });
+    await host.mounts.bind(dev.name, target, { readOnly: opts.readOnly }, tc);
     const bound = statSync(target, { bigint: true });
     if (!bound.isBlockDevice() || devString(bound.rdev) !== dev.devNum || !usableFor(await t.status(dev.name), identity)) {
-      await unmount(target).catch(() => {});
+      await host.mounts.unmount(target, { ...tc, signal: undefined }).catch(() => {});
       throw new Error(`${dev.name} stopped backing ${image} while it was bound onto ${target}; the bind was undone`);
     }
     return dev;
-  });
+  }, tc);
 }
 
 /**
@@ -86,10 +74,10 @@ export async function publishBlock(image: string, target: string, opts: { readOn
  */
 export type BlockTarget = { kind: 'ours'; device: string } | { kind: 'stale'; device: string; why: string } | { kind: 'other' };
 
-export async function blockTargetState(target: string, image: string): Promise<BlockTarget> {
+export async function blockTargetState(host: Host, target: string, image: string): Promise<BlockTarget> {
   const st = statSync(target, { bigint: true, throwIfNoEntry: false });
   if (!st?.isBlockDevice()) return { kind: 'other' };
-  const device = loopDeviceWithNumber(st.rdev);
+  const device = host.loops.deviceWithNumber(st.rdev);
   if (!device) return { kind: 'other' };
   let identity;
   try {
@@ -99,7 +87,7 @@ export async function blockTargetState(target: string, image: string): Promise<B
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     return { kind: 'other' };
   }
-  const status = await loopStatus(device);
+  const status = await host.loops.status(device);
   if (!status || status.backing.dev !== identity.dev || status.backing.ino !== identity.ino) return { kind: 'stale', device, why: `${device} no longer backs ${image}` };
   if (status.detaching) return { kind: 'stale', device, why: `${device} is being detached (marked autoclear)` };
   return { kind: 'ours', device };
@@ -109,10 +97,10 @@ export async function blockTargetState(target: string, image: string): Promise<B
  * Detach the image's loop devices whose mode no publication still uses. Returns what happened to each:
  * a device another process holds open is only marked for detaching by the kernel (see detachLoop).
  */
-export async function detachUnused(image: string, stillUsed: { readOnly: boolean }[]): Promise<DetachOutcome[]> {
+export async function detachUnused(host: Host, image: string, stillUsed: { readOnly: boolean }[], tc?: ToolContext): Promise<DetachOutcome[]> {
   let devices: LoopDevice[];
   try {
-    devices = await loopDevicesFor(image);
+    devices = await host.loops.devicesFor(image, tc);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
@@ -120,13 +108,13 @@ export async function detachUnused(image: string, stillUsed: { readOnly: boolean
   const outcomes: DetachOutcome[] = [];
   for (const d of devices) {
     // One that is detaching already goes by itself once its last opener closes it.
-    if (!d.detaching && !stillUsed.some((u) => u.readOnly === d.readOnly)) outcomes.push(await detachLoop(d.name));
+    if (!d.detaching && !stillUsed.some((u) => u.readOnly === d.readOnly)) outcomes.push(await host.loops.detach(d.name, tc));
   }
   return outcomes;
 }
 
-export async function detachAll(image: string): Promise<DetachOutcome[]> {
-  return detachUnused(image, []);
+export async function detachAll(host: Host, image: string, tc?: ToolContext): Promise<DetachOutcome[]> {
+  return detachUnused(host, image, [], tc);
 }
 
 /** Log the detaches that the kernel could only defer, with what holds those devices. */
@@ -144,13 +132,13 @@ export function reportDeferredDetaches(outcomes: DetachOutcome[], log: Logger, c
  * Loop devices backed by files in a pool's block area that no volume owns any more (deleted image,
  * or no record): detached. Returns what happened to each.
  */
-export async function detachOrphanLoops(blockDir: string, ownedImages: Set<string>): Promise<DetachOutcome[]> {
+export async function detachOrphanLoops(host: Host, blockDir: string, ownedImages: Set<string>, tc?: ToolContext): Promise<DetachOutcome[]> {
   const outcomes: DetachOutcome[] = [];
-  for (const d of await listLoopDevices()) {
+  for (const d of await host.loops.list(tc)) {
     const file = d.backFile.replace(/ \(deleted\)$/, '');
     if (path.dirname(file) !== blockDir || d.detaching) continue;
     const gone = d.backFile.endsWith(' (deleted)') || !ownedImages.has(file);
-    if (gone) outcomes.push(await detachLoop(d.name));
+    if (gone) outcomes.push(await host.loops.detach(d.name, tc));
   }
   return outcomes;
 }

@@ -2,7 +2,9 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { invalidInput, outOfRange } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
+import type { PreallocationMethod } from '../system/preallocate.js';
 
 /** CDI's default share of a Filesystem PVC kept back for the filesystem itself. */
 export const DEFAULT_FILESYSTEM_OVERHEAD = '0.055';
@@ -69,19 +71,20 @@ export function capacityForDiskImage(capacity: bigint, limit: bigint, overhead: 
  * `preallocated`, in which case the new range is allocated and the method used is returned.
  */
 export async function ensureDiskImage(
+  host: Host,
   dir: string,
   size: bigint,
   preallocated: boolean,
-  log: Logger,
+  tc: ToolContext & { log: Logger },
 ): Promise<PreallocationMethod> {
   const file = path.join(dir, DISK_IMAGE);
   const fh = await fsp.open(file, 'a', 0o660);
   try {
     const from = (await fh.stat({ bigint: true })).size;
     if (from < size) await fh.truncate(Number(size));
-    await fh.chown(QEMU_UID, QEMU_GID);
+    await host.files.chown(file, QEMU_UID, QEMU_GID);
     await fh.chmod(0o660);
-    const method: PreallocationMethod = preallocated && size > from ? await preallocate(file, from, size - from, log) : 'none';
+    const method: PreallocationMethod = preallocated && size > from ? await host.data.preallocate(file, from, size - from, tc) : 'none';
     // fsync flushes the inode whichever descriptor wrote to it (preallocate uses its own).
     await fh.sync();
     return method;

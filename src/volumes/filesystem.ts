@@ -1,12 +1,13 @@
 import { existsSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { internal } from '../errors.js';
-import { bindMount, mountedAt, unmount } from '../system/mount.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
 
 /** Bind-mount the volume directory onto a target directory, created if missing. */
-export async function publishDirectory(source: string, target: string, opts: { readOnly: boolean; flags: string[] }): Promise<void> {
+export async function publishDirectory(host: Host, source: string, target: string, opts: { readOnly: boolean; flags: string[] }, tc?: ToolContext): Promise<void> {
   if (!existsSync(source)) throw internal(`volume data is missing at ${source}`);
   mkdirSync(target, { recursive: true, mode: 0o750 });
-  await bindMount(source, target, { readOnly: opts.readOnly, flags: opts.flags });
+  await host.mounts.bind(source, target, { readOnly: opts.readOnly, flags: opts.flags }, tc);
 }
 
 export type UnpublishOutcome = 'removed' | 'nothing-there' | 'not-ours';
@@ -18,15 +19,17 @@ export type UnpublishOutcome = 'removed' | 'nothing-there' | 'not-ours';
  * path we never published must not delete whatever a caller names. Never removes anything recursively.
  */
 export async function unmountAndRemoveTarget(
+  host: Host,
   target: string,
   opts: { recorded: boolean; isOurs: () => Promise<boolean>; log?: { warn(o: object, m: string): void } },
+  tc?: ToolContext,
 ): Promise<UnpublishOutcome> {
   let unmounted = false;
   for (;;) {
-    const mounted = await mountedAt(target);
+    const mounted = await host.mounts.mountedAt(target);
     if (!mounted) break;
     if (!(opts.recorded || (await opts.isOurs()))) return 'not-ours';
-    await unmount(target);
+    await host.mounts.unmount(target, tc);
     unmounted = true;
   }
   if (!opts.recorded && !unmounted) return 'nothing-there';

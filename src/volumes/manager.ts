@@ -2,17 +2,19 @@ import { promises as fsp, renameSync } from 'node:fs';
 import path from 'node:path';
 import { conflict, internal, invalidInput, noSpace, outOfRange, precondition, unavailable } from '../errors.js';
 import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
+import { uncancellable, type CallContext } from '../observe/call-context.js';
 import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
 import type { QuotaBackend } from '../pools/quota.js';
 import { PoolSupervisor, type PoolLifecycle, type PoolStateView, type Prepared, type SupervisorOptions } from '../pools/supervisor.js';
 import { fsyncDir } from '../system/atomic-file.js';
-import { copyFile, copyTree, type CopyMethod } from '../system/copy.js';
-import { CONTAINER_FILE_CONTEXT, labelForContainers, selinuxEnabled } from '../system/selinux.js';
+import type { CopyMethod } from '../system/copy.js';
+import { CONTAINER_FILE_CONTEXT } from '../system/selinux.js';
 import { exists, fsyncTree, growFile } from '../system/files.js';
-import { mountsBelow, readMountPoints, readMounts } from '../system/mount.js';
-import { preallocate, type PreallocationMethod } from '../system/preallocate.js';
+import type { Host } from '../system/host.js';
+import { mountsBelow } from '../system/mount.js';
+import type { PreallocationMethod } from '../system/preallocate.js';
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
@@ -80,11 +82,14 @@ export class VolumeManager {
   constructor(
     readonly node: string,
     pools: Pool[],
+    /** What the volumes ask of the OS; the pools are given the same. */
+    readonly host: Host,
     private readonly log: Logger,
     opts: { labelVolume?: ((target: string) => Promise<void>) | null; supervisor?: SupervisorOptions } = {},
   ) {
-    this.trash = new Trash(log);
-    this.labelVolume = opts.labelVolume === undefined ? (selinuxEnabled() ? labelForContainers : undefined) : (opts.labelVolume ?? undefined);
+    this.trash = new Trash(log, host.mounts);
+    this.labelVolume =
+      opts.labelVolume === undefined ? (host.files.selinuxEnabled() ? (target) => host.files.labelForContainers(target) : undefined) : (opts.labelVolume ?? undefined);
     if (this.labelVolume) log.info({ context: CONTAINER_FILE_CONTEXT }, 'SELinux is on: new, restored and cloned volumes are labelled for containers');
     for (const p of pools) this.pools.set(p.name, this.newState(p));
     this.supervisor = new PoolSupervisor([...this.pools.values()].map((st) => this.lifecycle(st)), log, opts.supervisor);
@@ -95,7 +100,7 @@ export class VolumeManager {
   }
 
   private newCapacity(p: Pool): CapacityTracker {
-    return new CapacityTracker(p, () => this.volumesIn(p.name), this.capacityError(p.name), () => this.supervisor.quota(p.name));
+    return new CapacityTracker(p, () => this.volumesIn(p.name), this.capacityError(p.name), () => this.supervisor.quota(p.name), () => this.host.mounts.points());
   }
 
   private lifecycle(st: PoolState): PoolLifecycle {
@@ -171,7 +176,7 @@ export class VolumeManager {
     const poolName = st.pool.name;
     const prepared = await st.pool.prepare();
     if (!prepared.ready) throw unavailable(prepared.reason);
-    const { volumes, snapshots } = await loadPool(st, { node: this.node, trash: this.trash, log: this.log });
+    const { volumes, snapshots } = await loadPool(st, { host: this.host, node: this.node, trash: this.trash, log: this.log });
     for (const snap of snapshots) this.snapshots.set(snap.id, snap);
     for (const rec of volumes) this.index.set(rec.id, rec);
     prepared.quota.projectIdsBelow(Math.max(0, ...volumes.map((r) => (r.projectId ?? 0) + 1)));
@@ -234,8 +239,11 @@ export class VolumeManager {
     return [...this.index.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  /** Create, or return the existing volume of that name when it is compatible. Caller holds the lock. */
-  async create(spec: CreateSpec, compatible: (existing: VolumeRecord) => string | undefined): Promise<VolumeRecord> {
+  /**
+   * Create, or return the existing volume of that name when it is compatible. Caller holds the lock.
+   * A call cancelled while the volume is built stops its tools and leaves nothing behind.
+   */
+  async create(spec: CreateSpec, compatible: (existing: VolumeRecord) => string | undefined, cx: CallContext): Promise<VolumeRecord> {
     const { st, quota } = await this.ready(spec.pool.name);
     const id = formatVolumeId({ node: this.node, pool: spec.pool.name, name: spec.name });
     const existing = this.index.get(id);
@@ -263,7 +271,7 @@ export class VolumeManager {
       return st.capacity.reserve(id, spec.capacityBytes);
     });
     try {
-      const rec = await this.build(st, quota, spec, id, dataPath);
+      const rec = await this.build(st, quota, spec, id, dataPath, cx);
       release(true);
       return rec;
     } catch (err) {
@@ -272,7 +280,8 @@ export class VolumeManager {
     }
   }
 
-  private async build(st: PoolState, quota: QuotaBackend, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
+  private async build(st: PoolState, quota: QuotaBackend, spec: CreateSpec, id: string, dataPath: string, cx: CallContext): Promise<VolumeRecord> {
+    const { host } = this;
     const pool = spec.pool;
     const building = path.join(pool.tmpDir, spec.name);
     if (exists(building)) await fsp.rm(building, { recursive: true, force: true });
@@ -281,28 +290,29 @@ export class VolumeManager {
     let copyMethod: CopyMethod | undefined;
     // Anything that fails before the record is written leaves nothing behind (and no quota limit).
     const abandon = async (err: unknown): Promise<never> => {
-      await removeTree(building, await readMountPoints()).catch((e) =>
+      await removeTree(building, await host.mounts.points()).catch((e) =>
         this.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
       );
-      await quota.release(projectId).catch(() => {});
+      // Not with the call's signal: the clean-up of a cancelled call must still run.
+      await quota.release(projectId, uncancellable(cx)).catch(() => {});
       throw err;
     };
     try {
       if (spec.mode === 'block' && spec.source) {
-        copyMethod = await copyFile(spec.source.dataPath, building);
+        copyMethod = await host.data.copyFile(spec.source.dataPath, building, cx);
         const copied = await growFile(building, spec.capacityBytes);
-        if (spec.preallocate) preallocation = await preallocate(building, copied, spec.capacityBytes - copied, this.log);
+        if (spec.preallocate) preallocation = await host.data.preallocate(building, copied, spec.capacityBytes - copied, cx);
       } else if (spec.mode === 'block') {
         await buildBlockImage(building, spec.capacityBytes);
-        if (spec.preallocate) preallocation = await preallocate(building, 0n, spec.capacityBytes, this.log);
+        if (spec.preallocate) preallocation = await host.data.preallocate(building, 0n, spec.capacityBytes, cx);
       } else {
-        projectId = await quota.createDirectory(building, spec.capacityBytes);
-        if (spec.source) copyMethod = await copyTree(spec.source.dataPath, building);
+        projectId = await quota.createDirectory(building, spec.capacityBytes, cx);
+        if (spec.source) copyMethod = await host.data.copyTree(spec.source.dataPath, building, cx);
         if (spec.diskImageOverhead) {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
           if (size < MIN_DISK_IMAGE_BYTES) throw internal(`disk.img of ${spec.name} would have ${size} bytes: its capacity must be rounded up first`);
           // A restored or cloned image is grown here, before the record commits; never shrunk.
-          preallocation = await ensureDiskImage(building, size, spec.preallocate, this.log);
+          preallocation = await ensureDiskImage(host, building, size, spec.preallocate, cx);
         }
         // A block copy was flushed by growFile; a copied tree is flushed here, every file and directory.
         if (spec.source) await fsyncTree(building);
@@ -343,7 +353,7 @@ export class VolumeManager {
   }
 
   /** Delete a volume this node holds. Caller holds the lock. */
-  async delete(rec: VolumeRecord): Promise<void> {
+  async delete(rec: VolumeRecord, cx: CallContext): Promise<void> {
     const { st, quota } = await this.ready(rec.pool);
     const published = Object.keys(rec.publications);
     if (published.length > 0) {
@@ -352,9 +362,9 @@ export class VolumeManager {
     const dataPath = this.dataPath(st.pool, rec);
     if (rec.mode === 'block') {
       // A device another process still holds open keeps the image (in the trash) until it is closed.
-      reportDeferredDetaches(await detachAll(dataPath), this.log, { volume: rec.id });
+      reportDeferredDetaches(await detachAll(this.host, dataPath, cx), cx.log, { volume: rec.id });
     } else {
-      const below = mountsBelow(await readMounts(), dataPath);
+      const below = mountsBelow(await this.host.mounts.table(), dataPath);
       if (below.length > 0) {
         throw precondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
       }
@@ -367,7 +377,8 @@ export class VolumeManager {
     await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
-    await quota.release(rec.projectId).catch((err) => this.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
+    // Past the commit point: finished whatever the caller does now.
+    await quota.release(rec.projectId, uncancellable(cx)).catch((err) => cx.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
     this.trash.schedule(st.pool);
   }
 
@@ -384,7 +395,7 @@ export class VolumeManager {
    * Grow a volume to `capacity` bytes: the image file or the quota limit first, the record after, so a
    * crash in between is finished by the CO's retry. Caller holds the volume's lock.
    */
-  async expand(rec: VolumeRecord, capacity: bigint): Promise<VolumeRecord> {
+  async expand(rec: VolumeRecord, capacity: bigint, cx: CallContext): Promise<VolumeRecord> {
     const { st, quota } = await this.ready(rec.pool);
     const current = BigInt(rec.capacityBytes);
     if (capacity <= current) return rec;
@@ -400,9 +411,9 @@ export class VolumeManager {
       const data = this.dataPath(st.pool, rec);
       if (rec.mode === 'block') {
         await growFile(data, capacity);
-        if (wantsPreallocation(rec)) await preallocate(data, current, delta, this.log);
+        if (wantsPreallocation(rec)) await this.host.data.preallocate(data, current, delta, cx);
       } else {
-        await quota.setLimit(data, rec.projectId, capacity);
+        await quota.setLimit(data, rec.projectId, capacity, cx);
       }
       const grown = { ...rec, capacityBytes: capacity.toString() };
       await this.update(grown);
@@ -435,7 +446,7 @@ export class VolumeManager {
    * can (O(1)), else a sparse copy; built in tmp/, committed by its record, then moved into place.
    * Caller holds the locks of the source and of the snapshot name.
    */
-  async createSnapshot(source: VolumeRecord, name: string): Promise<SnapshotRecord> {
+  async createSnapshot(source: VolumeRecord, name: string, cx: CallContext): Promise<SnapshotRecord> {
     const { st } = await this.ready(source.pool);
     const pool = st.pool;
     const id = formatVolumeId({ node: this.node, pool: pool.name, name });
@@ -447,10 +458,10 @@ export class VolumeManager {
     let method: CopyMethod;
     try {
       if (source.mode === 'block') {
-        method = await copyFile(sourcePath, building);
+        method = await this.host.data.copyFile(sourcePath, building, cx);
       } else {
         await fsp.mkdir(building, { mode: 0o700 });
-        method = await copyTree(sourcePath, building);
+        method = await this.host.data.copyTree(sourcePath, building, cx);
       }
       await fsyncTree(building);
     } catch (err) {

@@ -1,7 +1,9 @@
 import { invalidInput, notFound, precondition } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
-import { refreshLoopCapacity, loopDevicesFor } from '../system/loop.js';
+import type { CallContext } from '../observe/call-context.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
 import { detachOrphanLoops, detachUnused, publishBlock, reportDeferredDetaches } from './block.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from './disk-image.js';
 import { publishDirectory, unmountAndRemoveTarget } from './filesystem.js';
@@ -30,6 +32,10 @@ export class NodeVolumes {
     private readonly log: Logger,
   ) {}
 
+  private get host(): Host {
+    return this.volumes.host;
+  }
+
   /** The volume of that id; NOT_FOUND when this node has none. */
   async require(volumeId: string): Promise<VolumeRecord> {
     const rec = await this.volumes.find(volumeId);
@@ -42,14 +48,14 @@ export class NodeVolumes {
     return resolveTarget(p, field, this.volumes.poolList());
   }
 
-  async publish(req: PublishRequest): Promise<void> {
+  async publish(req: PublishRequest, cx: CallContext): Promise<void> {
     const { target, publication: wanted } = req;
     const rec = await this.require(req.volumeId);
     if (rec.mode !== req.as) {
       throw precondition(`volume ${rec.id} is a ${rec.mode} volume and cannot be published with access type ${req.as === 'block' ? 'block' : 'mount'}`);
     }
     if (req.as === 'block' && wanted.mountFlags.length > 0) throw invalidInput('mount flags do not apply to a block volume');
-    const plan = planPublish(await whatIsAt(this.dataOf(rec), target.real), rec.publications[target.given], wanted, rec.id, target.given);
+    const plan = planPublish(await whatIsAt(this.host, this.dataOf(rec), target.real), rec.publications[target.given], wanted, rec.id, target.given);
     switch (plan.step) {
       case 'refuse':
         throw plan.error;
@@ -60,15 +66,15 @@ export class NodeVolumes {
         return;
       case 'remake':
         this.log.warn({ volume: rec.id, target: target.given, why: plan.why }, "publication target is bound to a loop device that is not this volume's; re-making it");
-        await unbindStale(target.real);
-        return this.make(rec, target, wanted);
+        await unbindStale(this.host, target.real, cx);
+        return this.make(rec, target, wanted, cx);
       case 'make':
-        return this.make(rec, target, wanted);
+        return this.make(rec, target, wanted, cx);
     }
   }
 
   /** A new publication: checked against the others and the target, recorded, then mounted. */
-  private async make(rec: VolumeRecord, target: Target, wanted: Publication): Promise<void> {
+  private async make(rec: VolumeRecord, target: Target, wanted: Publication, cx: CallContext): Promise<void> {
     const others = Object.entries(rec.publications).filter(([t]) => t !== target.given);
     if (others.length > 0 && (wanted.accessMode === 'SINGLE_NODE_SINGLE_WRITER' || others.some(([, p]) => p.accessMode === 'SINGLE_NODE_SINGLE_WRITER'))) {
       throw precondition(`volume ${rec.id} is single-writer and already published at ${others.map(([t]) => t).join(', ')}`);
@@ -78,7 +84,7 @@ export class NodeVolumes {
     // next start re-makes (or forgets when the pod is gone), never a mount nobody knows about.
     await this.volumes.updatePublications(withPublication(rec, target.given, wanted));
     try {
-      const made = await mountPublication(this.dataOf(rec), target.real, wanted);
+      const made = await mountPublication(this.host, this.dataOf(rec), target.real, wanted, cx);
       if (made.device !== undefined) await this.volumes.updatePublications(withPublication(rec, target.given, made));
     } catch (err) {
       await this.volumes.updatePublications(rec).catch((e) => this.log.error({ volume: rec.id, target: target.given, err: String(e) }, 'could not withdraw the publication record'));
@@ -86,24 +92,24 @@ export class NodeVolumes {
     }
   }
 
-  async unpublish(volumeId: string, target: Target): Promise<void> {
+  async unpublish(volumeId: string, target: Target, cx: CallContext): Promise<void> {
     const rec = await this.require(volumeId);
     const vol = this.dataOf(rec);
     const recorded = rec.publications[target.given] !== undefined;
-    const isOurs = async () => (await whatIsAt(vol, target.real)).kind === 'ours';
-    const outcome = await unmountAndRemoveTarget(target.real, { recorded, isOurs, log: this.log });
+    const isOurs = async () => (await whatIsAt(this.host, vol, target.real)).kind === 'ours';
+    const outcome = await unmountAndRemoveTarget(this.host, target.real, { recorded, isOurs, log: cx.log }, cx);
     if (outcome === 'not-ours') throw precondition(`target ${target.given} holds a mount that is not volume ${rec.id}; leaving it alone`);
     const publications = { ...rec.publications };
     delete publications[target.given];
-    if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(vol.data, Object.values(publications)), this.log, { volume: rec.id, target: target.given });
+    if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(this.host, vol.data, Object.values(publications), cx), cx.log, { volume: rec.id, target: target.given });
     if (recorded) await this.volumes.updatePublications({ ...rec, publications });
   }
 
-  async stats(volumeId: string, volumePath: string): Promise<VolumeStats> {
+  async stats(volumeId: string, volumePath: string, cx: CallContext): Promise<VolumeStats> {
     const rec = await this.require(volumeId);
     const { here, at, published } = await this.lookAt(rec, volumePath);
     if (!here) throw notFound(`volume ${rec.id} is not available at ${volumePath}`);
-    return measureVolume(rec, this.dataOf(rec).data, { volumePath, at, published }, this.volumes.quotaOf(rec.pool));
+    return measureVolume(this.host, rec, this.dataOf(rec).data, { volumePath, at, published }, this.volumes.quotaOf(rec.pool), cx);
   }
 
   /**
@@ -111,7 +117,7 @@ export class NodeVolumes {
    * disk.img grown keeping the overhead (filesystem). The volume must have grown (ControllerExpandVolume)
    * to `requiredBytes` first. Returns its capacity.
    */
-  async expand(volumeId: string, volumePath: string, requiredBytes: bigint): Promise<bigint> {
+  async expand(volumeId: string, volumePath: string, requiredBytes: bigint, cx: CallContext): Promise<bigint> {
     const rec = await this.require(volumeId);
     if (!(await this.lookAt(rec, volumePath)).here) throw notFound(`volume ${rec.id} is not published at ${volumePath}`);
     const capacity = BigInt(rec.capacityBytes);
@@ -120,10 +126,10 @@ export class NodeVolumes {
     }
     const { data } = this.dataOf(rec);
     if (rec.mode === 'block') {
-      for (const d of await loopDevicesFor(data)) if (!d.detaching) await refreshLoopCapacity(d.name);
+      for (const d of await this.host.loops.devicesFor(data, cx)) if (!d.detaching) await this.host.loops.refreshCapacity(d.name, cx);
     } else if (rec.diskImage) {
       const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
-      await ensureDiskImage(data, size, wantsPreallocation(rec), this.log);
+      await ensureDiskImage(this.host, data, size, wantsPreallocation(rec), cx);
     }
     return capacity;
   }
@@ -137,7 +143,7 @@ export class NodeVolumes {
     const vol = this.dataOf(rec);
     const published = rec.publications[volumePath] !== undefined;
     if (volumePath === vol.data || (published && rec.mode !== 'block')) return { here: true, published };
-    const at = await whatIsAt(vol, realLocationOrSelf(volumePath));
+    const at = await whatIsAt(this.host, vol, realLocationOrSelf(volumePath));
     return { here: published || at.kind === 'ours', at, published };
   }
 
@@ -154,12 +160,12 @@ function withPublication(rec: VolumeRecord, target: string, pub: Publication): V
  * Makes the publication at `real`: a bind mount of the volume's directory, or of a loop device of its
  * image. Returns the publication as it is to be recorded (a block one names its loop device).
  */
-async function mountPublication(vol: VolumeData, real: string, pub: Publication): Promise<Publication> {
+async function mountPublication(host: Host, vol: VolumeData, real: string, pub: Publication, tc?: ToolContext): Promise<Publication> {
   if (vol.mode === 'block') {
-    const dev = await publishBlock(vol.data, real, { readOnly: pub.readOnly });
+    const dev = await publishBlock(host, vol.data, real, { readOnly: pub.readOnly }, tc);
     return { ...pub, device: dev.name };
   }
-  await publishDirectory(vol.data, real, { readOnly: pub.readOnly, flags: pub.mountFlags });
+  await publishDirectory(host, vol.data, real, { readOnly: pub.readOnly, flags: pub.mountFlags }, tc);
   return pub;
 }
 
@@ -171,7 +177,7 @@ async function mountPublication(vol: VolumeData, real: string, pub: Publication)
  * backs the volume's image (or is detaching) is re-bound; a foreign mount is left alone. Loop devices
  * backed by images no volume owns are detached. Returns the records whose publications changed.
  */
-export async function reconcilePublications(pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
+export async function reconcilePublications(host: Host, pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
   const changed: VolumeRecord[] = [];
   for (const rec of records) {
     const entries = Object.entries(rec.publications);
@@ -181,7 +187,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
     let dirty = false;
     for (const [target, pub] of entries) {
       const { real, dirThere } = await recordedTarget(target);
-      const plan = planPublish(await whatIsAt(vol, real), pub, pub, rec.id, target);
+      const plan = planPublish(await whatIsAt(host, vol, real), pub, pub, rec.id, target);
       if (plan.step === 'in-place' || plan.step === 'adopt') continue;
       if (plan.step === 'refuse') {
         log.warn({ volume: rec.id, target }, 'publication target holds another mount; left alone');
@@ -190,7 +196,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
       if (plan.step === 'remake') {
         log.warn({ volume: rec.id, target, why: plan.why }, "publication target is bound to a loop device that is not this volume's; re-making it");
         try {
-          await unbindStale(real);
+          await unbindStale(host, real);
         } catch (err) {
           log.error({ volume: rec.id, target, err: String(err) }, 'could not take the stale loop device off the target; kubelet will retry NodePublish');
           continue;
@@ -203,7 +209,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
         continue;
       }
       try {
-        publications[target] = await mountPublication(vol, real, pub);
+        publications[target] = await mountPublication(host, vol, real, pub);
         dirty = true;
         log.info({ volume: rec.id, target }, 'publication re-made after restart');
       } catch (err) {
@@ -213,7 +219,7 @@ export async function reconcilePublications(pool: Pool, records: VolumeRecord[],
     if (dirty) changed.push({ ...rec, publications });
   }
   const owned = new Set(records.filter((r) => r.mode === 'block').map((r) => pool.resolveInside(r.data)));
-  const outcomes = await detachOrphanLoops(pool.blockDir, owned);
+  const outcomes = await detachOrphanLoops(host, pool.blockDir, owned);
   const detached = outcomes.filter((o) => o.detached).map((o) => o.device);
   if (detached.length > 0) log.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
   reportDeferredDetaches(outcomes, log, { pool: pool.name });

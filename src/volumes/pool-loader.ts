@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import { exists } from '../system/files.js';
-import { readMountPoints } from '../system/mount.js';
+import type { Host } from '../system/host.js';
 import { removeTree } from '../system/walk.js';
 import { reconcilePublications } from './node-volumes.js';
 import type { PoolState } from './pool-state.js';
@@ -17,6 +17,7 @@ export interface LoadedPool {
 }
 
 interface Deps {
+  host: Host;
   node: string;
   trash: Trash;
   log: Logger;
@@ -44,8 +45,8 @@ export async function loadPool(st: PoolState, deps: Deps): Promise<LoadedPool> {
   for (const snap of snaps) {
     if (await reconcileSnapshot(st, snap, deps)) snapshots.push(snap);
   }
-  await removeUncommitted(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]), log);
-  for (const rec of await reconcilePublications(pool, volumes, log)) {
+  await removeUncommitted(st, new Set([...records.map((r) => r.name), ...snaps.map((r) => snapshotBuildName(r.name))]), deps);
+  for (const rec of await reconcilePublications(deps.host, pool, volumes, log)) {
     volumes[volumes.findIndex((k) => k.id === rec.id)] = rec;
   }
   st.pubLog.compact(new Map(volumes.map((r) => [r.name, r.publications])));
@@ -97,12 +98,12 @@ async function finishMove(building: string, dataPath: string, say: () => void): 
 }
 
 /** Whatever is in tmp/ without a record is a create that never committed: remove it. */
-async function removeUncommitted(st: PoolState, names: Set<string>, log: Logger): Promise<void> {
+async function removeUncommitted(st: PoolState, names: Set<string>, { host, log }: Deps): Promise<void> {
   let mountPoints: Set<string> | undefined;
   for (const entry of await fsp.readdir(st.pool.tmpDir)) {
     if (names.has(entry)) continue;
     log.info({ pool: st.pool.name, entry }, 'removing uncommitted volume from tmp');
-    mountPoints ??= await readMountPoints();
+    mountPoints ??= await host.mounts.points();
     await removeTree(path.join(st.pool.tmpDir, entry), mountPoints);
   }
 }

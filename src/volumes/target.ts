@@ -2,7 +2,9 @@ import { lstatSync, readdirSync, readlinkSync, realpathSync, promises as fsp } f
 import path from 'node:path';
 import { invalidInput, precondition } from '../errors.js';
 import type { Pool } from '../pools/pool.js';
-import { mountedAt, unmount, type MountEntry } from '../system/mount.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
+import type { MountEntry } from '../system/mount.js';
 import { blockTargetState } from './block.js';
 import { sameInode } from './filesystem.js';
 import type { VolumeMode } from './record.js';
@@ -32,18 +34,18 @@ export type AtTarget =
   | { kind: 'foreign'; mount: MountEntry };
 
 /** The one answer to "what is at this target" (a real path), used by publish, unpublish, stats, expansion and the restart. */
-export async function whatIsAt(vol: VolumeData, real: string): Promise<AtTarget> {
-  const mount = await mountedAt(real);
+export async function whatIsAt(host: Host, vol: VolumeData, real: string): Promise<AtTarget> {
+  const mount = await host.mounts.mountedAt(real);
   if (!mount) return { kind: 'nothing' };
-  return classifyMount(mount, await leadsTo(vol, real));
+  return classifyMount(mount, await leadsTo(host, vol, real));
 }
 
 /** Where a path leads, for one volume: to it, to a loop device taken from it, or elsewhere. */
 export type Leads = { to: 'volume' } | { to: 'stale-device'; why: string } | { to: 'elsewhere' };
 
-export async function leadsTo(vol: VolumeData, p: string): Promise<Leads> {
+export async function leadsTo(host: Host, vol: VolumeData, p: string): Promise<Leads> {
   if (vol.mode === 'block') {
-    const b = await blockTargetState(p, vol.data);
+    const b = await blockTargetState(host, p, vol.data);
     return b.kind === 'ours' ? { to: 'volume' } : b.kind === 'stale' ? { to: 'stale-device', why: b.why } : { to: 'elsewhere' };
   }
   return (await sameInode(p, vol.data)) ? { to: 'volume' } : { to: 'elsewhere' };
@@ -57,8 +59,8 @@ export function classifyMount(mount: MountEntry, leads: Leads): AtTarget {
 }
 
 /** Takes every layer off a stale target (see AtTarget), so that the publication can be made again. */
-export async function unbindStale(real: string): Promise<void> {
-  while (await mountedAt(real)) await unmount(real);
+export async function unbindStale(host: Host, real: string, tc?: ToolContext): Promise<void> {
+  while (await host.mounts.mountedAt(real)) await host.mounts.unmount(real, tc);
 }
 
 /**

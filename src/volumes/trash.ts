@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
 import { fsyncDir } from '../system/atomic-file.js';
-import { readMountPoints } from '../system/mount.js';
+import type { HostMounts } from '../system/host.js';
 import { removeTree } from '../system/walk.js';
 
 const SWEEP_DELAY_MS = 200;
@@ -17,7 +17,10 @@ export class Trash {
   private sweeping: Promise<void> = Promise.resolve();
   private readonly scheduled = new Map<string, { pool: Pool; timer: NodeJS.Timeout }>();
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly mounts: HostMounts,
+  ) {}
 
   /**
    * Move `dataPath` into the pool's trash and make the move durable (both directories: the data may
@@ -39,7 +42,7 @@ export class Trash {
     this.sweeping = this.sweeping.then(async () => {
       try {
         // Never follow a symlink or descend into a mount that somehow ended up in the trash.
-        const mountPoints = await readMountPoints();
+        const mountPoints = await this.mounts.points();
         for (const entry of await fsp.readdir(pool.trashDir)) {
           await removeTree(path.join(pool.trashDir, entry), mountPoints);
         }

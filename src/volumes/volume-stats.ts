@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import type { QuotaBackend } from '../pools/quota.js';
-import { blockDeviceSize, loopDevicesFor } from '../system/loop.js';
+import type { ToolContext } from '../system/exec.js';
+import type { Host } from '../system/host.js';
 import type { VolumeRecord } from './record.js';
 import type { AtTarget } from './target.js';
 
@@ -22,16 +23,18 @@ export interface VolumeStats {
  * when it is not the data itself; `published` whether a publication is recorded there).
  */
 export async function measureVolume(
+  host: Host,
   rec: VolumeRecord,
   data: string,
   where: { volumePath: string; at?: AtTarget; published: boolean },
   quota: QuotaBackend | undefined,
+  tc?: ToolContext,
 ): Promise<VolumeStats> {
   const dataThere = await fsp.stat(data).then(() => true, () => false);
   if (!dataThere) return { condition: { abnormal: true, message: `volume data ${data} is missing` } };
   if (rec.mode === 'block') {
-    const devices = (await loopDevicesFor(data)).filter((d) => !d.detaching);
-    const size = devices[0] ? await blockDeviceSize(devices[0].name) : BigInt(rec.capacityBytes);
+    const devices = (await host.loops.devicesFor(data, tc)).filter((d) => !d.detaching);
+    const size = devices[0] ? await host.loops.deviceSize(devices[0].name) : BigInt(rec.capacityBytes);
     const condition =
       where.at?.kind === 'stale'
         ? { abnormal: true, message: `target ${where.volumePath} is bound to a device that is not this volume's: ${where.at.why}` }

@@ -12,8 +12,10 @@ import { controllerService } from '../../src/csi/controller.js';
 import { Answer, LOCK_TABLE, locked, lockedAs, type LockedMethod, type LockSubjects } from '../../src/csi/locks.js';
 import { nodeService } from '../../src/csi/node.js';
 import { isDriverError } from '../../src/errors.js';
+import { rootContext, type CallContext } from '../../src/observe/call-context.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { KeyedLock } from '../../src/util/keyed-lock.js';
+import { FakeHost } from '../helpers/fake-host.js';
 import type { VolumeManager } from '../../src/volumes/manager.js';
 import type { VolumeRecord } from '../../src/volumes/record.js';
 
@@ -73,6 +75,8 @@ function stubContext(lock: KeyedLock): DriverContext {
     expand: stop,
     createSnapshot: stop,
     updatePublications: stop,
+    // Nothing is mounted anywhere: the run steps only look, and are stopped before they change anything.
+    host: new FakeHost({ filesystems: [] }),
   } as unknown as VolumeManager;
   return { driverName: 'kubevirt.io.hostpath-provisioner', version: 'test', node: 'n1', volumes, log: silentLogger() };
 }
@@ -174,10 +178,10 @@ describe('locked()', () => {
     });
     let release!: () => void;
     const holding = lock.withKey('name/v1', () => new Promise<void>((r) => (release = r)));
-    const waiting = handler({ id: 'v1' });
+    const waiting = handler({ id: 'v1' }, rootContext(silentLogger()));
     // A bad request is refused and an answer without work given while the key is held by another call.
-    await expect(handler({ id: 'bad' })).rejects.toThrow('refused');
-    expect(await handler({ id: 'none' })).toEqual({ deleted: 'nothing' });
+    await expect(handler({ id: 'bad' }, rootContext(silentLogger()))).rejects.toThrow('refused');
+    expect(await handler({ id: 'none' }, rootContext(silentLogger()))).toEqual({ deleted: 'nothing' });
     expect(order).toEqual(['check v1', 'check bad', 'check none']);
     release();
     await holding;
@@ -199,7 +203,9 @@ describe('the services take the keys of their table entries', () => {
   async function keysOf(call: (h: Record<string, (req: object) => Promise<unknown>>) => Promise<unknown>): Promise<string[][]> {
     const lock = new RecordingLock();
     const ctx = stubContext(lock);
-    const h = { ...controllerService(ctx), ...nodeService(ctx) } as unknown as Record<string, (req: object) => Promise<unknown>>;
+    const services = { ...controllerService(ctx), ...nodeService(ctx) } as unknown as Record<string, (req: object, cx: CallContext) => Promise<unknown>>;
+    const cx = rootContext(silentLogger());
+    const h = Object.fromEntries(Object.entries(services).map(([m, f]) => [m, (req: object) => f(req, cx)]));
     await call(h).catch((err: unknown) => {
       // Every call is stopped in its run step, by the stub or by the volume not being where it is named.
       if (!(isDriverError(err, 'not-found') || (err instanceof Error && err.message === 'stopped in run'))) throw err;

@@ -8,10 +8,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isDriverError } from '../../src/errors.js';
+import { linuxHost } from '../../src/system/linux-host.js';
 import type { MountEntry } from '../../src/system/mount.js';
 import { planPublish } from '../../src/volumes/publish-plan.js';
 import type { Publication } from '../../src/volumes/record.js';
 import { checkTargetFree, classifyMount, leadsTo, recordedTarget, resolveTarget, whatIsAt, type AtTarget } from '../../src/volumes/target.js';
+
+const host = linuxHost();
 
 function mount(options: string[] = ['rw']): MountEntry {
   return { mountId: 1, parentId: 0, device: '0:1', root: '/vol', mountPoint: '/t', options, fsType: 'xfs', source: '/dev/x', superOptions: [] };
@@ -92,22 +95,22 @@ describe('targets on disk', () => {
 
   it('leadsTo: a filesystem volume by its directory, wherever the path goes through', async () => {
     const vol = { mode: 'filesystem' as const, data };
-    expect(await leadsTo(vol, data)).toEqual({ to: 'volume' });
-    expect(await leadsTo(vol, path.join(dir, 'to-data'))).toEqual({ to: 'volume' });
-    expect(await leadsTo(vol, path.join(dir, 'other'))).toEqual({ to: 'elsewhere' });
-    expect(await leadsTo(vol, path.join(dir, 'missing'))).toEqual({ to: 'elsewhere' });
+    expect(await leadsTo(host, vol, data)).toEqual({ to: 'volume' });
+    expect(await leadsTo(host, vol, path.join(dir, 'to-data'))).toEqual({ to: 'volume' });
+    expect(await leadsTo(host, vol, path.join(dir, 'other'))).toEqual({ to: 'elsewhere' });
+    expect(await leadsTo(host, vol, path.join(dir, 'missing'))).toEqual({ to: 'elsewhere' });
   });
 
   it('leadsTo: a block volume only by a loop device of its image', async () => {
     const vol = { mode: 'block' as const, data: path.join(dir, 'file') };
-    expect(await leadsTo(vol, path.join(dir, 'empty-file'))).toEqual({ to: 'elsewhere' });
-    expect(await leadsTo(vol, path.join(dir, 'missing'))).toEqual({ to: 'elsewhere' });
+    expect(await leadsTo(host, vol, path.join(dir, 'empty-file'))).toEqual({ to: 'elsewhere' });
+    expect(await leadsTo(host, vol, path.join(dir, 'missing'))).toEqual({ to: 'elsewhere' });
   });
 
   it('whatIsAt: nothing at a path where nothing is mounted, even the volume itself', async () => {
-    expect(await whatIsAt({ mode: 'filesystem', data }, path.join(dir, 'other'))).toEqual({ kind: 'nothing' });
-    expect(await whatIsAt({ mode: 'filesystem', data }, data)).toEqual({ kind: 'nothing' });
-    expect(await whatIsAt({ mode: 'filesystem', data }, path.join(dir, 'missing', 'deeper'))).toEqual({ kind: 'nothing' });
+    expect(await whatIsAt(host, { mode: 'filesystem', data }, path.join(dir, 'other'))).toEqual({ kind: 'nothing' });
+    expect(await whatIsAt(host, { mode: 'filesystem', data }, data)).toEqual({ kind: 'nothing' });
+    expect(await whatIsAt(host, { mode: 'filesystem', data }, path.join(dir, 'missing', 'deeper'))).toEqual({ kind: 'nothing' });
   });
 
   it('resolveTarget: the given path and the real one; refused when relative, a symlink, or overlapping a pool', () => {
