@@ -10,7 +10,8 @@ import { diskImageSize, ensureDiskImage, parseOverhead } from '../volumes/disk-i
 import { detachUnused, reportDeferredDetaches } from '../volumes/block.js';
 import { unmountAndRemoveTarget } from '../volumes/filesystem.js';
 import { publishVolume, targetState, unbindStale, type TargetState } from '../volumes/publish.js';
-import { wantsPreallocation, type Publication, type VolumeRecord } from '../volumes/record.js';
+import type { Publication, VolumeRecord } from '../format/records.js';
+import { wantsPreallocation } from '../volumes/record.js';
 
 /** Per-mount flags a bind mount of a volume directory may carry. */
 const ALLOWED_MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'noatime', 'atime', 'relatime', 'nodiratime', 'strictatime']);

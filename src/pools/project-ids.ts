@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { projectIdsFile } from '../format/layout.js';
 import { writeFileAtomic } from '../system/atomic-file.js';
 
 /** Project ids handed to volumes start here, above the ids a distribution or an admin uses for itself. */
@@ -37,7 +37,7 @@ export class ProjectIdAllocator {
     private readonly filesystem: string,
     private readonly inUse: IdsInUse,
   ) {
-    this.file = path.join(metaDir, 'project-ids.json');
+    this.file = projectIdsFile(metaDir);
     onFilesystem(filesystem).files.add(this.file);
   }
 

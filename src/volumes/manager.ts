@@ -20,9 +20,9 @@ import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } f
 import { formatVolumeId, parseVolumeId } from './ids.js';
 import { loadPool } from './pool-loader.js';
 import { newPoolState, type PoolState } from './pool-state.js';
-import type { Publications } from './publication-log.js';
-import { toStored, wantsPreallocation, type VolumeMode, type VolumeRecord } from './record.js';
-import { snapshotBuildName, snapshotDataDir, type SnapshotRecord } from './snapshot-record.js';
+import { snapshotBuildPath, snapshotDataDir, volumeBuildPath } from '../format/layout.js';
+import { toStored, type Publications, type SnapshotRecord, type VolumeMode, type VolumeRecord } from '../format/records.js';
+import { wantsPreallocation } from './record.js';
 import { Trash } from './trash.js';
 
 export interface CreateSpec {
@@ -273,7 +273,7 @@ export class VolumeManager {
 
   private async build(st: PoolState, quota: QuotaBackend, spec: CreateSpec, id: string, dataPath: string): Promise<VolumeRecord> {
     const pool = spec.pool;
-    const building = path.join(pool.tmpDir, spec.name);
+    const building = volumeBuildPath(pool, spec.name);
     if (exists(building)) await fsp.rm(building, { recursive: true, force: true });
     let projectId: number | undefined;
     let preallocation: PreallocationMethod = 'none';
@@ -440,7 +440,7 @@ export class VolumeManager {
     const id = formatVolumeId({ node: this.node, pool: pool.name, name });
     const data = snapshotDataDir(name);
     const dataPath = pool.resolveInside(data);
-    const building = path.join(pool.tmpDir, snapshotBuildName(name));
+    const building = snapshotBuildPath(pool, name);
     await fsp.rm(building, { recursive: true, force: true });
     const sourcePath = this.dataPath(pool, source);
     let method: CopyMethod;

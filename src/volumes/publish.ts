@@ -1,6 +1,6 @@
 import { blockTargetState, publishBlock } from './block.js';
 import { publishDirectory, sameInode } from './filesystem.js';
-import type { Publication, VolumeMode } from './record.js';
+import type { Publication, VolumeMode } from '../format/records.js';
 import { mountedAt, unmount } from '../system/mount.js';
 
 /**

@@ -5,7 +5,7 @@ import type { Pool } from '../pools/pool.js';
 import { mountAt, readMounts } from '../system/mount.js';
 import { detachOrphanLoops, reportDeferredDetaches } from './block.js';
 import { publishVolume, targetState, unbindStale } from './publish.js';
-import type { VolumeRecord } from './record.js';
+import type { VolumeRecord } from '../format/records.js';
 
 /**
  * Brings the kernel in line with the recorded publications after a restart or a reboot: a publication

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCsi } from '../../src/csi/proto.js';
-import { replayPublications } from '../../src/volumes/publication-log.js';
+import { poolLayout, recordFile } from '../../src/format/layout.js';
+import { replayPublications } from '../../src/format/records.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DRIVER_JS = path.join(ROOT, 'dist/cmd/hpp-csi-driver.js');
@@ -212,7 +213,7 @@ export async function cleanupDir(dir: string): Promise<void> {
 export function readVolumeRecord(pool: string, name: string): Msg | undefined {
   let rec: Msg;
   try {
-    rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', `${name}.json`), 'utf8')) as Msg;
+    rec = JSON.parse(readFileSync(recordFile(poolLayout(pool).volumesDir, name), 'utf8')) as Msg;
   } catch {
     return undefined;
   }
@@ -223,7 +224,7 @@ export function readVolumeRecord(pool: string, name: string): Msg | undefined {
 /** The pool's publication log replayed as the daemon replays it: publications by volume name. */
 export function readPublicationLog(pool: string): Map<string, Msg> {
   try {
-    return replayPublications(readFileSync(path.join(pool, '.hpp', 'publications.log'), 'utf8')).state;
+    return replayPublications(readFileSync(poolLayout(pool).publicationLog, 'utf8')).state;
   } catch {
     return new Map();
   }
