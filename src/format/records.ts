@@ -1,4 +1,5 @@
 import type { CopyMethod } from '../system/copy.js';
+import { DriverError } from '../errors.js';
 import { corruptRecord } from './corrupt.js';
 import { resolveInside } from './layout.js';
 import { upgradeSnapshotRecord, upgradeVolumeRecord } from './migrations.js';
@@ -170,6 +171,29 @@ export function replayPublications(text: string, file = 'publications.log'): { s
     }
   }
   return { state, badLines };
+}
+
+/** `<pool>/.hpp/project-ids.json`: the next project id the pool hands out (ids only grow, see pools/project-ids.ts). */
+export interface ProjectIdsRecord {
+  next: number;
+}
+
+/** The next project id in the file's text; `atLeast`: the first id any pool hands out. */
+export function parseProjectIds(text: string, file: string, atLeast: number): number {
+  let next: unknown;
+  try {
+    next = (JSON.parse(text) as Partial<ProjectIdsRecord>).next;
+  } catch {
+    next = undefined;
+  }
+  if (typeof next !== 'number' || !Number.isInteger(next) || next < atLeast) {
+    throw new DriverError('corrupt', `${file} does not hold a valid next project id: ${text.trim().slice(0, 200)}`);
+  }
+  return next;
+}
+
+export function formatProjectIds(rec: ProjectIdsRecord): string {
+  return `${JSON.stringify({ next: rec.next })}\n`;
 }
 
 /**
