@@ -219,7 +219,7 @@ describe('daemon restart', () => {
     const realRecord = JSON.parse(readFileSync(recordFile(L.volumesDir, 'keep'), 'utf8')) as Record<string, unknown>;
     expect(realRecord).toMatchObject({ version: 1, id: 'test-node:default:keep', name: 'keep', pool: 'default', node: 'test-node', state: 'ready' });
 
-    // Planted records are the daemon's own record with another name (so they follow src/volumes/record.ts).
+    // Planted records are the daemon's own record with another name (so they follow src/format/records.ts).
     const record = (name: string, state: 'ready' | 'deleting', capacityBytes = '1048576') => ({
       ...(JSON.parse(JSON.stringify(realRecord).replaceAll('keep', name)) as object),
       state,
