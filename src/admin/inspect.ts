@@ -11,10 +11,11 @@ import { daemonLockState, type LockState } from './locks.js';
 import { locateInFilesystem, mountSource, relativeInside, type FsLocation } from './mounts.js';
 
 /*
- * Read-only inspection of the pools of this node, straight from their on-disk layout (see
- * src/format/layout.ts) through the daemon's own record validator (src/format/records.ts): records in .hpp/volumes, images in .hpp/block, builds in .hpp/tmp, deleted data in
- * .hpp/trash; and from the kernel: /proc/self/mountinfo and the loop devices. Nothing here writes.
- * Every path is handled from the pool's real path, the form mountinfo and losetup report.
+ * Read-only inspection of the pools of this node, straight from their on-disk format (src/format/:
+ * the layout, and the daemon's own record validator): records in .hpp/volumes, images in .hpp/block,
+ * builds in .hpp/tmp, deleted data in .hpp/trash; and from the kernel: /proc/self/mountinfo and the
+ * loop devices. Nothing here writes. Every path is handled from the pool's real path, the form
+ * mountinfo and losetup report.
  */
 
 export type PoolState = 'ready' | 'missing' | 'not-directory' | 'not-writable' | 'not-mounted' | 'unusable';
