@@ -13,7 +13,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { open as fopen, mkdir, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { VolumeRecord } from '../src/volumes/record.js';
+import type { VolumeRecord } from '../src/format/records.js';
 import type { Daemon } from '../test/helpers/daemon.js';
 import type { LogEntry } from '../test/helpers/process-log.js';
 import { MOUNT_CAP, MiB, POOL_NAME, envInt, fmtBytes, nowMs, sleep } from './lib/common.js';

@@ -10,6 +10,8 @@ import { readMounts } from '../system/mount.js';
 import { mountSource, relativeInside } from './mounts.js';
 import type { Orphan } from './orphans.js';
 import { removeTree } from '../system/walk.js';
+import { recordFileName } from '../format/layout.js';
+import { parseVolumeRecord, type StoredVolumeRecord } from '../format/records.js';
 
 export interface GcOptions {
   dryRun: boolean;
@@ -170,16 +172,16 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
       return;
     }
     case 'remove-record': {
-      const rec = JSON.parse(await fsp.readFile(o.path, 'utf8')) as { projectId?: number; data?: string };
+      const rec = await readRecordAgain(o.path, view);
       // Still the record the scan saw: its data is still missing.
-      if (rec.data !== undefined && (await fsp.lstat(view.pool.resolveInside(rec.data)).then(() => true, () => false))) {
+      if (await fsp.lstat(view.pool.resolveInside(rec.data)).then(() => true, () => false)) {
         throw new Error('its data has reappeared');
       }
       await fsp.unlink(o.path);
       await fsyncDir(path.dirname(o.path));
       if (typeof rec.projectId === 'number') {
         // As the daemon does on delete: lift the project limit that outlives the directory.
-        const quota = await detectQuota(linuxHost(), view.root, path.join(view.root, '.hpp')).catch(() => undefined);
+        const quota = await detectQuota(linuxHost(), view.root, view.pool.metaDir).catch(() => undefined);
         await quota?.release(rec.projectId).catch(() => {});
       }
       return;
@@ -187,4 +189,11 @@ async function act(o: Orphan, view: PoolView): Promise<string | undefined> {
     default:
       return;
   }
+}
+
+/** The record gc is about to remove, read again through the validator the scan used. */
+async function readRecordAgain(file: string, view: PoolView): Promise<StoredVolumeRecord> {
+  const name = recordFileName(path.basename(file))?.name;
+  if (name === undefined) throw new Error('not a record file');
+  return parseVolumeRecord(await fsp.readFile(file, 'utf8'), { file, name, pool: view.name, root: view.root });
 }

@@ -2,22 +2,21 @@ import { constants, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { PoolConfig } from '../pools/config.js';
 import { Pool } from '../pools/pool.js';
-import { isAtomicTempName } from '../system/atomic-file.js';
 import { linuxHost } from '../system/linux-host.js';
-import { replayPublications } from '../volumes/publication-log.js';
+import { CorruptRecordError } from '../format/corrupt.js';
+import { BLOCK_DIR, META_DIR, TMP_DIR, blockImagePath, isRecordTempName, recordFileName, volumeBuildPath } from '../format/layout.js';
+import { parseVolumeRecord, replayPublications, unvalidatedData, type VolumeRecord } from '../format/records.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt, readMounts, type MountEntry } from '../system/mount.js';
-import { BLOCK_DIR, blockImagePath } from '../volumes/block.js';
-import { recordFileName } from '../volumes/store.js';
-import type { VolumeRecord } from '../volumes/record.js';
 import { daemonLockState, type LockState } from './locks.js';
 import { locateInFilesystem, mountSource, relativeInside, type FsLocation } from './mounts.js';
 
 /*
- * Read-only inspection of the pools of this node, straight from their on-disk layout (see
- * src/pools/pool.ts): records in .hpp/volumes, images in .hpp/block, builds in .hpp/tmp, deleted data in
- * .hpp/trash; and from the kernel: /proc/self/mountinfo and the loop devices. Nothing here writes.
- * Every path is handled from the pool's real path, the form mountinfo and losetup report.
+ * Read-only inspection of the pools of this node, straight from their on-disk format (src/format/:
+ * the layout, and the daemon's own record validator): records in .hpp/volumes, images in .hpp/block,
+ * builds in .hpp/tmp, deleted data in .hpp/trash; and from the kernel: /proc/self/mountinfo and the
+ * loop devices. Nothing here writes. Every path is handled from the pool's real path, the form
+ * mountinfo and losetup report.
  */
 
 export type PoolState = 'ready' | 'missing' | 'not-directory' | 'not-writable' | 'not-mounted' | 'unusable';
@@ -177,27 +176,13 @@ async function realTarget(target: string): Promise<string> {
   return parent ? path.join(parent, path.basename(target)) : target;
 }
 
-function checkRecord(raw: unknown, stem: string, view: PoolView): VolumeRecord {
-  const r = raw as Partial<VolumeRecord> | null;
-  if (typeof r !== 'object' || r === null) throw new Error('not a JSON object');
-  if (r.version !== 1) throw new Error(`unknown record version ${JSON.stringify(r.version)}`);
-  if (r.name !== stem) throw new Error(`names volume ${JSON.stringify(r.name)}, not ${stem}`);
-  if (r.pool !== view.name) throw new Error(`belongs to pool ${JSON.stringify(r.pool)}, not ${view.name}`);
-  if (r.mode !== 'filesystem' && r.mode !== 'block') throw new Error(`unknown mode ${JSON.stringify(r.mode)}`);
-  if (typeof r.data !== 'string') throw new Error('has no data path');
-  view.pool.resolveInside(r.data);
-  if (typeof r.capacityBytes !== 'string' || !/^\d+$/.test(r.capacityBytes)) throw new Error(`bad capacityBytes ${JSON.stringify(r.capacityBytes)}`);
-  if (typeof r.id !== 'string') throw new Error('has no id');
-  if (r.publications !== undefined && (typeof r.publications !== 'object' || r.publications === null || Array.isArray(r.publications))) {
-    throw new Error('bad publications');
-  }
-  return { ...(r as VolumeRecord), publications: r.publications ?? {} };
-}
-
-/** `raw`: the record file's JSON, when it could be read and parsed. */
-function claimsOf(raw: unknown, stem: string, view: PoolView): string[] {
-  const claims = [stem, blockImagePath(stem), `.hpp/tmp/${stem}`];
-  const data = (raw as { data?: unknown } | null | undefined)?.data;
+/**
+ * What an unreadable record may own: the default places of a volume of its name, and its `data` when
+ * the file holds one (`text`: the file's text, when it could be read).
+ */
+function claimsOf(text: string | undefined, stem: string, view: PoolView): string[] {
+  const claims = [stem, blockImagePath(stem), path.posix.join(TMP_DIR, stem)];
+  const data = text === undefined ? undefined : unvalidatedData(text);
   try {
     if (typeof data === 'string') claims.push(path.relative(view.root, view.pool.resolveInside(data)));
   } catch {
@@ -217,7 +202,7 @@ export async function loadRecords(view: PoolView): Promise<void> {
   const { pool } = view;
   let logged = new Map<string, VolumeRecord['publications']>();
   try {
-    const replay = replayPublications(await fsp.readFile(pool.publicationLog, 'utf8'));
+    const replay = replayPublications(await fsp.readFile(pool.publicationLog, 'utf8'), pool.publicationLog);
     logged = replay.state;
     if (replay.badLines > 0) view.problems.push(`${pool.publicationLog}: ${replay.badLines} torn line(s), skipped (the daemon skips them too)`);
   } catch (err) {
@@ -226,7 +211,7 @@ export async function loadRecords(view: PoolView): Promise<void> {
   if (await plainDir(pool.volumesDir, view.problems)) {
     for (const n of (await fsp.readdir(pool.volumesDir)).sort()) {
       const file = path.join(pool.volumesDir, n);
-      if (isAtomicTempName(n)) {
+      if (isRecordTempName(n)) {
         view.tempFiles.push(file);
         continue;
       }
@@ -235,15 +220,17 @@ export async function loadRecords(view: PoolView): Promise<void> {
       if (!parsed) continue;
       const { name: stem, deleting } = parsed;
       let rec: VolumeRecord;
-      let raw: unknown;
+      let text: string | undefined;
       try {
         const st = await fsp.lstat(file);
         if (!st.isFile()) throw new Error('not a regular file');
-        raw = JSON.parse(await fsp.readFile(file, 'utf8'));
-        rec = checkRecord(raw, stem, view);
+        text = await fsp.readFile(file, 'utf8');
+        const stored = parseVolumeRecord(text, { file, name: stem, pool: view.name, root: view.root });
+        rec = { ...stored, publications: stored.publications ?? {} };
         if (deleting) rec.state = 'deleting';
       } catch (err) {
-        view.badRecords.push({ file, error: err instanceof Error ? err.message : String(err), claims: claimsOf(raw, stem, view) });
+        const error = err instanceof CorruptRecordError ? err.detail : err instanceof Error ? err.message : String(err);
+        view.badRecords.push({ file, error, claims: claimsOf(text, stem, view) });
         continue;
       }
       // Publications are in the pool's publication log; a record from before it carries them itself.
@@ -252,7 +239,7 @@ export async function loadRecords(view: PoolView): Promise<void> {
       const rel = path.relative(view.root, dataPath);
       const st = await lstatOrUndefined(dataPath);
       let data: DataState;
-      if (!st) data = (await lstatOrUndefined(path.join(pool.tmpDir, rec.name))) ? 'building' : 'missing';
+      if (!st) data = (await lstatOrUndefined(volumeBuildPath(pool, rec.name))) ? 'building' : 'missing';
       else if (rec.mode === 'block' ? st.isFile() : st.isDirectory()) data = 'present';
       else data = 'wrong-type';
       const targets = new Map<string, string>();
@@ -268,9 +255,11 @@ export async function loadRecords(view: PoolView): Promise<void> {
   const snapDir = pool.snapshotRecordsDir;
   if (await plainDir(snapDir, view.problems)) {
     for (const n of await fsp.readdir(snapDir)) {
-      if (isAtomicTempName(n)) view.tempFiles.push(path.join(snapDir, n));
-      else if (n.endsWith('.json')) view.snapshotNames.add(n.slice(0, -5));
-      else if (n.endsWith('.deleting')) view.snapshotNames.add(n.slice(0, -'.deleting'.length));
+      if (isRecordTempName(n)) view.tempFiles.push(path.join(snapDir, n));
+      else {
+        const parsed = recordFileName(n);
+        if (parsed) view.snapshotNames.add(parsed.name);
+      }
     }
   }
 }
@@ -377,7 +366,7 @@ export async function scanNode(views: PoolView[], mounts?: MountEntry[]): Promis
       }
     }
     // Only loop devices of the driver's own files (.hpp/...) count: not, say, a disk.img a user attached.
-    if (lu && via && (lu.owner || lu.rel.startsWith('.hpp/'))) {
+    if (lu && via && (lu.owner || lu.rel.startsWith(`${META_DIR}/`))) {
       const published = via === 'loop-device' && lu.owner !== undefined && lu.owner.targets.has(m.mountPoint);
       mountUses.push({ mount: m, view: lu.view, via, rel: lu.rel, deleted: lu.deleted, loop: lu.loop, ...(lu.owner ? { owner: lu.owner } : {}), subdir: false, published, claimed: lu.claimed });
     }

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { CapacityTracker } from '../pools/capacity.js';
 import { detectQuota, type QuotaBackend } from '../pools/quota.js';
 import type { ProcessLock } from '../system/flock.js';
@@ -62,7 +61,7 @@ async function scanAll(views: PoolView[]): Promise<NodeScan> {
 
 async function quotaOf(v: PoolView): Promise<QuotaBackend | undefined> {
   if (!isScannable(v)) return undefined;
-  return detectQuota(linuxHost(), v.root, path.join(v.root, '.hpp')).catch(() => undefined);
+  return detectQuota(linuxHost(), v.root, v.pool.metaDir).catch(() => undefined);
 }
 
 const STATE_TEXT: Record<PoolView['state'], string> = {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { formatBytes } from './format.js';
 import { blockDir, isClaimed, isLegitimateUse, isScannable, lstatOrUndefined, type NodeScan, type PoolView } from './inspect.js';
 import { diskUsage } from '../system/walk.js';
-import { snapshotBuildName } from '../volumes/snapshot-record.js';
+import { BLOCK_DIR, META_DIR, TMP_DIR, TRASH_DIR, diskImagePath, snapshotBuildName } from '../format/layout.js';
 
 export type OrphanKind =
   /** (a) a directory in the pool root that no record owns */
@@ -109,8 +109,8 @@ export async function findOrphans(scan: NodeScan): Promise<Orphan[]> {
   for (const u of scan.loopUses) {
     if (u.owner || u.claimed) continue;
     const area = u.rel.split('/').slice(0, 2).join('/');
-    if (!['.hpp/block', '.hpp/tmp', '.hpp/trash'].includes(area)) continue;
-    const why = u.deleted ? `its image ${u.file} was deleted` : area === '.hpp/block' ? `its image ${u.file} has no record` : `it backs ${u.file}, in ${area}`;
+    if (![BLOCK_DIR, TMP_DIR, TRASH_DIR].includes(area)) continue;
+    const why = u.deleted ? `its image ${u.file} was deleted` : area === BLOCK_DIR ? `its image ${u.file} has no record` : `it backs ${u.file}, in ${area}`;
     out.push({ kind: 'loop', pool: u.view.name, path: u.loop.name, detail: why, action: 'detach', backingFile: u.file });
   }
   const key = (o: Orphan) => `${o.pool}\0${KIND_ORDER.indexOf(o.kind).toString().padStart(2, '0')}\0${o.path}`;
@@ -128,7 +128,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan, orphanMounts: Set<num
   const claimed = (p: string) => isClaimed(view, path.relative(root, p));
   const rootIsMount = scan.mountPoints.has(root);
   for (const n of await readdirIfPlain(root, view)) {
-    if (n === '.hpp' || ownedTop.has(n) || (n === 'lost+found' && rootIsMount) || claimed(path.join(root, n))) continue;
+    if (n === META_DIR || ownedTop.has(n) || (n === 'lost+found' && rootIsMount) || claimed(path.join(root, n))) continue;
     const p = path.join(root, n);
     const st = await lstatOrUndefined(p);
     if (!st?.isDirectory()) continue;
@@ -142,7 +142,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan, orphanMounts: Set<num
       out.push({ kind: 'directory', pool, path: p, detail: `no record owns it, but ${root} has no .hpp: not a pool this driver has used; left alone`, action: 'none' });
       continue;
     }
-    const img = await lstatOrUndefined(path.join(p, 'disk.img'));
+    const img = await lstatOrUndefined(diskImagePath(p));
     const detail = `no record owns it; ${await sizeText(p, scan)}${img?.isFile() ? '; holds a disk.img' : ''}`;
     out.push({ kind: 'directory', pool, path: p, detail, action: 'remove', requires: '--include-directories' });
   }

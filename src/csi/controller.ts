@@ -6,12 +6,12 @@ import { pageRequest, takePage } from './paging.js';
 import type { CapacityRange__Output, ControllerHandlers, Snapshot, Topology, Topology__Output, Volume, VolumeContentSource__Output } from './types.js';
 import type { Pool } from '../pools/pool.js';
 import { reportedCapacityBytes } from '../pools/capacity.js';
-import { blockCapacity, blockImagePath } from '../volumes/block.js';
+import { blockImagePath } from '../format/layout.js';
+import { blockCapacity } from '../volumes/block.js';
 import { capacityForDiskImage, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 import { checkName, parseVolumeId } from '../volumes/ids.js';
 import { parseParameters, volumeDirName, type VolumeParameters } from '../volumes/parameters.js';
-import type { VolumeMode, VolumeRecord } from '../volumes/record.js';
-import type { SnapshotRecord } from '../volumes/snapshot-record.js';
+import type { SnapshotRecord, VolumeMode, VolumeRecord } from '../format/records.js';
 import type { ContentSource } from '../volumes/manager.js';
 
 /** An int64 field (a decimal string with longs: String); unset ('' or no message) is 0. */

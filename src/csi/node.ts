@@ -4,7 +4,7 @@ import { invalidInput } from '../errors.js';
 import { locked } from './locks.js';
 import type { NodeHandlers, NodePublishVolumeRequest__Output, VolumeUsage } from './types.js';
 import { NodeVolumes } from '../volumes/node-volumes.js';
-import type { Publication, VolumeMode } from '../volumes/record.js';
+import type { Publication, VolumeMode } from '../format/records.js';
 import type { Usage, VolumeStats } from '../volumes/volume-stats.js';
 
 /** Per-mount flags a bind mount of a volume directory may carry. */

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CapacityFigures } from '../pools/capacity.js';
 import type { RpcObserver } from './rpc-observer.js';
-import type { VolumeMode, VolumeRecord } from '../volumes/record.js';
+import type { VolumeMode, VolumeRecord } from '../format/records.js';
 import { poolStatuses, withTimeout, type PoolStatus, type VolumeSource } from './health.js';
 import type { Logger } from './logger.js';
 

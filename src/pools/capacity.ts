@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { readMountPoints } from '../system/mount.js';
 import { diskUsage } from '../system/walk.js';
-import type { VolumeRecord } from '../volumes/record.js';
+import type { VolumeRecord } from '../format/records.js';
 import type { Pool } from './pool.js';
 import type { QuotaBackend } from './quota.js';
 

@@ -1,4 +1,4 @@
-import { constants, statSync, promises as fsp } from 'node:fs';
+import { constants, statfsSync, statSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
@@ -7,9 +7,8 @@ import type { Host } from '../system/host.js';
 import type { PoolConfig } from './config.js';
 import { ensureDevicePool } from './device.js';
 import { detectQuota, type QuotaBackend } from './quota.js';
-import { BLOCK_DIR } from '../volumes/block.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead, type Overhead } from '../volumes/disk-image.js';
-import { SNAPSHOTS_DIR } from '../volumes/snapshot-record.js';
+import { layoutDirs, poolLayout, resolveInside, type PoolLayout } from '../format/layout.js';
 
 export interface PoolHealth {
   ready: boolean;
@@ -25,15 +24,8 @@ export interface PoolCapacity {
   usedBytes: bigint;
 }
 
-/**
- * A storage pool on this node and its private layout:
- *   <root>/.hpp/volumes/<name>.json   volume metadata
- *   <root>/.hpp/tmp/                  volumes being built (moved into place when complete)
- *   <root>/.hpp/trash/                deleted volumes waiting to be removed
- *   <root>/.hpp/snapshots/<name>      snapshot data (a directory tree, or an image file)
- *   <root>/.hpp/snapshot-records/     snapshot metadata
- */
-export class Pool {
+/** A storage pool on this node; its private layout is format/layout.ts's. */
+export class Pool implements PoolLayout {
   readonly name: string;
   readonly root: string;
   readonly useNamingPrefix: boolean;
@@ -49,6 +41,7 @@ export class Pool {
   readonly blockDir: string;
   readonly snapshotRecordsDir: string;
   readonly publicationLog: string;
+  readonly projectIds: string;
   /** flock'ed by the daemon serving the pool (and by hppctl gc while it works). */
   readonly lockFile: string;
   private readonly lock: ProcessLock;
@@ -65,15 +58,17 @@ export class Pool {
     this.device = cfg.device;
     this.overcommitRatio = cfg.overcommitRatio ?? 1;
     this.filesystemOverhead = parseOverhead(cfg.filesystemOverhead ?? DEFAULT_FILESYSTEM_OVERHEAD, `pool ${cfg.name} filesystemOverhead`);
-    this.metaDir = path.join(this.root, '.hpp');
-    this.volumesDir = path.join(this.metaDir, 'volumes');
-    this.tmpDir = path.join(this.metaDir, 'tmp');
-    this.trashDir = path.join(this.metaDir, 'trash');
-    this.snapshotsDir = path.join(this.root, SNAPSHOTS_DIR);
-    this.blockDir = path.join(this.root, BLOCK_DIR);
-    this.snapshotRecordsDir = path.join(this.metaDir, 'snapshot-records');
-    this.publicationLog = path.join(this.metaDir, 'publications.log');
-    this.lockFile = path.join(this.metaDir, 'daemon.lock');
+    const layout = poolLayout(this.root);
+    this.metaDir = layout.metaDir;
+    this.volumesDir = layout.volumesDir;
+    this.tmpDir = layout.tmpDir;
+    this.trashDir = layout.trashDir;
+    this.snapshotsDir = layout.snapshotsDir;
+    this.blockDir = layout.blockDir;
+    this.snapshotRecordsDir = layout.snapshotRecordsDir;
+    this.publicationLog = layout.publicationLog;
+    this.projectIds = layout.projectIds;
+    this.lockFile = layout.lockFile;
     this.lock = new ProcessLock(this.lockFile);
   }
 
@@ -90,7 +85,7 @@ export class Pool {
     }
     const health = await this.health();
     if (!health.ready) return { ready: false, reason: health.reason ?? `pool ${this.name} is not ready` };
-    for (const d of [this.metaDir, this.volumesDir, this.tmpDir, this.trashDir, this.snapshotsDir, this.snapshotRecordsDir, this.blockDir]) {
+    for (const d of layoutDirs(this)) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }
     if (!(await this.lock.acquire())) {
@@ -137,10 +132,6 @@ export class Pool {
 
   /** Absolute path of something inside the pool; refuses anything that would leave it. */
   resolveInside(rel: string): string {
-    const abs = path.resolve(this.root, rel);
-    if (abs === this.root || !abs.startsWith(`${this.root}/`) || rel.includes('\0')) {
-      throw new Error(`path ${JSON.stringify(rel)} is outside pool ${this.name}`);
-    }
-    return abs;
+    return resolveInside(this.root, rel, this.name);
   }
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { projectIdsFile } from '../format/layout.js';
+import { formatProjectIds, parseProjectIds } from '../format/records.js';
 import { writeFileAtomic } from '../system/atomic-file.js';
 
 /** Project ids handed to volumes start here, above the ids a distribution or an admin uses for itself. */
@@ -37,7 +38,7 @@ export class ProjectIdAllocator {
     private readonly filesystem: string,
     private readonly inUse: IdsInUse,
   ) {
-    this.file = path.join(metaDir, 'project-ids.json');
+    this.file = projectIdsFile(metaDir);
     onFilesystem(filesystem).files.add(this.file);
   }
 
@@ -67,7 +68,7 @@ export class ProjectIdAllocator {
     // Taken before the first await, so that another pool's allocation on this filesystem skips it.
     mine.add(id);
     try {
-      await writeFileAtomic(this.file, `${JSON.stringify({ next: id + 1 })}\n`);
+      await writeFileAtomic(this.file, formatProjectIds({ next: id + 1 }));
     } catch (err) {
       mine.delete(id);
       throw new Error(`cannot record the next project id in ${this.file}: ${(err as Error).message}`, { cause: err });
@@ -85,16 +86,7 @@ function readNext(file: string): number {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return FIRST_PROJECT_ID;
     throw new Error(`cannot read ${file}: ${(err as Error).message}`);
   }
-  let next: unknown;
-  try {
-    next = (JSON.parse(text) as { next?: unknown }).next;
-  } catch {
-    next = undefined;
-  }
-  if (typeof next !== 'number' || !Number.isInteger(next) || next < FIRST_PROJECT_ID) {
-    throw new Error(`${file} does not hold a valid next project id: ${text.trim().slice(0, 200)}`);
-  }
-  return next;
+  return parseProjectIds(text, file, FIRST_PROJECT_ID);
 }
 
 /** Per filesystem, in this process: the id files of its pools, and the ids handed out on it. */

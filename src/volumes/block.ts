@@ -9,12 +9,6 @@ import { describeHolders, devString, fileIdentity, usableFor, type DetachOutcome
 export const MiB = 1024n * 1024n;
 /** Size of a block volume when the request names none. The image is sparse, so this costs nothing up front. */
 export const DEFAULT_BLOCK_BYTES = 1024n * MiB;
-export const BLOCK_DIR = '.hpp/block';
-
-export function blockImagePath(name: string): string {
-  return path.posix.join(BLOCK_DIR, `${name}.img`);
-}
-
 /** The size of a block volume for a capacity range: a whole number of MiB, never below what was asked. */
 export function blockCapacity(range: { required: bigint; limit: bigint }): bigint {
   const roundUp = (n: bigint) => ((n + MiB - 1n) / MiB) * MiB;

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
 import { invalidInput, outOfRange } from '../errors.js';
+import { diskImagePath } from '../format/layout.js';
 import type { Logger } from '../observe/logger.js';
 import type { ToolContext } from '../system/exec.js';
 import type { Host } from '../system/host.js';
@@ -8,7 +8,6 @@ import type { PreallocationMethod } from '../system/preallocate.js';
 
 /** CDI's default share of a Filesystem PVC kept back for the filesystem itself. */
 export const DEFAULT_FILESYSTEM_OVERHEAD = '0.055';
-export const DISK_IMAGE = 'disk.img';
 /** KubeVirt's qemu user and group. */
 export const QEMU_UID = 107;
 export const QEMU_GID = 107;
@@ -77,7 +76,7 @@ export async function ensureDiskImage(
   preallocated: boolean,
   tc: ToolContext & { log: Logger },
 ): Promise<PreallocationMethod> {
-  const file = path.join(dir, DISK_IMAGE);
+  const file = diskImagePath(dir);
   const fh = await fsp.open(file, 'a', 0o660);
   try {
     const from = (await fh.stat({ bigint: true })).size;

@@ -23,9 +23,9 @@ import { formatVolumeId, parseVolumeId } from './ids.js';
 import { capacityKey } from './lock-keys.js';
 import { loadPool } from './pool-loader.js';
 import { newPoolState, type PoolState } from './pool-state.js';
-import type { Publications } from './publication-log.js';
-import { toStored, wantsPreallocation, type VolumeMode, type VolumeRecord } from './record.js';
-import { snapshotBuildName, snapshotDataDir, type SnapshotRecord } from './snapshot-record.js';
+import { snapshotBuildPath, snapshotDataDir, volumeBuildPath } from '../format/layout.js';
+import { toStored, type Publications, type SnapshotRecord, type VolumeMode, type VolumeRecord } from '../format/records.js';
+import { wantsPreallocation } from './record.js';
 import { Trash } from './trash.js';
 
 export interface CreateSpec {
@@ -283,7 +283,7 @@ export class VolumeManager {
   private async build(st: PoolState, quota: QuotaBackend, spec: CreateSpec, id: string, dataPath: string, cx: CallContext): Promise<VolumeRecord> {
     const { host } = this;
     const pool = spec.pool;
-    const building = path.join(pool.tmpDir, spec.name);
+    const building = volumeBuildPath(pool, spec.name);
     if (exists(building)) await fsp.rm(building, { recursive: true, force: true });
     let projectId: number | undefined;
     let preallocation: PreallocationMethod = 'none';
@@ -452,7 +452,7 @@ export class VolumeManager {
     const id = formatVolumeId({ node: this.node, pool: pool.name, name });
     const data = snapshotDataDir(name);
     const dataPath = pool.resolveInside(data);
-    const building = path.join(pool.tmpDir, snapshotBuildName(name));
+    const building = snapshotBuildPath(pool, name);
     await fsp.rm(building, { recursive: true, force: true });
     const sourcePath = this.dataPath(pool, source);
     let method: CopyMethod;

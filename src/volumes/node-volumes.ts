@@ -9,7 +9,8 @@ import { diskImageSize, ensureDiskImage, parseOverhead } from './disk-image.js';
 import { publishDirectory, unmountAndRemoveTarget } from './filesystem.js';
 import type { VolumeManager } from './manager.js';
 import { planPublish } from './publish-plan.js';
-import { wantsPreallocation, type Publication, type VolumeMode, type VolumeRecord } from './record.js';
+import type { Publication, VolumeMode, VolumeRecord } from '../format/records.js';
+import { wantsPreallocation } from './record.js';
 import { checkTargetFree, realLocationOrSelf, recordedTarget, resolveTarget, unbindStale, whatIsAt, type AtTarget, type Target, type VolumeData } from './target.js';
 import { measureVolume, type VolumeStats } from './volume-stats.js';
 

@@ -5,10 +5,11 @@ import { fsyncDir } from '../system/atomic-file.js';
 import { exists } from '../system/files.js';
 import type { Host } from '../system/host.js';
 import { removeTree } from '../system/walk.js';
-import { reconcilePublications } from './node-volumes.js';
+import { snapshotBuildName, snapshotBuildPath, volumeBuildPath } from '../format/layout.js';
+import { legacyPublications } from '../format/migrations.js';
+import { toStored, type SnapshotRecord, type VolumeRecord } from '../format/records.js';
 import type { PoolState } from './pool-state.js';
-import { toStored, type VolumeRecord } from './record.js';
-import { snapshotBuildName, type SnapshotRecord } from './snapshot-record.js';
+import { reconcilePublications } from './node-volumes.js';
 import type { Trash } from './trash.js';
 
 export interface LoadedPool {
@@ -34,7 +35,7 @@ export async function loadPool(st: PoolState, deps: Deps): Promise<LoadedPool> {
   const stored = await st.store.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable volume record left untouched'));
   const { state: logged, badLines } = st.pubLog.read();
   if (badLines > 0) log.warn({ pool: pool.name, file: st.pubLog.file, badLines }, 'skipped torn lines of the publication log (a crash or a power cut)');
-  // Records written before the log carry their publications themselves.
+  // Records written before the log carry their publications themselves (format/migrations.ts).
   const records: VolumeRecord[] = stored.map((s) => ({ ...s, publications: logged.get(s.name) ?? s.publications ?? {} }));
   const volumes: VolumeRecord[] = [];
   for (const rec of records) {
@@ -52,7 +53,7 @@ export async function loadPool(st: PoolState, deps: Deps): Promise<LoadedPool> {
   st.pubLog.compact(new Map(volumes.map((r) => [r.name, r.publications])));
   for (const s of stored) {
     const rec = volumes.find((k) => k.name === s.name);
-    if (rec && s.publications && Object.keys(s.publications).length > 0) {
+    if (rec && legacyPublications(s)) {
       await st.store.write(toStored(rec));
       log.info({ volume: rec.id }, 'moved publications out of the volume record into the publication log');
     }
@@ -69,7 +70,7 @@ async function reconcileVolume(st: PoolState, rec: VolumeRecord, { node, trash, 
     await st.store.remove(rec.name);
     return false;
   }
-  await finishMove(path.join(st.pool.tmpDir, rec.name), dataPath, () => log.info({ volume: rec.id }, 'finishing interrupted create'));
+  await finishMove(volumeBuildPath(st.pool, rec.name), dataPath, () => log.info({ volume: rec.id }, 'finishing interrupted create'));
   if (rec.node !== node) {
     // A device-backed pool moved here from another node: the id must keep naming where it lives.
     log.warn({ volume: rec.id, recordedNode: rec.node, node }, 'volume was created on another node');
@@ -85,7 +86,7 @@ async function reconcileSnapshot(st: PoolState, snap: SnapshotRecord, { trash, l
     await st.snapStore.remove(snap.name);
     return false;
   }
-  await finishMove(path.join(st.pool.tmpDir, snapshotBuildName(snap.name)), dataPath, () => log.info({ snapshot: snap.id }, 'finishing interrupted snapshot'));
+  await finishMove(snapshotBuildPath(st.pool, snap.name), dataPath, () => log.info({ snapshot: snap.id }, 'finishing interrupted snapshot'));
   return true;
 }
 

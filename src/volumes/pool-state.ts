@@ -1,9 +1,8 @@
 import type { CapacityTracker } from '../pools/capacity.js';
 import type { Pool } from '../pools/pool.js';
+import type { SnapshotRecord, StoredVolumeRecord } from '../format/records.js';
 import { PublicationLog } from './publication-log.js';
-import type { StoredVolumeRecord } from './record.js';
-import type { SnapshotRecord } from './snapshot-record.js';
-import { RecordStore } from './store.js';
+import { snapshotStore, volumeStore, type RecordStore } from './store.js';
 
 /** What the daemon holds for one configured pool: its stores and its capacity view (whether it is ready: PoolSupervisor). */
 export interface PoolState {
@@ -18,9 +17,9 @@ export interface PoolState {
 export function newPoolState(pool: Pool, capacity: CapacityTracker): PoolState {
   return {
     pool,
-    store: new RecordStore<StoredVolumeRecord>(pool.volumesDir, pool.name),
+    store: volumeStore(pool.volumesDir, pool),
     pubLog: new PublicationLog(pool.publicationLog),
-    snapStore: new RecordStore<SnapshotRecord>(pool.snapshotRecordsDir, pool.name),
+    snapStore: snapshotStore(pool.snapshotRecordsDir, pool),
     capacity,
   };
 }

@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import type { Publication } from './record.js';
 import { noSpace } from '../errors.js';
-
-export type Publications = Record<string, Publication>;
+import { publicationLogTemp } from '../format/layout.js';
+import { formatPublicationLine, replayPublications, type Publications } from '../format/records.js';
 
 /** Rewrite the log once it grows past this; it holds one line per change. */
 const COMPACT_BYTES = 4 * 1024 * 1024;
@@ -33,7 +32,7 @@ export class PublicationLog {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: new Map(), badLines: 0 };
       throw err;
     }
-    return replayPublications(text);
+    return replayPublications(text, this.file);
   }
 
   /**
@@ -44,7 +43,7 @@ export class PublicationLog {
     let text = '';
     for (const [name, pubs] of state) if (Object.keys(pubs).length > 0) text += line(name, pubs);
     // One daemon per pool (flock), so a fixed temp name: a crash leaves at most this one, overwritten next time.
-    const tmp = `${this.file}.tmp`;
+    const tmp = publicationLogTemp(this.file);
     fs.writeFileSync(tmp, text, { mode: 0o600 });
     fs.renameSync(tmp, this.file);
     const fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND);
@@ -76,24 +75,5 @@ export class PublicationLog {
 }
 
 function line(name: string, publications: Publications): string {
-  return `${JSON.stringify({ name, publications })}\n`;
-}
-
-/** Replays a log's text: the last line of each volume wins; lines that are not whole are counted and skipped. */
-export function replayPublications(text: string): { state: Map<string, Publications>; badLines: number } {
-  const state = new Map<string, Publications>();
-  let badLines = 0;
-  for (const l of text.split('\n')) {
-    if (l === '') continue;
-    try {
-      const e = JSON.parse(l) as { name?: unknown; publications?: unknown };
-      if (typeof e.name !== 'string' || !e.publications || typeof e.publications !== 'object' || Array.isArray(e.publications)) {
-        throw new Error('not a publications line');
-      }
-      state.set(e.name, e.publications as Publications);
-    } catch {
-      badLines++;
-    }
-  }
-  return { state, badLines };
+  return formatPublicationLine({ name, publications });
 }

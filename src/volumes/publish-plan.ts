@@ -1,5 +1,5 @@
 import { conflict, type DriverError } from '../errors.js';
-import type { Publication } from './record.js';
+import type { Publication } from '../format/records.js';
 import type { AtTarget } from './target.js';
 
 /**

@@ -1,63 +1,40 @@
 import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, isAtomicTempName, writeFileAtomic } from '../system/atomic-file.js';
-import { isValidName } from './ids.js';
+import { deletingRecordFile, isRecordTempName, recordFile, recordFileName } from '../format/layout.js';
+import { formatRecord, parseSnapshotRecord, parseVolumeRecord, type RecordContext, type SnapshotRecord, type StoredVolumeRecord } from '../format/records.js';
+import { fsyncDir, writeFileAtomic } from '../system/atomic-file.js';
 
-interface StoredRecord {
-  version: 1;
-  name: string;
-  pool: string;
-  state: 'ready' | 'deleting';
-}
-
-/** A record renamed to `<name>.deleting`: its delete is committed and is finished on the next start. */
-const DELETING_SUFFIX = '.deleting';
-
-/**
- * What a file name in a record directory stands for: `<name>.json` a record, `<name>.deleting` a record
- * whose delete is committed. undefined for anything else (temp files, names no volume can have).
- */
-export function recordFileName(file: string): { name: string; deleting: boolean } | undefined {
-  const deleting = file.endsWith(DELETING_SUFFIX);
-  const name = deleting ? file.slice(0, -DELETING_SUFFIX.length) : file.endsWith('.json') ? file.slice(0, -'.json'.length) : undefined;
-  return name !== undefined && isValidName(name) ? { name, deleting } : undefined;
-}
+/** Reads one record file's text (format/records.ts); throws a corrupt error naming the file and field. */
+type RecordParser<T> = (text: string, ctx: RecordContext) => T;
 
 /**
  * Durable records of one kind in one pool, a JSON file per name in `dir`; each write is atomic
  * (temp + fsync + rename + dir fsync).
  */
-export class RecordStore<T extends StoredRecord> {
+export class RecordStore<T extends StoredVolumeRecord | SnapshotRecord> {
   constructor(
     private readonly dir: string,
-    private readonly pool: string,
+    private readonly pool: { name: string; root: string },
+    private readonly parse: RecordParser<T>,
   ) {}
-
-  private file(name: string): string {
-    return path.join(this.dir, `${name}.json`);
-  }
-
-  private deletingFile(name: string): string {
-    return path.join(this.dir, `${name}${DELETING_SUFFIX}`);
-  }
 
   /**
    * Commit a delete: one rename of the record to `<name>.deleting` (made durable), cheaper than
    * writing a new version of it. loadAll() reads such a file as the record in state 'deleting'.
    */
   async markDeleting(name: string): Promise<void> {
-    fs.renameSync(this.file(name), this.deletingFile(name));
+    fs.renameSync(recordFile(this.dir, name), deletingRecordFile(this.dir, name));
     await fsyncDir(this.dir);
   }
 
   async write(rec: T): Promise<void> {
-    await writeFileAtomic(this.file(rec.name), `${JSON.stringify(rec, null, 1)}\n`);
+    await writeFileAtomic(recordFile(this.dir, rec.name), formatRecord(rec));
   }
 
   /** Forget a record; `durable: false` when a power cut bringing it back is harmless (see its callers). */
   async remove(name: string, opts: { durable?: boolean } = {}): Promise<void> {
-    fs.rmSync(this.file(name), { force: true });
-    fs.rmSync(this.deletingFile(name), { force: true });
+    fs.rmSync(recordFile(this.dir, name), { force: true });
+    fs.rmSync(deletingRecordFile(this.dir, name), { force: true });
     if (opts.durable !== false) await fsyncDir(this.dir);
   }
 
@@ -73,24 +50,21 @@ export class RecordStore<T extends StoredRecord> {
     const out: T[] = [];
     for (const n of names) {
       const file = path.join(this.dir, n);
-      if (isAtomicTempName(n)) {
+      if (isRecordTempName(n)) {
         await fsp.rm(file, { force: true });
         continue;
       }
       const parsed = recordFileName(n);
       if (!parsed) continue;
       const { name: stem, deleting } = parsed;
-      if (deleting && names.includes(`${stem}.json`)) {
+      if (deleting && names.includes(path.basename(recordFile(this.dir, stem)))) {
         // Left from a delete whose last unlink a power cut undid, then a volume of the same name was
         // made: the live record wins, and the stale mark must not take that volume's data away.
         fs.rmSync(file, { force: true });
         continue;
       }
       try {
-        const rec = JSON.parse(await fsp.readFile(file, 'utf8')) as T;
-        if (rec.version !== 1 || rec.name !== stem || rec.pool !== this.pool) {
-          throw new Error('record does not match its file name or pool');
-        }
+        const rec = this.parse(await fsp.readFile(file, 'utf8'), { file, name: stem, pool: this.pool.name, root: this.pool.root });
         if (deleting) rec.state = 'deleting';
         out.push(rec);
       } catch (err) {
@@ -99,4 +73,12 @@ export class RecordStore<T extends StoredRecord> {
     }
     return out;
   }
+}
+
+export function volumeStore(dir: string, pool: { name: string; root: string }): RecordStore<StoredVolumeRecord> {
+  return new RecordStore(dir, pool, parseVolumeRecord);
+}
+
+export function snapshotStore(dir: string, pool: { name: string; root: string }): RecordStore<SnapshotRecord> {
+  return new RecordStore(dir, pool, parseSnapshotRecord);
 }

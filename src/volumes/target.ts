@@ -7,7 +7,7 @@ import type { Host } from '../system/host.js';
 import type { MountEntry } from '../system/mount.js';
 import { blockTargetState } from './block.js';
 import { sameInode } from './filesystem.js';
-import type { VolumeMode } from './record.js';
+import type { VolumeMode } from '../format/records.js';
 
 /** A publication target: the path as kubelet gives it (the key of a volume's publications) and where it really leads (what mountinfo shows). */
 export interface Target {

@@ -3,6 +3,7 @@ import { renameSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../observe/logger.js';
 import type { Pool } from '../pools/pool.js';
+import { trashEntryPath } from '../format/layout.js';
 import { fsyncDir } from '../system/atomic-file.js';
 import type { HostMounts } from '../system/host.js';
 import { removeTree } from '../system/walk.js';
@@ -27,7 +28,7 @@ export class Trash {
    * live in the pool root, .hpp/block or .hpp/snapshots); data already gone is fine.
    */
   async put(pool: Pool, dataPath: string): Promise<void> {
-    const dest = path.join(pool.trashDir, `${path.basename(dataPath)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
+    const dest = trashEntryPath(pool, dataPath, Date.now(), randomBytes(3).toString('hex'));
     try {
       renameSync(dataPath, dest);
     } catch (err) {

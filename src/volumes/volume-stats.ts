@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import type { QuotaBackend } from '../pools/quota.js';
 import type { ToolContext } from '../system/exec.js';
 import type { Host } from '../system/host.js';
-import type { VolumeRecord } from './record.js';
+import type { VolumeRecord } from '../format/records.js';
 import type { AtTarget } from './target.js';
 
 export interface Usage {

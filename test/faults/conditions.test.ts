@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 import { grpcCode, grpcDetails, leftovers, listLoops, mountsAt, realTool, waitFor, withPathPrefix, writeFakeTools } from '../helpers/faults.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+import { META_DIR, blockImagePath, diskImagePath, poolLayout, recordFile, snapshotDataDir } from '../../src/format/layout.js';
 
 const MiB = 1024 * 1024;
 
@@ -70,7 +71,7 @@ describe('ENOSPC from the pool filesystem in the middle of a create', () => {
   let flag: string;
   let filler: string;
   let d: DriverProcess;
-  const hpp = (...p: string[]) => path.join(pool, '.hpp', ...p);
+  const L = () => poolLayout(pool);
   const freeBytes = () => Number(execFileSync('df', ['--output=avail', '-B1', fs]).toString().trim().split('\n').pop());
   /** Fill the filesystem behind the driver's back, leaving `leave` bytes. */
   const fill = (leave: number) => {
@@ -117,15 +118,15 @@ describe('ENOSPC from the pool filesystem in the middle of a create', () => {
 
   /** After a failed create of `name`, nothing of it may be left. */
   async function nothingLeft(name: string, kind: 'volume' | 'snapshot'): Promise<void> {
-    expect.soft(readdirSync(hpp('tmp')), '.hpp/tmp after the failed create').toEqual([]);
+    expect.soft(readdirSync(L().tmpDir), '.hpp/tmp after the failed create').toEqual([]);
     if (kind === 'volume') {
-      expect.soft(existsSync(hpp('volumes', `${name}.json`)), 'record of the failed volume').toBe(false);
+      expect.soft(existsSync(recordFile(L().volumesDir, name)), 'record of the failed volume').toBe(false);
       expect.soft(existsSync(path.join(pool, name)), 'directory of the failed volume').toBe(false);
-      expect.soft(existsSync(hpp('block', `${name}.img`)), 'image of the failed volume').toBe(false);
+      expect.soft(existsSync(path.join(pool, blockImagePath(name))), 'image of the failed volume').toBe(false);
       expect.soft(await listedIds(d)).not.toContain(`test-node:e:${name}`);
     } else {
-      expect.soft(existsSync(hpp('snapshot-records', `${name}.json`)), 'record of the failed snapshot').toBe(false);
-      expect.soft(existsSync(hpp('snapshots', name)), 'data of the failed snapshot').toBe(false);
+      expect.soft(existsSync(recordFile(L().snapshotRecordsDir, name)), 'record of the failed snapshot').toBe(false);
+      expect.soft(existsSync(path.join(pool, snapshotDataDir(name))), 'data of the failed snapshot').toBe(false);
       const snaps = await d.clients.controller.ListSnapshots({});
       expect.soft((snaps.entries as Msg[]).map((e) => e.snapshot.snapshot_id)).not.toContain(`test-node:e:${name}`);
     }
@@ -147,9 +148,9 @@ describe('ENOSPC from the pool filesystem in the middle of a create', () => {
     }
     const res = await d.clients.controller.CreateVolume(req);
     expect(res.volume.volume_id).toBe('test-node:e:img');
-    expect(statSync(path.join(pool, 'img', 'disk.img')).size).toBe(15 * MiB);
-    expect(JSON.parse(readFileSync(hpp('volumes', 'img.json'), 'utf8')).preallocation).toBe('fallocate');
-    expect(readdirSync(hpp('tmp'))).toEqual([]);
+    expect(statSync(diskImagePath(path.join(pool, 'img'))).size).toBe(15 * MiB);
+    expect(JSON.parse(readFileSync(recordFile(L().volumesDir, 'img'), 'utf8')).preallocation).toBe('fallocate');
+    expect(readdirSync(L().tmpDir)).toEqual([]);
     await d.clients.controller.DeleteVolume({ volume_id: res.volume.volume_id });
   });
 
@@ -167,8 +168,8 @@ describe('ENOSPC from the pool filesystem in the middle of a create', () => {
       unfill();
     }
     const res = await d.clients.controller.CreateVolume(req);
-    expect(statSync(hpp('block', 'blk.img')).size).toBe(16 * MiB);
-    expect(statSync(hpp('block', 'blk.img')).blocks * 512).toBeGreaterThanOrEqual(16 * MiB);
+    expect(statSync(path.join(pool, blockImagePath('blk'))).size).toBe(16 * MiB);
+    expect(statSync(path.join(pool, blockImagePath('blk'))).blocks * 512).toBeGreaterThanOrEqual(16 * MiB);
     await d.clients.controller.DeleteVolume({ volume_id: res.volume.volume_id });
   });
 
@@ -200,7 +201,7 @@ describe('ENOSPC from the pool filesystem in the middle of a create', () => {
       const res = await d.clients.controller.CreateVolume(req);
       expect(fileSha(path.join(pool, 'cl', 'data.bin'))).toBe(sha);
       await d.clients.controller.DeleteVolume({ volume_id: res.volume.volume_id });
-      await waitFor('trash emptied', () => readdirSync(hpp('trash')).length === 0);
+      await waitFor('trash emptied', () => readdirSync(L().trashDir).length === 0);
     });
 
     it('snapshot (cp): RESOURCE_EXHAUSTED, nothing left behind, the retry succeeds once space is freed', async () => {
@@ -215,7 +216,7 @@ describe('ENOSPC from the pool filesystem in the middle of a create', () => {
         unfill();
       }
       const res = await d.clients.controller.CreateSnapshot(req);
-      expect(fileSha(path.join(hpp('snapshots', 'sn'), 'data.bin'))).toBe(sha);
+      expect(fileSha(path.join(pool, snapshotDataDir('sn'), 'data.bin'))).toBe(sha);
       await d.clients.controller.DeleteSnapshot({ snapshot_id: res.snapshot.snapshot_id });
     });
   });
@@ -335,7 +336,7 @@ describe('no free loop device', () => {
     expect(r.details).toContain('cannot find an unused loop device');
     expect(mountsAt(target)).toEqual([]);
     expect(readVolumeRecord(pool, 'blk')!.publications).toEqual({});
-    expect(listLoops().filter((l) => l.backFile === path.join(pool, '.hpp', 'block', 'blk.img'))).toEqual([]);
+    expect(listLoops().filter((l) => l.backFile === path.join(pool, blockImagePath('blk')))).toEqual([]);
     expect(alive(d)).toBe(true);
     expect(await probeReady(d)).toBe(true);
     // The retry keeps failing the same way, and unpublishing the target that never got published is OK.
@@ -386,7 +387,7 @@ describe('oversized requests and 100 identical calls at once', () => {
     expect(await probeReady(d)).toBe(true);
     const ok = await d.clients.controller.CreateVolume({ name: 'after-big', volume_capabilities: [MOUNT_CAP] });
     expect(existsSync(path.join(pool, 'after-big'))).toBe(true);
-    expect(readdirSync(pool).sort()).toEqual(['.hpp', 'after-big']);
+    expect(readdirSync(pool).sort()).toEqual([META_DIR, 'after-big']);
     await d.clients.controller.DeleteVolume({ volume_id: ok.volume.volume_id });
   });
 
@@ -398,9 +399,9 @@ describe('oversized requests and 100 identical calls at once', () => {
     );
     expect(results.filter((r) => r.code !== 'OK')).toEqual([]);
     expect(new Set(ids)).toEqual(new Set(['test-node:p:same']));
-    expect(readdirSync(pool).filter((e) => e !== '.hpp')).toEqual(['same']);
-    expect(readdirSync(path.join(pool, '.hpp', 'volumes'))).toEqual(['same.json']);
-    expect(readdirSync(path.join(pool, '.hpp', 'tmp'))).toEqual([]);
+    expect(readdirSync(pool).filter((e) => e !== META_DIR)).toEqual(['same']);
+    expect(readdirSync(poolLayout(pool).volumesDir)).toEqual(['same.json']);
+    expect(readdirSync(poolLayout(pool).tmpDir)).toEqual([]);
     expect((await listedIds(d)).filter((id) => id.endsWith(':same'))).toHaveLength(1);
   });
 
@@ -420,7 +421,7 @@ describe('oversized requests and 100 identical calls at once', () => {
     );
     expect(blkRes.filter((r) => r.code !== 'OK')).toEqual([]);
     expect(mountsAt(blkTarget)).toHaveLength(1);
-    expect(listLoops().filter((l) => l.backFile === path.join(pool, '.hpp', 'block', 'blk.img'))).toHaveLength(1);
+    expect(listLoops().filter((l) => l.backFile === path.join(pool, blockImagePath('blk')))).toHaveLength(1);
     expect(Object.keys(readVolumeRecord(pool, 'blk')!.publications)).toEqual([blkTarget]);
 
     // And 100 identical unpublishes: all OK, nothing left.

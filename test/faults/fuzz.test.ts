@@ -17,6 +17,7 @@ import { loadCsi } from '../../src/csi/proto.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, type Msg } from '../helpers/driver.js';
 import { Rng, intEnv, leftovers, loopsUnder, mountsUnder, readMountinfo, seedFromEnv, sha256, startGroupDaemon, type GroupDaemon } from '../helpers/faults.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+import { poolLayout, recordFileName } from '../../src/format/layout.js';
 
 const REQUESTS = intEnv('FUZZ_REQUESTS', 2_000);
 const SEED = process.env.FUZZ_SEED ? seedFromEnv('FUZZ_SEED') : seedFromEnv('FAULT_SEED');
@@ -447,9 +448,10 @@ describe('fuzzing every RPC through the real socket', () => {
     for (let i = 0; i < 8; i++) mkdirSync(path.join(targets, `t${i}`));
     symlinkSync(pool, path.join(targets, 'to-pool'));
     symlinkSync(path.join(pool, 'seedfs'), path.join(targets, 'to-vol'));
-    symlinkSync(path.join(pool, '.hpp'), path.join(targets, 'to-hpp'));
-    symlinkSync(path.join(pool, '.hpp', 'block'), path.join(targets, 'to-block'));
-    symlinkSync(path.join(pool, '.hpp', 'snapshots'), path.join(targets, 'to-snaps'));
+    const layout = poolLayout(pool);
+    symlinkSync(layout.metaDir, path.join(targets, 'to-hpp'));
+    symlinkSync(layout.blockDir, path.join(targets, 'to-block'));
+    symlinkSync(layout.snapshotsDir, path.join(targets, 'to-snaps'));
   }, 120_000);
 
   afterAll(async () => {
@@ -664,8 +666,9 @@ describe('fuzzing every RPC through the real socket', () => {
     // Clean up through the driver: every recorded publication, every snapshot, every volume.
     const cleanupErrors: string[] = [];
     if (alive) {
-      for (const f of readdirSync(path.join(pool, '.hpp', 'volumes')).filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
-        const rec = readVolumeRecord(pool, f.slice(0, -'.json'.length))!;
+      const recorded = readdirSync(poolLayout(pool).volumesDir).map(recordFileName);
+      for (const { name } of recorded.filter((f) => f !== undefined && !f.deleting) as Array<{ name: string }>) {
+        const rec = readVolumeRecord(pool, name)!;
         for (const t of Object.keys(rec.publications ?? {})) {
           await daemon.clients.node.NodeUnpublishVolume({ volume_id: rec.id, target_path: t }).catch((e: grpc.ServiceError) => cleanupErrors.push(`unpublish ${rec.id} ${t}: ${e.details}`));
         }

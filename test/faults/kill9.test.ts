@@ -36,6 +36,7 @@ import {
   type GroupDaemon,
 } from '../helpers/faults.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
+import { META_DIR, blockImagePath, diskImagePath, poolLayout, recordFile, snapshotDataDir } from '../../src/format/layout.js';
 
 const KILLS = intEnv('FAULT_KILLS', 14);
 
@@ -280,15 +281,15 @@ class Campaign {
   }
 
   dataPath(name: string, mode: Mode): string {
-    return mode === 'fs' ? path.join(this.pool, name) : path.join(this.pool, '.hpp', 'block', `${name}.img`);
+    return path.join(this.pool, mode === 'fs' ? name : blockImagePath(name));
   }
 
   snapPath(name: string): string {
-    return path.join(this.pool, '.hpp', 'snapshots', name);
+    return path.join(this.pool, snapshotDataDir(name));
   }
 
   recordFile(name: string): string {
-    return path.join(this.pool, '.hpp', 'volumes', `${name}.json`);
+    return recordFile(poolLayout(this.pool).volumesDir, name);
   }
 
   record(name: string): Msg | undefined {
@@ -297,7 +298,7 @@ class Campaign {
 
   snapRecord(name: string): Msg | undefined {
     try {
-      return JSON.parse(readFileSync(path.join(this.pool, '.hpp', 'snapshot-records', `${name}.json`), 'utf8')) as Msg;
+      return JSON.parse(readFileSync(recordFile(poolLayout(this.pool).snapshotRecordsDir, name), 'utf8')) as Msg;
     } catch {
       return undefined;
     }
@@ -532,7 +533,7 @@ class Campaign {
       }
       case 'deleteSnapshot': {
         const snap = await this.ensureSnap();
-        const gone = () => !existsSync(this.snapPath(snap.name)) && !existsSync(path.join(this.pool, '.hpp', 'snapshot-records', `${snap.name}.json`));
+        const gone = () => !existsSync(this.snapPath(snap.name)) && !existsSync(recordFile(poolLayout(this.pool).snapshotRecordsDir, snap.name));
         return {
           kind,
           what: `DeleteSnapshot ${snap.id}`,
@@ -652,7 +653,7 @@ class Campaign {
                 const size = loop ? Number(readFileSync(`/sys/class/block/${path.basename(loop.name)}/size`, 'utf8')) * 512 : -1;
                 this.check(size === to, `nexp-dev:${vol.name}:${to}`, () => `device at ${target} has ${size} bytes after NodeExpandVolume to ${to}`);
               } else {
-                const size = statSync(path.join(target, 'disk.img')).size;
+                const size = statSync(diskImagePath(target)).size;
                 this.check(size === diskImageSize(to), `nexp-img:${vol.name}:${to}`, () => `disk.img at ${target} has ${size} bytes, not ${diskImageSize(to)}`);
               }
             }
@@ -689,7 +690,7 @@ class Campaign {
           const size = existsSync(data) ? statSync(data).size : -1;
           this.check(size === capacity, `create-size:${name}`, () => `image of ${name} has ${size} bytes, not ${capacity}`);
         } else if (params.createDiskImage === 'true') {
-          const img = path.join(data, 'disk.img');
+          const img = diskImagePath(data);
           const size = existsSync(img) ? statSync(img).size : -1;
           this.check(size === diskImageSize(capacity), `create-img:${name}`, () => `disk.img of ${name} has ${size} bytes, not ${diskImageSize(capacity)}`);
         }
@@ -712,22 +713,23 @@ class Campaign {
 
   async audit(phase: 'restart' | 'converged' | 'final', tol: Tolerance): Promise<void> {
     const P = this.pool;
-    const hpp = path.join(P, '.hpp');
-    const readRecords = (sub: string) => {
+    const L = poolLayout(P);
+    const readRecords = (dir: string) => {
+      const sub = path.basename(dir);
       const out: Msg[] = [];
-      for (const f of readdirIf(path.join(hpp, sub))) {
+      for (const f of readdirIf(dir)) {
         const isRecord = f.endsWith('.json') && !f.startsWith('.');
         this.check(isRecord, `${sub}-stray:${f}`, () => `${phase}: stray file ${sub}/${f} (a temp file left by an interrupted write?)`);
         if (!isRecord) continue;
         try {
-          out.push(JSON.parse(readFileSync(path.join(hpp, sub, f), 'utf8')) as Msg);
+          out.push(JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as Msg);
         } catch (err) {
           this.check(false, `${sub}-bad:${f}`, () => `${phase}: unreadable record ${sub}/${f}: ${(err as Error).message}`);
         }
       }
       return out;
     };
-    const recs = readRecords('volumes');
+    const recs = readRecords(L.volumesDir);
     // Publications live in the pool's publication log (records from older versions carried them themselves).
     const logged = readPublicationLog(this.pool);
     for (const r of recs) r.publications = logged.get(r.name as string) ?? r.publications ?? {};
@@ -735,7 +737,7 @@ class Campaign {
       if (Object.keys(pubs).length === 0) continue;
       this.check(recs.some((r) => r.name === name), `pub-orphan:${name}`, () => `${phase}: the publication log publishes ${name}, which has no record`);
     }
-    const snaps = readRecords('snapshot-records');
+    const snaps = readRecords(L.snapshotRecordsDir);
     const byData = new Map(recs.map((r) => [path.join(P, r.data as string), r]));
     for (const r of [...recs, ...snaps]) {
       this.check(r.state === 'ready', `state:${r.name}`, () => `${phase}: record of ${r.id} is in state ${r.state} after start`);
@@ -744,25 +746,25 @@ class Campaign {
     }
     // Every directory in the pool root is a volume with a record.
     for (const e of readdirSync(P)) {
-      if (e === '.hpp') continue;
+      if (e === META_DIR) continue;
       const r = byData.get(path.join(P, e));
       const isDir = lstatSync(path.join(P, e)).isDirectory();
       this.check(isDir && r?.mode === 'filesystem', `orphan-dir:${e}`, () => `${phase}: ${P}/${e} is ${isDir ? 'a directory' : 'not a directory'} without a filesystem volume record`);
     }
-    for (const e of readdirIf(path.join(hpp, 'block'))) {
-      const r = byData.get(path.join(hpp, 'block', e));
+    for (const e of readdirIf(L.blockDir)) {
+      const r = byData.get(path.join(L.blockDir, e));
       this.check(r?.mode === 'block', `orphan-img:${e}`, () => `${phase}: .hpp/block/${e} has no block volume record`);
     }
     const snapData = new Set(snaps.map((s) => path.join(P, s.data as string)));
-    for (const e of readdirIf(path.join(hpp, 'snapshots'))) {
-      this.check(snapData.has(path.join(hpp, 'snapshots', e)), `orphan-snap:${e}`, () => `${phase}: .hpp/snapshots/${e} has no snapshot record`);
+    for (const e of readdirIf(L.snapshotsDir)) {
+      this.check(snapData.has(path.join(L.snapshotsDir, e)), `orphan-snap:${e}`, () => `${phase}: .hpp/snapshots/${e} has no snapshot record`);
     }
-    const tmp = readdirIf(path.join(hpp, 'tmp'));
+    const tmp = readdirIf(L.tmpDir);
     this.check(tmp.length === 0, `tmp:${tmp.join(',')}`, () => `${phase}: .hpp/tmp is not empty: ${tmp.join(', ')}`);
 
     // Project quotas (XFS or ext4 pools where the kernel has them): every filesystem volume has its own
     // project, tagged on its directory, below the pool's recorded next id; no two volumes share one.
-    const projectFile = path.join(hpp, 'project-ids.json');
+    const projectFile = L.projectIds;
     if (existsSync(projectFile)) {
       const next = (JSON.parse(readFileSync(projectFile, 'utf8')) as { next: number }).next;
       const owners = new Map<number, string>();
@@ -782,7 +784,7 @@ class Campaign {
       if (this.sink === stats) stats.projectAudits++;
     }
     let trash: string[] = [];
-    const emptied = await waitFor('trash emptied', () => (trash = readdirIf(path.join(hpp, 'trash'))).length === 0, 5_000).then(
+    const emptied = await waitFor('trash emptied', () => (trash = readdirIf(L.trashDir)).length === 0, 5_000).then(
       () => true,
       () => false,
     );
@@ -863,7 +865,7 @@ class Campaign {
       }
     }
     if (phase === 'final') {
-      const rootLeft = readdirSync(P).filter((e) => e !== '.hpp');
+      const rootLeft = readdirSync(P).filter((e) => e !== META_DIR);
       this.check(rootLeft.length === 0 && recs.length === 0 && snaps.length === 0, `final-empty`, () => `final: pool still holds ${rootLeft.join(',')} / ${recs.length} records / ${snaps.length} snapshots`);
       this.check(loops.length === 0, `final-loops`, () => `final: loop devices left: ${loops.map((l) => `${l.name}=${l.backFile}`).join(', ')}`);
       const podMounts = mounts.filter((m) => m.mountPoint.startsWith(`${this.dir}/pods/`));
@@ -1105,8 +1107,8 @@ describe('the crash checker sees planted defects', () => {
     expect([...sink.violations.values()]).toEqual([]);
 
     mkdirSync(path.join(pool, 'orphan-dir'));
-    writeFileSync(path.join(pool, '.hpp', 'tmp', 'leftover'), 'x');
-    const ghost = path.join(pool, '.hpp', 'block', 'ghost.img');
+    writeFileSync(path.join(poolLayout(pool).tmpDir, 'leftover'), 'x');
+    const ghost = path.join(pool, blockImagePath('ghost'));
     execFileSync('truncate', ['-s', '1M', ghost]);
     planted.push(execFileSync('losetup', ['--find', '--show', ghost]).toString().trim());
     const rogue = path.join(dir, 'pods', 'rogue');
@@ -1115,7 +1117,7 @@ describe('the crash checker sees planted defects', () => {
     const [rel] = Object.keys(fsVol.content.files ?? {});
     writeFileSync(path.join(pool, fsVol.name, rel!), 'overwritten');
     // As if the pool had project quotas: its filesystem volumes then lack their project ids.
-    writeFileSync(path.join(pool, '.hpp', 'project-ids.json'), '{"next":1000}\n');
+    writeFileSync(poolLayout(pool).projectIds, '{"next":1000}\n');
 
     await c.audit('converged', {});
     await c.checkModel({}, 'canary');

@@ -1,7 +1,8 @@
 import { mkdtempSync, readFileSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { replayPublications } from '../../src/volumes/publication-log.js';
+import { poolLayout, recordFile } from '../../src/format/layout.js';
+import { replayPublications } from '../../src/format/records.js';
 import { launchDaemon, type Daemon } from './daemon.js';
 import type { Msg } from './csi-client.js';
 
@@ -70,7 +71,7 @@ export async function cleanupDir(dir: string): Promise<void> {
 export function readVolumeRecord(pool: string, name: string): Msg | undefined {
   let rec: Msg;
   try {
-    rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', `${name}.json`), 'utf8')) as Msg;
+    rec = JSON.parse(readFileSync(recordFile(poolLayout(pool).volumesDir, name), 'utf8')) as Msg;
   } catch {
     return undefined;
   }
@@ -81,7 +82,7 @@ export function readVolumeRecord(pool: string, name: string): Msg | undefined {
 /** The pool's publication log replayed as the daemon replays it: publications by volume name. */
 export function readPublicationLog(pool: string): Map<string, Msg> {
   try {
-    return replayPublications(readFileSync(path.join(pool, '.hpp', 'publications.log'), 'utf8')).state;
+    return replayPublications(readFileSync(poolLayout(pool).publicationLog, 'utf8')).state;
   } catch {
     return new Map();
   }

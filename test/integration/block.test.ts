@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { blockImagePath } from '../../src/format/layout.js';
 import { listLoopDevices } from '../../src/system/loop.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 
@@ -63,7 +65,7 @@ describe('block volumes on loop devices', () => {
     const drv = await start();
     const res = await drv.clients.controller.CreateVolume({ name: 'blk-size', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(10 * MiB + 1) } });
     expect(res.volume.capacity_bytes).toBe(String(11 * MiB));
-    const st = statSync(`${pool}/.hpp/block/blk-size.img`);
+    const st = statSync(path.join(pool, blockImagePath('blk-size')));
     expect(st.size).toBe(11 * MiB);
     expect(st.blocks * 512).toBeLessThan(MiB);
     await expectCode(
@@ -71,7 +73,7 @@ describe('block volumes on loop devices', () => {
       'OUT_OF_RANGE',
     );
     await drv.clients.controller.DeleteVolume({ volume_id: res.volume.volume_id });
-    expect(() => statSync(`${pool}/.hpp/block/blk-size.img`)).toThrow();
+    expect(() => statSync(path.join(pool, blockImagePath('blk-size')))).toThrow();
   });
 
   it('refuses mixed access types and publishing in the wrong mode', async () => {
@@ -143,7 +145,7 @@ describe('block volumes on loop devices', () => {
     for (const l of await loopsUnder(dir)) execFileSync('losetup', ['-d', l]);
     expect(await loopsUnder(dir)).toEqual([]);
     // And a loop device whose image was deleted behind our back.
-    const stray = `${pool}/.hpp/block/stray.img`;
+    const stray = path.join(pool, blockImagePath('stray'));
     execFileSync('truncate', ['-s', '1M', stray]);
     const strayDev = execFileSync('losetup', ['--find', '--show', stray]).toString().trim();
     execFileSync('rm', [stray]);
@@ -162,7 +164,7 @@ describe('block volumes on loop devices', () => {
   it('reports an abnormal condition when the image is gone', async () => {
     const drv = await start();
     const { volume } = await drv.clients.controller.CreateVolume({ name: 'blk-gone', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(MiB) } });
-    const image = `${pool}/.hpp/block/blk-gone.img`;
+    const image = path.join(pool, blockImagePath('blk-gone'));
     execFileSync('mv', [image, `${image}.moved`]);
     const stats = await drv.clients.node.NodeGetVolumeStats({ volume_id: volume.volume_id, volume_path: image });
     expect(stats.volume_condition.abnormal).toBe(true);

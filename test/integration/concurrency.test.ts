@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { META_DIR, poolLayout, recordFile } from '../../src/format/layout.js';
 import { MOUNT_CAP, cleanupDir, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 
 function mountPointsUnder(dir: string): string[] {
@@ -29,9 +30,10 @@ describe('concurrent calls', () => {
   const del = (name: string) => d.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` });
 
   /** Volume directories in the pool (everything but the private .hpp area). */
-  const volumeDirs = () => readdirSync(pool).filter((e) => e !== '.hpp').sort();
-  const records = () => readdirSync(path.join(pool, '.hpp', 'volumes')).sort();
-  const tmpEntries = () => readdirSync(path.join(pool, '.hpp', 'tmp'));
+  const volumeDirs = () => readdirSync(pool).filter((e) => e !== META_DIR).sort();
+  const records = () => readdirSync(poolLayout(pool).volumesDir).sort();
+  const tmpEntries = () => readdirSync(poolLayout(pool).tmpDir);
+  const recordOf = (name: string) => recordFile(poolLayout(pool).volumesDir, name);
   async function listed(): Promise<string[]> {
     const res = await d.clients.controller.ListVolumes({});
     return res.entries.map((e: Msg) => e.volume.volume_id as string).sort();
@@ -72,7 +74,7 @@ describe('concurrent calls', () => {
     expect(settled.map(codeOf).filter((c) => c !== 'OK')).toEqual(Array(sizes.length - 1).fill('ALREADY_EXISTS'));
     expect(volumeDirs().filter((e) => e === name)).toEqual([name]);
     // The record on disk has the size that the winner was told.
-    const rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', `${name}.json`), 'utf8'));
+    const rec = JSON.parse(readFileSync(recordOf(name), 'utf8'));
     expect(rec.capacityBytes).toBe(ok[0]!.value.volume.capacity_bytes);
   });
 
@@ -84,7 +86,7 @@ describe('concurrent calls', () => {
     expect(results.map((r) => r.volume.volume_id).sort()).toEqual(names.map((nm) => `test-node:default:${nm}`));
     for (const nm of names) {
       expect(existsSync(path.join(pool, nm))).toBe(true);
-      expect(existsSync(path.join(pool, '.hpp', 'volumes', `${nm}.json`))).toBe(true);
+      expect(existsSync(recordOf(nm))).toBe(true);
     }
     expect(tmpEntries()).toEqual([]);
     const all = await listed();
@@ -109,11 +111,11 @@ describe('concurrent calls', () => {
       // Every call either did its work or found it done: no errors at all.
       expect(settled.map(codeOf)).toEqual(Array(ops.length).fill('OK'));
       const dirThere = existsSync(path.join(pool, name));
-      const recThere = existsSync(path.join(pool, '.hpp', 'volumes', `${name}.json`));
+      const recThere = existsSync(recordOf(name));
       const inList = (await listed()).includes(`test-node:default:${name}`);
       expect({ name, dirThere, recThere, inList }).toEqual({ name, dirThere: recThere, recThere, inList: recThere });
       if (recThere) {
-        const rec = JSON.parse(readFileSync(path.join(pool, '.hpp', 'volumes', `${name}.json`), 'utf8'));
+        const rec = JSON.parse(readFileSync(recordOf(name), 'utf8'));
         expect(rec.state).toBe('ready');
       }
       // The last call decides: the order the daemon serialised them in is arrival order per name.

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { blockImagePath, poolLayout, recordFile } from '../../src/format/layout.js';
 import { diskImageSize, parseOverhead } from '../../src/volumes/disk-image.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
@@ -45,7 +47,7 @@ describe('KubeVirt disk images, preallocation and expansion', () => {
     for (const l of loops) l.detach();
   });
 
-  const record = (pool: string, name: string) => JSON.parse(readFileSync(`${pool}/.hpp/volumes/${name}.json`, 'utf8'));
+  const record = (pool: string, name: string) => JSON.parse(readFileSync(recordFile(poolLayout(pool).volumesDir, name), 'utf8'));
 
   it('creates disk.img of the formula size, owned by qemu, sparse unless preallocated', async () => {
     d = await startDriver({ dir, args: ['--pool', `default=${dir}/pool`] });
@@ -131,9 +133,9 @@ describe('KubeVirt disk images, preallocation and expansion', () => {
 
     for (const name of refused) {
       expect(existsSync(`${pool}/${name}`), name).toBe(false);
-      expect(existsSync(`${pool}/.hpp/volumes/${name}.json`), name).toBe(false);
+      expect(existsSync(recordFile(poolLayout(pool).volumesDir, name)), name).toBe(false);
     }
-    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+    expect(readdirSync(poolLayout(pool).tmpDir)).toEqual([]);
     const listed = (await d.clients.controller.ListVolumes({})).entries.map((e: { volume: { volume_id: string } }) => e.volume.volume_id);
     expect(listed.filter((id: string) => refused.some((n) => id.endsWith(`:${n}`)))).toEqual([]);
     for (const name of ['tiny', 'tiny-lim']) await d.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` });
@@ -153,7 +155,7 @@ describe('KubeVirt disk images, preallocation and expansion', () => {
       expect(st.blocks * 512).toBeGreaterThanOrEqual(st.size);
       expect(record(`${dir}/ext2`, 'full-img').preallocation).toBe('full');
       await d.clients.controller.CreateVolume({ name: 'full-blk', volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(32 * MiB) }, parameters: { preallocation: 'true' } });
-      const b = statSync(`${dir}/ext2/.hpp/block/full-blk.img`);
+      const b = statSync(path.join(dir, 'ext2', blockImagePath('full-blk')));
       expect(b.blocks * 512).toBeGreaterThanOrEqual(32 * MiB);
       expect(record(`${dir}/ext2`, 'full-blk').preallocation).toBe('full');
       await d.waitForLog('fallocate not supported here: writing zeros');

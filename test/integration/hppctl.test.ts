@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poolLayout } from '../../src/format/layout.js';
 import { listLoopDevices } from '../../src/system/loop.js';
 import { BLOCK_CAP, MOUNT_CAP, ROOT, cleanupDir, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 
@@ -69,6 +70,7 @@ interface OrphanJson {
 describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
   let dir: string;
   let pool: string;
+  const L = () => poolLayout(pool);
   let d: DriverProcess | undefined;
   let strayLoop: string;
   const ids: Record<string, string> = {};
@@ -102,27 +104,27 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
     await d.stop();
     d = undefined;
     hashes['vol-a'] = sha256(`${pool}/vol-a/data.bin`);
-    hashes['blk-a'] = sha256(`${pool}/.hpp/block/blk-a.img`);
-    hashes['blk-b'] = sha256(`${pool}/.hpp/block/blk-b.img`);
+    hashes['blk-a'] = sha256(`${L().blockDir}/blk-a.img`);
+    hashes['blk-b'] = sha256(`${L().blockDir}/blk-b.img`);
 
     // One orphan of each kind, by hand.
     mkdirSync(`${pool}/stray-dir`); // (a)
     writeFileSync(`${pool}/stray-dir/junk.bin`, randomBytes(64 * 1024));
     symlinkSync(`${dir}/outside`, `${pool}/stray-dir/escape`);
-    execFileSync('truncate', ['-s', '8M', `${pool}/.hpp/block/stray.img`]); // (b)
-    execFileSync('truncate', ['-s', '8M', `${pool}/.hpp/block/looped.img`]); // (b) and (d)
-    strayLoop = execFileSync('losetup', ['--find', '--show', `${pool}/.hpp/block/looped.img`]).toString().trim();
-    mkdirSync(`${pool}/.hpp/tmp/half-built`); // (c)
-    writeFileSync(`${pool}/.hpp/tmp/half-built/disk.img`, 'x');
-    writeFileSync(`${pool}/.hpp/trash/old-vol.1700000000000.abcdef`, 'old data');
-    symlinkSync(`${dir}/outside`, `${pool}/.hpp/trash/escape-link`);
+    execFileSync('truncate', ['-s', '8M', `${L().blockDir}/stray.img`]); // (b)
+    execFileSync('truncate', ['-s', '8M', `${L().blockDir}/looped.img`]); // (b) and (d)
+    strayLoop = execFileSync('losetup', ['--find', '--show', `${L().blockDir}/looped.img`]).toString().trim();
+    mkdirSync(`${L().tmpDir}/half-built`); // (c)
+    writeFileSync(`${L().tmpDir}/half-built/disk.img`, 'x');
+    writeFileSync(`${L().trashDir}/old-vol.1700000000000.abcdef`, 'old data');
+    symlinkSync(`${dir}/outside`, `${L().trashDir}/escape-link`);
     mkdirSync(`${dir}/scratch/stray-target`); // (e)
     execFileSync('mount', ['--bind', `${pool}/vol-b`, `${dir}/scratch/stray-target`]);
     // ...and one inside the stray directory: gc unmounts it before it may remove the directory.
     mkdirSync(`${pool}/stray-dir/sub`);
     execFileSync('mount', ['--bind', `${pool}/vol-b`, `${pool}/stray-dir/sub`]);
     rmSync(`${pool}/vol-c`, { recursive: true }); // (f)
-    writeFileSync(`${pool}/.hpp/volumes/.vol-a.json.tmp-123-abcdef01`, '{"half":'); // (g)
+    writeFileSync(`${L().volumesDir}/.vol-a.json.tmp-123-abcdef01`, '{"half":'); // (g)
   }, 120_000);
 
   afterAll(async () => {
@@ -139,16 +141,16 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
   const expectedOrphans = () =>
     [
       ['directory', `${pool}/stray-dir`],
-      ['image', `${pool}/.hpp/block/looped.img`],
-      ['image', `${pool}/.hpp/block/stray.img`],
+      ['image', `${L().blockDir}/looped.img`],
+      ['image', `${L().blockDir}/stray.img`],
       ['loop', strayLoop],
       ['mount', `${dir}/scratch/stray-target`],
       ['mount', `${pool}/stray-dir/sub`],
-      ['record', `${pool}/.hpp/volumes/vol-c.json`],
-      ['temp-file', `${pool}/.hpp/volumes/.vol-a.json.tmp-123-abcdef01`],
-      ['tmp', `${pool}/.hpp/tmp/half-built`],
-      ['trash', `${pool}/.hpp/trash/escape-link`],
-      ['trash', `${pool}/.hpp/trash/old-vol.1700000000000.abcdef`],
+      ['record', `${L().volumesDir}/vol-c.json`],
+      ['temp-file', `${L().volumesDir}/.vol-a.json.tmp-123-abcdef01`],
+      ['tmp', `${L().tmpDir}/half-built`],
+      ['trash', `${L().trashDir}/escape-link`],
+      ['trash', `${L().trashDir}/old-vol.1700000000000.abcdef`],
     ]
       .map((x) => x.join(' '))
       .sort();
@@ -267,15 +269,15 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
     expect(first.code, first.stdout + first.stderr).toBe(0);
     expect(first.stdout).toContain(`unmounted ${dir}/scratch/stray-target`);
     expect(first.stdout).toContain(`detached ${strayLoop}`);
-    expect(first.stdout).toContain(`removed ${pool}/.hpp/block/stray.img`);
+    expect(first.stdout).toContain(`removed ${L().blockDir}/stray.img`);
     expect(first.stdout).toMatch(/9 done, 2 skipped, 0 failed/);
     let left = JSON.parse((await hppctl([...poolArgs(), 'orphans', '--json'])).stdout).orphans as OrphanJson[];
-    expect(orphanKeys(left)).toEqual([`directory ${pool}/stray-dir`, `record ${pool}/.hpp/volumes/vol-c.json`]);
+    expect(orphanKeys(left)).toEqual([`directory ${pool}/stray-dir`, `record ${L().volumesDir}/vol-c.json`]);
 
     const second = await hppctl([...poolArgs(), 'gc', '--include-records', '--include-directories']);
     expect(second.code, second.stdout + second.stderr).toBe(0);
     expect(second.stdout).toContain(`removed ${pool}/stray-dir`);
-    expect(second.stdout).toContain(`removed record ${pool}/.hpp/volumes/vol-c.json`);
+    expect(second.stdout).toContain(`removed record ${L().volumesDir}/vol-c.json`);
     left = JSON.parse((await hppctl([...poolArgs(), 'orphans', '--json'])).stdout).orphans as OrphanJson[];
     expect(left).toEqual([]);
 
@@ -288,11 +290,11 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
 
     // Every real volume, its data, record and publication are as they were.
     expect(sha256(`${pool}/vol-a/data.bin`)).toBe(hashes['vol-a']);
-    expect(sha256(`${pool}/.hpp/block/blk-a.img`)).toBe(hashes['blk-a']);
-    expect(sha256(`${pool}/.hpp/block/blk-b.img`)).toBe(hashes['blk-b']);
+    expect(sha256(`${L().blockDir}/blk-a.img`)).toBe(hashes['blk-a']);
+    expect(sha256(`${L().blockDir}/blk-b.img`)).toBe(hashes['blk-b']);
     expect(existsSync(`${pool}/vol-b`)).toBe(true);
     expect(existsSync(`${pool}/vol-a/disk.img`)).toBe(true);
-    expect(readdirSync(`${pool}/.hpp/volumes`).sort()).toEqual(['blk-a.json', 'blk-b.json', 'vol-a.json', 'vol-b.json']);
+    expect(readdirSync(`${L().volumesDir}`).sort()).toEqual(['blk-a.json', 'blk-b.json', 'vol-a.json', 'vol-b.json']);
     expect(mountsUnder(`${dir}/pods`).sort()).toEqual([target('blk-a'), target('vol-a')]);
     const vols = JSON.parse((await hppctl([...poolArgs(), 'volumes', '--json'])).stdout).volumes as Array<{ name: string; publications: Array<{ mounted: boolean }> }>;
     expect(vols.map((v) => v.name).sort()).toEqual(['blk-a', 'blk-b', 'vol-a', 'vol-b']);
@@ -319,22 +321,22 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
     expect(pools[0]).toMatchObject({ state: 'ready', daemonPid: String(d.child.pid), volumes: 4 });
     expect((await hppctl([...poolArgs(), 'pools'])).stdout).toContain(`served by pid ${d.child.pid}`);
 
-    writeFileSync(`${pool}/.hpp/trash/late.123.abcdef`, 'x');
+    writeFileSync(`${L().trashDir}/late.123.abcdef`, 'x');
     const refused = await hppctl([...poolArgs(), 'gc']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`pid ${d.child.pid}`);
     expect(refused.stderr).toContain('--force');
-    expect(existsSync(`${pool}/.hpp/trash/late.123.abcdef`)).toBe(true);
+    expect(existsSync(`${L().trashDir}/late.123.abcdef`)).toBe(true);
 
     const dry = await hppctl([...poolArgs(), 'gc', '--dry-run']);
     expect(dry.code).toBe(0);
     expect(dry.stderr).toContain('warning');
-    expect(dry.stdout).toContain(`would remove ${pool}/.hpp/trash/late.123.abcdef`);
-    expect(existsSync(`${pool}/.hpp/trash/late.123.abcdef`)).toBe(true);
+    expect(dry.stdout).toContain(`would remove ${L().trashDir}/late.123.abcdef`);
+    expect(existsSync(`${L().trashDir}/late.123.abcdef`)).toBe(true);
 
     const forced = await hppctl([...poolArgs(), 'gc', '--force']);
     expect(forced.code, forced.stdout + forced.stderr).toBe(0);
-    expect(forced.stdout).toContain(`removed ${pool}/.hpp/trash/late.123.abcdef`);
+    expect(forced.stdout).toContain(`removed ${L().trashDir}/late.123.abcdef`);
     expect(forced.stdout).toMatch(/1 done, 0 skipped, 0 failed/);
     expect((await d.clients.controller.ListVolumes({})).entries).toHaveLength(4);
     await d.stop();

@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, readSync, statSync, write
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
+import { blockImagePath } from '../../src/format/layout.js';
 
 const MiB = 1024 * 1024;
 
@@ -110,7 +111,7 @@ describe.each(['mount(2)', 'tools'])('a block publication reaches its own image,
   });
 
   const start = async () => (d = await startDriver({ dir, args: ['--pool', `default=${pool}`], env: backend === 'tools' ? { HPP_MOUNT_BACKEND: 'tools' } : {} }));
-  const image = (name: string) => `${pool}/.hpp/block/${name}.img`;
+  const image = (name: string) => path.join(pool, blockImagePath(name));
 
   async function blockVolume(drv: DriverProcess, name: string): Promise<string> {
     const { volume } = await drv.clients.controller.CreateVolume({ name, volume_capabilities: [BLOCK_CAP], capacity_range: { required_bytes: String(8 * MiB) } });

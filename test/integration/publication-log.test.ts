@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PublicationLog, replayPublications } from '../../src/volumes/publication-log.js';
+import { replayPublications } from '../../src/format/records.js';
+import { PublicationLog } from '../../src/volumes/publication-log.js';
 import { cleanupDir, scratchDir } from '../helpers/driver.js';
 
 const pub = (device?: string) => ({ readOnly: false, accessMode: 'SINGLE_NODE_WRITER', mountFlags: [], ...(device ? { device } : {}) });

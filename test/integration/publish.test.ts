@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poolLayout, recordFile } from '../../src/format/layout.js';
 import { MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 
 interface MountLine {
@@ -268,12 +269,12 @@ describe('NodePublishVolume / NodeUnpublishVolume with real bind mounts', () => 
     await expectCode(d.clients.controller.DeleteVolume({ volume_id: v.id }), 'FAILED_PRECONDITION');
     expect(readFileSync(path.join(v.data, 'data.txt'), 'utf8')).toBe('keep me');
     expect(readFileSync(path.join(t, 'data.txt'), 'utf8')).toBe('keep me');
-    expect(existsSync(path.join(pool, '.hpp', 'volumes', `${v.name}.json`))).toBe(true);
+    expect(existsSync(recordFile(poolLayout(pool).volumesDir, v.name))).toBe(true);
 
     await unpublish(v.id, t);
     await d.clients.controller.DeleteVolume({ volume_id: v.id });
     expect(existsSync(v.data)).toBe(false);
-    expect(existsSync(path.join(pool, '.hpp', 'volumes', `${v.name}.json`))).toBe(false);
+    expect(existsSync(recordFile(poolLayout(pool).volumesDir, v.name))).toBe(false);
     const list = await d.clients.controller.ListVolumes({});
     expect(list.entries.map((e: Msg) => e.volume.volume_id)).not.toContain(v.id);
     await expectCode(publish(v.id, target('after-delete')), 'NOT_FOUND');
@@ -292,7 +293,7 @@ describe('NodePublishVolume / NodeUnpublishVolume with real bind mounts', () => 
       path.join(pool, 'inside'),
       path.join(pool, v.name),
       path.join(pool, v.name, 'nested'),
-      path.join(pool, '.hpp', 'x'),
+      path.join(poolLayout(pool).metaDir, 'x'),
       pool,
       dir, // a parent of the pool
       '/',

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { META_DIR, poolLayout } from '../../src/format/layout.js';
 import { MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 
@@ -109,7 +110,7 @@ describe('size enforcement and capacity on a btrfs pool with qgroups', () => {
       'OUT_OF_RANGE',
     );
     // Nothing of the refused ones is left behind.
-    expect(execFileSync('ls', ['-A', pool]).toString().split('\n').filter(Boolean).sort()).toEqual(['.hpp', 'c100', 'v50']);
+    expect(execFileSync('ls', ['-A', pool]).toString().split('\n').filter(Boolean).sort()).toEqual([META_DIR, 'c100', 'v50']);
     // A volume fits exactly in what is left.
     const fits = await cap();
     await d.clients.controller.CreateVolume({ name: 'fits', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: String((fits / BigInt(MiB) - 2n) * BigInt(MiB)) }, parameters: { storagePool: 'bt' } });
@@ -192,7 +193,7 @@ describe('restores on a btrfs pool with qgroups', () => {
     );
     expect(subvolumes()).toBe(before);
     expect(existsSync(`${pool}/img-refused`)).toBe(false);
-    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+    expect(readdirSync(poolLayout(pool).tmpDir)).toEqual([]);
 
     await d.clients.controller.DeleteVolume({ volume_id: restored.volume.volume_id });
     await d.clients.controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });

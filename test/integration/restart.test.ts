@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { META_DIR, deletingRecordFile, poolLayout, recordFile } from '../../src/format/layout.js';
 import { MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 
 function mountPoints(): string[] {
@@ -170,8 +171,8 @@ describe('daemon restart', () => {
 
   it('publications: kept in the publication log, torn lines skipped, records from before the log migrated, log compacted on start', async () => {
     const d1 = await start();
-    const meta = path.join(pool, '.hpp');
-    const log = path.join(meta, 'publications.log');
+    const L = poolLayout(pool);
+    const log = L.publicationLog;
     const target = (n: string) => path.join(dir, 'targets', n, 'mount');
     for (const name of ['old', 'pub', 'gone']) {
       await d1.clients.controller.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '4096' } });
@@ -182,14 +183,14 @@ describe('daemon restart', () => {
     // One line per change, the records do not carry publications.
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Msg);
     expect(lines.map((l) => [l.name, Object.keys(l.publications).length])).toEqual([['old', 1], ['pub', 1], ['gone', 1], ['gone', 0]]);
-    expect(JSON.parse(readFileSync(path.join(meta, 'volumes', 'old.json'), 'utf8'))).not.toHaveProperty('publications');
+    expect(JSON.parse(readFileSync(recordFile(L.volumesDir, 'old'), 'utf8'))).not.toHaveProperty('publications');
     const oldPubs = lines[0]!.publications as Msg;
     expect(await d1.stop()).toBe(0);
 
     // 'old' as an earlier version wrote it: publications inside the record and not in the log; and
     // the log ends with a line a crash cut short.
-    const oldRecord = JSON.parse(readFileSync(path.join(meta, 'volumes', 'old.json'), 'utf8')) as Msg;
-    writeFileSync(path.join(meta, 'volumes', 'old.json'), JSON.stringify({ ...oldRecord, publications: oldPubs }));
+    const oldRecord = JSON.parse(readFileSync(recordFile(L.volumesDir, 'old'), 'utf8')) as Msg;
+    writeFileSync(recordFile(L.volumesDir, 'old'), JSON.stringify({ ...oldRecord, publications: oldPubs }));
     writeFileSync(log, `${readFileSync(log, 'utf8').split('\n').filter((l) => l && !l.includes('"old"')).join('\n')}\n{"name":"pub","publica`);
 
     const d2 = await start();
@@ -199,7 +200,7 @@ describe('daemon restart', () => {
     const after = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Msg);
     expect(after.map((l) => l.name).sort()).toEqual(['old', 'pub']);
     expect(after.find((l) => l.name === 'old')!.publications).toEqual(oldPubs);
-    expect(JSON.parse(readFileSync(path.join(meta, 'volumes', 'old.json'), 'utf8'))).not.toHaveProperty('publications');
+    expect(JSON.parse(readFileSync(recordFile(L.volumesDir, 'old'), 'utf8'))).not.toHaveProperty('publications');
     for (const name of ['old', 'pub']) {
       // Still known as published: the volume cannot be deleted before its unpublish.
       await expectCode(d2.clients.controller.DeleteVolume({ volume_id: `test-node:default:${name}` }), 'FAILED_PRECONDITION');
@@ -214,23 +215,23 @@ describe('daemon restart', () => {
     const d1 = await start();
     await d1.clients.controller.CreateVolume({ name: 'keep', volume_capabilities: [MOUNT_CAP], capacity_range: { required_bytes: '4096' } });
     expect(await d1.stop()).toBe(0);
-    const meta = path.join(pool, '.hpp');
-    const realRecord = JSON.parse(readFileSync(path.join(meta, 'volumes', 'keep.json'), 'utf8')) as Record<string, unknown>;
+    const L = poolLayout(pool);
+    const realRecord = JSON.parse(readFileSync(recordFile(L.volumesDir, 'keep'), 'utf8')) as Record<string, unknown>;
     expect(realRecord).toMatchObject({ version: 1, id: 'test-node:default:keep', name: 'keep', pool: 'default', node: 'test-node', state: 'ready' });
 
-    // Planted records are the daemon's own record with another name (so they follow src/volumes/record.ts).
+    // Planted records are the daemon's own record with another name (so they follow src/format/records.ts).
     const record = (name: string, state: 'ready' | 'deleting', capacityBytes = '1048576') => ({
       ...(JSON.parse(JSON.stringify(realRecord).replaceAll('keep', name)) as object),
       state,
       capacityBytes,
       publications: {},
     });
-    const writeRecord = (name: string, rec: object) => writeFileSync(path.join(meta, 'volumes', `${name}.json`), `${JSON.stringify(rec, null, 1)}\n`);
+    const writeRecord = (name: string, rec: object) => writeFileSync(recordFile(L.volumesDir, name), `${JSON.stringify(rec, null, 1)}\n`);
     expect(record('x', 'ready')).toMatchObject({ id: 'test-node:default:x', name: 'x' });
 
     // 1. A create that died before its record was written: data in tmp, no record.
-    mkdirSync(path.join(meta, 'tmp', 'orphan'));
-    writeFileSync(path.join(meta, 'tmp', 'orphan', 'junk'), 'x');
+    mkdirSync(path.join(L.tmpDir, 'orphan'));
+    writeFileSync(path.join(L.tmpDir, 'orphan', 'junk'), 'x');
     // 2. A delete that died after marking the record: record 'deleting', data still in place.
     writeRecord('dying', record('dying', 'deleting'));
     mkdirSync(path.join(pool, 'dying'));
@@ -238,40 +239,40 @@ describe('daemon restart', () => {
     // 2b. A delete that died after moving the data away but before removing the record.
     writeRecord('dying2', record('dying2', 'deleting'));
     // 2c. A delete committed by renaming the record to <name>.deleting, data still in place.
-    writeFileSync(path.join(meta, 'volumes', 'gone.deleting'), JSON.stringify(record('gone', 'ready')));
+    writeFileSync(deletingRecordFile(L.volumesDir, 'gone'), JSON.stringify(record('gone', 'ready')));
     mkdirSync(path.join(pool, 'gone'));
     // 2d. A stale mark next to a live record of the same name (a power cut undid the mark's unlink and
     // the name was used again): the live volume and its data stay.
-    writeFileSync(path.join(meta, 'volumes', 'keep.deleting'), JSON.stringify(record('keep', 'ready')));
+    writeFileSync(deletingRecordFile(L.volumesDir, 'keep'), JSON.stringify(record('keep', 'ready')));
     writeFileSync(path.join(pool, 'keep', 'precious'), 'x');
     // 3. A create that died after its record was written but before the rename into place.
     writeRecord('half', record('half', 'ready', '2097152'));
-    mkdirSync(path.join(meta, 'tmp', 'half'));
-    writeFileSync(path.join(meta, 'tmp', 'half', 'content'), 'made before the crash');
+    mkdirSync(path.join(L.tmpDir, 'half'));
+    writeFileSync(path.join(L.tmpDir, 'half', 'content'), 'made before the crash');
     // 4. A record write that died between open and rename leaves a temp file.
-    writeFileSync(path.join(meta, 'volumes', '.keep.json.tmp-12345-0a1b2c3d'), '{"half":');
+    writeFileSync(path.join(L.volumesDir, '.keep.json.tmp-12345-0a1b2c3d'), '{"half":');
 
     const d2 = await start();
     expect((await d2.clients.identity.Probe({})).ready?.value).toBe(true);
     const ids = (await listAll(d2)).map((v) => v.id);
     expect(ids).toEqual(['test-node:default:half', 'test-node:default:keep']);
 
-    expect(readdirSync(path.join(meta, 'tmp'))).toEqual([]);
+    expect(readdirSync(L.tmpDir)).toEqual([]);
     expect(existsSync(path.join(pool, 'orphan'))).toBe(false);
 
     expect(existsSync(path.join(pool, 'dying'))).toBe(false);
-    expect(existsSync(path.join(meta, 'volumes', 'dying.json'))).toBe(false);
-    expect(existsSync(path.join(meta, 'volumes', 'dying2.json'))).toBe(false);
+    expect(existsSync(recordFile(L.volumesDir, 'dying'))).toBe(false);
+    expect(existsSync(recordFile(L.volumesDir, 'dying2'))).toBe(false);
     expect(existsSync(path.join(pool, 'gone'))).toBe(false);
     expect(readFileSync(path.join(pool, 'keep', 'precious'), 'utf8')).toBe('x');
-    await waitFor('trash emptied', () => readdirSync(path.join(meta, 'trash')).length === 0);
+    await waitFor('trash emptied', () => readdirSync(L.trashDir).length === 0);
 
     expect(readFileSync(path.join(pool, 'half', 'content'), 'utf8')).toBe('made before the crash');
     const half = (await listAll(d2)).find((v) => v.id === 'test-node:default:half')!;
     expect(half.capacity).toBe('2097152');
 
-    expect(readdirSync(path.join(meta, 'volumes')).sort()).toEqual(['half.json', 'keep.json']);
-    expect(readdirSync(pool).sort()).toEqual(['.hpp', 'half', 'keep']);
+    expect(readdirSync(L.volumesDir).sort()).toEqual(['half.json', 'keep.json']);
+    expect(readdirSync(pool).sort()).toEqual([META_DIR, 'half', 'keep']);
 
     // The finished volumes behave like any other.
     const t = path.join(dir, 'targets', 'half', 'mount');
@@ -280,6 +281,6 @@ describe('daemon restart', () => {
     await d2.clients.node.NodeUnpublishVolume({ volume_id: 'test-node:default:half', target_path: t });
     await d2.clients.controller.DeleteVolume({ volume_id: 'test-node:default:half' });
     await d2.clients.controller.DeleteVolume({ volume_id: 'test-node:default:keep' });
-    expect(readdirSync(pool)).toEqual(['.hpp']);
+    expect(readdirSync(pool)).toEqual([META_DIR]);
   });
 });

@@ -3,6 +3,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poolLayout, snapshotDataDir } from '../../src/format/layout.js';
 import { loadCsi } from '../../src/csi/proto.js';
 import { BuiltProcess } from '../helpers/built-process.js';
 import { MOUNT_CAP, ROOT, cleanupDir, connect, expectCode, scratchDir, startDriver, type Clients, type DriverProcess, type Msg } from '../helpers/driver.js';
@@ -69,8 +70,8 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     expect(s1.snapshot.snapshot_id).toBe('n1:p:s1');
     expect(s2.snapshot.snapshot_id).toBe('n2:p:s2');
     // The data is on the node that owns the volume, and only there.
-    expect(execFileSync('cat', [`${dir}/n1/.hpp/snapshots/s1/hello`]).toString()).toBe('from n1');
-    expect(() => execFileSync('ls', [`${dir}/n2/.hpp/snapshots/s1`], { stdio: 'ignore' })).toThrow();
+    expect(execFileSync('cat', [path.join(dir, 'n1', snapshotDataDir('s1'), 'hello')]).toString()).toBe('from n1');
+    expect(() => execFileSync('ls', [path.join(dir, 'n2', snapshotDataDir('s1'))], { stdio: 'ignore' })).toThrow();
 
     const all = await router.clients.controller.ListSnapshots({});
     expect(all.entries.map((e: { snapshot: { snapshot_id: string } }) => e.snapshot.snapshot_id)).toEqual(['n1:p:s1', 'n2:p:s2']);
@@ -122,7 +123,7 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
       'UNIMPLEMENTED',
     );
     raw.close();
-    expect(execFileSync('ls', [`${dir}/n1/.hpp/snapshots`]).toString().trim()).toBe('');
+    expect(execFileSync('ls', [poolLayout(path.join(dir, 'n1')).snapshotsDir]).toString().trim()).toBe('');
     expect((await n1.clients.controller.ListVolumes({})).entries).toHaveLength(1);
   });
 

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, writeSync, createReadStream } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blockImagePath, diskImagePath, poolLayout, recordFile, snapshotDataDir } from '../../src/format/layout.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 
@@ -36,7 +38,8 @@ function freeBytes(p: string): number {
 }
 
 function record(pool: string, kind: 'volumes' | 'snapshot-records', name: string) {
-  return JSON.parse(readFileSync(`${pool}/.hpp/${kind}/${name}.json`, 'utf8'));
+  const l = poolLayout(pool);
+  return JSON.parse(readFileSync(recordFile(kind === 'volumes' ? l.volumesDir : l.snapshotRecordsDir, name), 'utf8'));
 }
 
 describe('snapshots and clones on an XFS pool with reflink', () => {
@@ -82,7 +85,7 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
     expect(ms).toBeLessThan(1000);
     expect(freeBefore - freeBytes(pool)).toBeLessThan(64 * MiB);
     expect(record(pool, 'snapshot-records', 'snap1').method).toBe('reflink');
-    expect(execFileSync('filefrag', ['-v', `${pool}/.hpp/snapshots/snap1/data.bin`]).toString()).toMatch(/shared/);
+    expect(execFileSync('filefrag', ['-v', path.join(pool, snapshotDataDir('snap1'), 'data.bin')]).toString()).toMatch(/shared/);
 
     // Restore: byte-identical, symlinks kept as symlinks.
     const restored = await d.clients.controller.CreateVolume({
@@ -113,7 +116,7 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
     const fd2 = openSync(`${target}/data.bin`, 'r+');
     writeSync(fd2, Buffer.alloc(MiB, 0x66), 0, MiB, 7 * MiB);
     closeSync(fd2);
-    expect(await sha256(`${pool}/.hpp/snapshots/snap1/data.bin`)).toBe(srcHash);
+    expect(await sha256(path.join(pool, snapshotDataDir('snap1'), 'data.bin'))).toBe(srcHash);
 
     // Deleting the source is allowed: snapshots are independent copies.
     await d.clients.node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
@@ -136,7 +139,7 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
     execFileSync('dd', ['if=/dev/urandom', `of=${target}`, 'bs=1M', 'count=8', 'seek=3', 'oflag=direct'], { stdio: 'ignore' });
     const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'blk-snap', source_volume_id: volume.volume_id });
     await d.clients.node.NodeUnpublishVolume({ volume_id: volume.volume_id, target_path: target });
-    const src = await sha256(`${pool}/.hpp/block/blk.img`);
+    const src = await sha256(path.join(pool, blockImagePath('blk')));
     const restored = await d.clients.controller.CreateVolume({
       name: 'blk-restored',
       volume_capabilities: [BLOCK_CAP],
@@ -144,7 +147,7 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
       volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } },
     });
     expect(restored.volume.capacity_bytes).toBe(String(128 * MiB));
-    const img = `${pool}/.hpp/block/blk-restored.img`;
+    const img = path.join(pool, blockImagePath('blk-restored'));
     expect(statSync(img).size).toBe(128 * MiB);
     const head = createHash('sha256').update(readFileSync(img).subarray(0, 64 * MiB)).digest('hex');
     expect(head).toBe(src);
@@ -156,7 +159,7 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
       parameters: { preallocation: 'true' },
       volume_content_source: { volume: { volume_id: volume.volume_id } },
     });
-    const cimg = `${pool}/.hpp/block/blk-clone.img`;
+    const cimg = path.join(pool, blockImagePath('blk-clone'));
     expect(statSync(cimg).size).toBe(96 * MiB);
     expect(createHash('sha256').update(readFileSync(cimg).subarray(0, 64 * MiB)).digest('hex')).toBe(src);
     expect(statSync(cimg).blocks * 512).toBeGreaterThanOrEqual(32 * MiB);
@@ -254,8 +257,8 @@ describe('snapshots and clones on an XFS pool with reflink', () => {
     const err = await expectCode(restore('small-r0', { required_bytes: String(MiB), limit_bytes: String(MiB) }, { filesystemOverhead: '0.055' }), 'OUT_OF_RANGE');
     expect(err.details).toContain('1109604');
     expect(existsSync(`${pool}/small-r0`)).toBe(false);
-    expect(existsSync(`${pool}/.hpp/volumes/small-r0.json`)).toBe(false);
-    expect(readdirSync(`${pool}/.hpp/tmp`)).toEqual([]);
+    expect(existsSync(recordFile(poolLayout(pool).volumesDir, 'small-r0'))).toBe(false);
+    expect(readdirSync(poolLayout(pool).tmpDir)).toEqual([]);
 
     // Rounded up where the range allows; the source's own overhead when the class names none.
     expect((await restore('small-r1', { required_bytes: String(MiB) }, { filesystemOverhead: '0.055' })).volume.capacity_bytes).toBe('1109604');
@@ -341,7 +344,7 @@ describe('snapshots on a pool without reflink (ext4)', () => {
     closeSync(fd);
     const { snapshot } = await d.clients.controller.CreateSnapshot({ name: 'vs', source_volume_id: volume.volume_id });
     expect(record(`${dir}/pool`, 'snapshot-records', 'vs').method).toBe('copy');
-    const snapImg = `${dir}/pool/.hpp/snapshots/vs/disk.img`;
+    const snapImg = diskImagePath(path.join(dir, 'pool', snapshotDataDir('vs')));
     expect(await sha256(snapImg)).toBe(await sha256(img));
     // Sparse: a ~967 MiB image with 1 MiB of data stays small.
     expect(statSync(snapImg).blocks * 512).toBeLessThan(8 * MiB);

@@ -5,6 +5,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, unlinkSync
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { poolLayout } from '../../src/format/layout.js';
 import { bindName } from '../../src/system/unix-socket.js';
 import { BuiltProcess } from '../helpers/built-process.js';
 import { DRIVER_JS, MOUNT_CAP, ROOT, cleanupDir, connect, scratchDir, startDriver, type Clients, type DriverProcess } from '../helpers/driver.js';
@@ -86,7 +87,7 @@ describe('hpp-csi-driver: a second daemon on a live endpoint', () => {
 
   it('exits non-zero naming the first daemon, before touching the socket, the pools, the metrics port or mounts', async () => {
     const ino = inode(sock);
-    const poolLock = readFileSync(path.join(pool, '.hpp', 'daemon.lock'), 'utf8');
+    const poolLock = readFileSync(poolLayout(pool).lockFile, 'utf8');
     const mountsBefore = mountsUnder(dir);
     const res = await refusal(DRIVER_JS, driverArgs(sock, pool, ['--metrics-address', '127.0.0.1:0']), '"serving CSI"');
     expectRefused(res, new RegExp(`pid ${first.child.pid}\\b`));
@@ -95,7 +96,7 @@ describe('hpp-csi-driver: a second daemon on a live endpoint', () => {
     expect(res.out).not.toMatch(/"pool|"loaded/);
 
     expect(inode(sock)).toBe(ino);
-    expect(readFileSync(path.join(pool, '.hpp', 'daemon.lock'), 'utf8')).toBe(poolLock);
+    expect(readFileSync(poolLayout(pool).lockFile, 'utf8')).toBe(poolLock);
     expect(mountsUnder(dir)).toEqual(mountsBefore);
     expect(mountsBefore).toHaveLength(1);
   });

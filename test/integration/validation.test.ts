@@ -3,6 +3,7 @@
 import { lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { META_DIR, TRASH_DIR, poolLayout } from '../../src/format/layout.js';
 import { BLOCK_CAP, MOUNT_CAP, cleanupDir, expectCode, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 
 const TOPOLOGY_KEY = 'topology.hostpath.csi/node';
@@ -16,7 +17,7 @@ function tree(root: string): string[] {
   const walk = (rel: string) => {
     for (const e of readdirSync(path.join(root, rel))) {
       const r = rel ? `${rel}/${e}` : e;
-      if (r === '.hpp/daemon.lock' || r.startsWith('.hpp/trash/')) continue;
+      if (r === path.relative(root, poolLayout(root).lockFile) || r.startsWith(`${TRASH_DIR}/`)) continue;
       const st = lstatSync(path.join(root, r));
       out.push(`${r}${st.isDirectory() ? '/' : ''}`);
       if (st.isDirectory()) walk(r);
@@ -61,7 +62,7 @@ describe('validation against a running daemon', () => {
 
   it('hostile volume names are INVALID_ARGUMENT and create nothing in the pool', async () => {
     const before = tree(pool);
-    expect(before).toContain('.hpp/');
+    expect(before).toContain(`${META_DIR}/`);
     const hostile = ['../../etc', '..', '.', '', ' spaces ', 'a/b', '/abs', 'a\u0000b', 'x'.repeat(300), 'x'.repeat(129), '.hpp', '.hidden', 'a\\b', 'tab\tname', 'name\n', 'émoji-🙂', '-leading-dash'];
     for (const name of hostile) {
       const err = await expectCode(create({ name }), 'INVALID_ARGUMENT').catch((e: Error) => {
@@ -333,7 +334,7 @@ describe('pool missing at start', () => {
     expect((await d.clients.identity.Probe({})).ready?.value).toBe(true);
     const res = await d.clients.controller.CreateVolume({ name: 'late', volume_capabilities: [MOUNT_CAP] });
     expect(res.volume.volume_id).toBe('test-node:default:late');
-    expect(readdirSync(path.join(dir, 'later')).sort()).toEqual(['.hpp', 'late']);
+    expect(readdirSync(path.join(dir, 'later')).sort()).toEqual([META_DIR, 'late']);
     expect(BigInt((await d.clients.controller.GetCapacity({})).available_capacity)).toBeGreaterThan(0n);
   });
 });

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { poolLayout } from '../../src/format/layout.js';
 import { MOUNT_CAP, cleanupDir, readVolumeRecord, scratchDir, startDriver, type DriverProcess, type Msg } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 import { MiB, fill, mountOptions, sh, vmDisks, type Fill } from './lib.js';
@@ -194,7 +195,7 @@ describe.skipIf(!inVm)('XFS project quotas: a device pool and two directory pool
     const before = { a1: projectIdOf(poolA, 'a1'), a2: projectIdOf(poolA, 'a2'), b1: projectIdOf(poolB, 'b1'), x50: projectIdOf(devPool, 'x50') };
     const everUsed = new Set<number>([...Object.values(before)]);
     for (const pool of [poolA, poolB, devPool]) {
-      const recorded = JSON.parse(readFileSync(path.join(pool, '.hpp/project-ids.json'), 'utf8')).next as number;
+      const recorded = JSON.parse(readFileSync(poolLayout(pool).projectIds, 'utf8')).next as number;
       for (let i = 1000; i < recorded; i++) everUsed.add(i);
     }
     await d.stop();
@@ -291,6 +292,6 @@ describe.skipIf(!inVm)('ext4 project quotas', () => {
     const r = fill(`${target}/f`, 20, { dropSysResource: true });
     expect(r.refused, r.stderr).toBeUndefined();
     expect(readVolumeRecord(plainPool, 'p10')!.projectId).toBeUndefined();
-    expect(existsSync(path.join(plainPool, '.hpp/project-ids.json'))).toBe(false);
+    expect(existsSync(poolLayout(plainPool).projectIds)).toBe(false);
   });
 });

@@ -50,3 +50,44 @@ describe('layering: gRPC codes are decided at the edge only', () => {
     expect(importsOf(path.join(SRC, 'app.ts')).some((s) => s.startsWith('csi/'))).toBe(true);
   });
 });
+
+describe('the on-disk format is spelled and read in src/format/ only', () => {
+  const FORMAT = 'format/';
+  const code = (file: string) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => !/^\s*(\/\/|\/?\*)/.test(l))
+      .join('\n');
+  const outsideFormat = sources(SRC).filter((f) => !path.relative(SRC, f).startsWith(FORMAT) && !path.relative(SRC, f).startsWith('csi/gen/'));
+  /** JSON that is not the pools': the pools file, the peers file and the API server, losetup's output, package.json. */
+  const OTHER_JSON = ['pools/config.ts', 'router/peers.ts', 'system/loop.ts', 'version.ts'];
+  /** A name of the layout as a string literal, or a directory of it joined onto a path. */
+  const LITERAL = /['"`](\.hpp\b[^'"`]*|disk\.img|publications\.log|project-ids\.json|daemon\.lock|snapshot-records)['"`]|path(\.posix)?\.join\([^)]*['"`](volumes|tmp|trash|snapshots|block)['"`]/;
+
+  it('no module outside format/ parses JSON but those reading something other than a pool', () => {
+    const parsing = outsideFormat.filter((f) => /\bJSON\.parse\(/.test(code(f))).map((f) => path.relative(SRC, f));
+    expect(parsing.sort()).toEqual(OTHER_JSON);
+  });
+
+  it('the daemon and hppctl read volume records through the same validator', () => {
+    const readers = outsideFormat.filter((f) => /\bparseVolumeRecord\b/.test(code(f))).map((f) => path.relative(SRC, f));
+    expect(readers.sort()).toEqual(['admin/gc.ts', 'admin/inspect.ts', 'volumes/store.ts']);
+    for (const f of ['admin/inspect.ts', 'admin/gc.ts', 'volumes/store.ts']) expect(importsOf(path.join(SRC, f))).toContain('format/records.js');
+  });
+
+  it('no path under a pool is spelled outside format/', () => {
+    const bad = outsideFormat.flatMap((f) =>
+      code(f)
+        .split('\n')
+        .filter((l) => LITERAL.test(l))
+        .map((l) => `${path.relative(SRC, f)}: ${l.trim()}`),
+    );
+    expect(bad).toEqual([]);
+  });
+
+  it('the checks see what they look for (they are not vacuous)', () => {
+    expect(/\bJSON\.parse\(/.test(code(path.join(SRC, 'format/records.ts')))).toBe(true);
+    const layout = code(path.join(SRC, 'format/layout.ts')).split('\n');
+    expect(layout.filter((l) => LITERAL.test(l)).length).toBeGreaterThanOrEqual(6);
+  });
+});

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CapacityTracker, reportedCapacityBytes } from '../../src/pools/capacity.js';
 import type { Pool } from '../../src/pools/pool.js';
-import type { VolumeRecord } from '../../src/volumes/record.js';
+import type { VolumeRecord } from '../../src/format/records.js';
 
 const MiB = 1024n * 1024n;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'hpp-capacity-'));

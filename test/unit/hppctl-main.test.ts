@@ -2,6 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { META_DIR, blockImagePath, diskImagePath, poolLayout, recordFile } from '../../src/format/layout.js';
+import { formatRecord, type StoredVolumeRecord, type VolumeMode } from '../../src/format/records.js';
 import { main } from '../../src/admin/main.js';
 
 async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
@@ -11,8 +13,8 @@ async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
   return { code, out, err };
 }
 
-function record(name: string, mode: 'filesystem' | 'block', data: string, extra: object = {}): string {
-  return JSON.stringify({
+function record(name: string, mode: VolumeMode, data: string, extra: Partial<StoredVolumeRecord> = {}): string {
+  return formatRecord({
     version: 1,
     id: `n1:p:${name}`,
     name,
@@ -32,19 +34,20 @@ function record(name: string, mode: 'filesystem' | 'block', data: string, extra:
 describe('hppctl main (a hand-made pool, no daemon, no mounts)', () => {
   let dir: string;
   let root: string;
+  const L = () => poolLayout(root);
   beforeEach(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'hppctl-main-'));
     root = `${dir}/pool`;
-    for (const d of ['volumes', 'block', 'tmp', 'trash', 'snapshot-records']) mkdirSync(`${root}/.hpp/${d}`, { recursive: true });
-    const vol = (name: string, text: string) => writeFileSync(`${root}/.hpp/volumes/${name}.json`, text);
+    for (const d of [L().volumesDir, L().blockDir, L().tmpDir, L().trashDir, L().snapshotRecordsDir]) mkdirSync(d, { recursive: true });
+    const vol = (name: string, text: string) => writeFileSync(recordFile(L().volumesDir, name), text);
     vol('vol1', record('vol1', 'filesystem', 'vol1', { diskImage: { overhead: '0.055' }, preallocation: 'fallocate' }));
     mkdirSync(`${root}/vol1`);
-    writeFileSync(`${root}/vol1/disk.img`, Buffer.alloc(40960, 1));
+    writeFileSync(diskImagePath(`${root}/vol1`), Buffer.alloc(40960, 1));
     vol('gone', record('gone', 'filesystem', 'gone'));
     vol('building', record('building', 'filesystem', 'building'));
-    mkdirSync(`${root}/.hpp/tmp/building`);
-    vol('blk', record('blk', 'block', '.hpp/block/blk.img', { publications: { '/nonexistent/target': { readOnly: false, accessMode: 'SINGLE_NODE_WRITER', mountFlags: [], device: '/dev/loop99' } } }));
-    writeFileSync(`${root}/.hpp/block/blk.img`, Buffer.alloc(8192, 1));
+    mkdirSync(`${L().tmpDir}/building`);
+    vol('blk', record('blk', 'block', blockImagePath('blk'), { publications: { '/nonexistent/target': { readOnly: false, accessMode: 'SINGLE_NODE_WRITER', mountFlags: [], device: '/dev/loop99' } } }));
+    writeFileSync(`${L().blockDir}/blk.img`, Buffer.alloc(8192, 1));
     // An unreadable record: reported, and what it may own is kept.
     // Unreadable records: reported, and what they may own is kept (their data when it can be read,
     // else the default places of their name).
@@ -52,16 +55,16 @@ describe('hppctl main (a hand-made pool, no daemon, no mounts)', () => {
     mkdirSync(`${root}/broken-data`);
     vol('garbled', '{"version": 1, "name": "garb');
     mkdirSync(`${root}/garbled`);
-    writeFileSync(`${root}/.hpp/block/garbled.img`, '');
+    writeFileSync(`${L().blockDir}/garbled.img`, '');
     // A snapshot being built belongs to the daemon.
-    writeFileSync(`${root}/.hpp/snapshot-records/snap1.json`, '{}');
-    mkdirSync(`${root}/.hpp/tmp/@snap1`);
+    writeFileSync(`${L().snapshotRecordsDir}/snap1.json`, '{}');
+    mkdirSync(`${L().tmpDir}/@snap1`);
     // Orphans.
     mkdirSync(`${root}/stray`);
-    writeFileSync(`${root}/.hpp/block/lost.img`, Buffer.alloc(4096));
-    mkdirSync(`${root}/.hpp/tmp/uncommitted`);
-    writeFileSync(`${root}/.hpp/trash/gone.1.abcdef`, 'x');
-    writeFileSync(`${root}/.hpp/volumes/.vol1.json.tmp-1-deadbeef`, '{');
+    writeFileSync(`${L().blockDir}/lost.img`, Buffer.alloc(4096));
+    mkdirSync(`${L().tmpDir}/uncommitted`);
+    writeFileSync(`${L().trashDir}/gone.1.abcdef`, 'x');
+    writeFileSync(`${L().volumesDir}/.vol1.json.tmp-1-deadbeef`, '{');
     // Not orphans: files and symlinks in the root are nobody's business.
     writeFileSync(`${root}/README`, 'x');
     mkdirSync(`${dir}/elsewhere`);
@@ -112,19 +115,19 @@ describe('hppctl main (a hand-made pool, no daemon, no mounts)', () => {
     expect(JSON.parse(dry.out).summary).toEqual({ done: 0, would: 4, skipped: 4, failed: 0 });
     const first = await run(['--pool', `p=${root}`, 'gc']);
     expect(first.code).toBe(0);
-    expect(first.out).toContain(`removed ${root}/.hpp/block/lost.img`);
+    expect(first.out).toContain(`removed ${L().blockDir}/lost.img`);
     expect(first.out).toContain(`skipped: not removed without --include-directories: ${root}/stray`);
     expect(first.out).toMatch(/4 done, 4 skipped, 0 failed/);
     const second = await run(['--pool', `p=${root}`, 'gc', '--include-records', '--include-directories', '--json']);
     expect(JSON.parse(second.out).summary).toEqual({ done: 2, would: 0, skipped: 2, failed: 0 });
-    expect(readdirSync(root).sort()).toEqual(['.hpp', 'README', 'broken-data', 'garbled', 'link-to-dir', 'vol1']);
-    expect(readdirSync(`${root}/.hpp/volumes`).sort()).toEqual(['blk.json', 'broken.json', 'building.json', 'garbled.json', 'vol1.json']);
-    expect(readdirSync(`${root}/.hpp/block`).sort()).toEqual(['blk.img', 'garbled.img']);
-    expect(readdirSync(`${root}/.hpp/tmp`).sort()).toEqual(['@snap1', 'building']);
-    expect(readdirSync(`${root}/.hpp/trash`)).toEqual([]);
+    expect(readdirSync(root).sort()).toEqual([META_DIR, 'README', 'broken-data', 'garbled', 'link-to-dir', 'vol1']);
+    expect(readdirSync(`${L().volumesDir}`).sort()).toEqual(['blk.json', 'broken.json', 'building.json', 'garbled.json', 'vol1.json']);
+    expect(readdirSync(`${L().blockDir}`).sort()).toEqual(['blk.img', 'garbled.img']);
+    expect(readdirSync(`${L().tmpDir}`).sort()).toEqual(['@snap1', 'building']);
+    expect(readdirSync(`${L().trashDir}`)).toEqual([]);
     expect(existsSync(`${dir}/elsewhere`)).toBe(true);
     // gc held the pool's daemon lock while it worked, and let it go.
-    expect(existsSync(`${root}/.hpp/daemon.lock`)).toBe(true);
+    expect(existsSync(`${L().metaDir}/daemon.lock`)).toBe(true);
     expect(JSON.parse((await run(['--pool', `p=${root}`, 'pools', '--json'])).out).pools[0].daemonPid).toBeNull();
   });
 
@@ -139,13 +142,13 @@ describe('hppctl main (a hand-made pool, no daemon, no mounts)', () => {
   });
 
   it('a private directory replaced by a symlink is reported, never followed', async () => {
-    rmSync(`${root}/.hpp/trash`, { recursive: true });
+    rmSync(`${L().trashDir}`, { recursive: true });
     mkdirSync(`${dir}/precious`);
     writeFileSync(`${dir}/precious/file`, 'keep');
-    symlinkSync(`${dir}/precious`, `${root}/.hpp/trash`);
+    symlinkSync(`${dir}/precious`, `${L().trashDir}`);
     const r = await run(['--pool', `p=${root}`, 'orphans', '--json']);
     expect(JSON.parse(r.out).orphans.some((o: { path: string }) => o.path.includes('trash') || o.path.includes('precious'))).toBe(false);
-    expect(r.err).toContain(`${root}/.hpp/trash is a symbolic link: not read, never followed`);
+    expect(r.err).toContain(`${L().trashDir} is a symbolic link: not read, never followed`);
     const gc = await run(['--pool', `p=${root}`, 'gc', '--include-directories', '--include-records']);
     expect(gc.code).toBe(0);
     expect(existsSync(`${dir}/precious/file`)).toBe(true);

@@ -17,7 +17,7 @@ import { silentLogger } from '../../src/observe/logger.js';
 import { KeyedLock } from '../../src/util/keyed-lock.js';
 import { FakeHost } from '../helpers/fake-host.js';
 import type { VolumeManager } from '../../src/volumes/manager.js';
-import type { VolumeRecord } from '../../src/volumes/record.js';
+import type { VolumeRecord } from '../../src/format/records.js';
 
 const MOUNT_CAP = { access_mode: { mode: 'SINGLE_NODE_WRITER' }, access_type: 'mount', mount: { fs_type: '', mount_flags: [] } };
 

@@ -9,7 +9,7 @@ import { readiness, socketAnswers, type PoolView, type VolumeSource } from '../.
 import { ObserveServer, formatAddress, parseListenAddress } from '../../src/observe/http.js';
 import { DriverMetrics, RPC_DURATION_BUCKETS, attachedLoopDevices, volumesByPoolAndMode, volumesByPreallocation } from '../../src/observe/metrics.js';
 import { ConfigError } from '../../src/pools/config.js';
-import type { VolumeRecord } from '../../src/volumes/record.js';
+import type { VolumeRecord } from '../../src/format/records.js';
 
 function rec(pool: string, name: string, mode: 'filesystem' | 'block', extra: Partial<VolumeRecord> = {}): VolumeRecord {
   return {

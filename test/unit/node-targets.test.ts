@@ -11,7 +11,7 @@ import { isDriverError } from '../../src/errors.js';
 import { linuxHost } from '../../src/system/linux-host.js';
 import type { MountEntry } from '../../src/system/mount.js';
 import { planPublish } from '../../src/volumes/publish-plan.js';
-import type { Publication } from '../../src/volumes/record.js';
+import type { Publication } from '../../src/format/records.js';
 import { checkTargetFree, classifyMount, leadsTo, recordedTarget, resolveTarget, whatIsAt, type AtTarget } from '../../src/volumes/target.js';
 
 const host = linuxHost();
