@@ -90,16 +90,16 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
 
     async NodeGetVolumeStats(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
-      if (!req.volume_path) throw invalidInput('volume_path is required');
-      return statsMessage(await node.stats(req.volume_id, req.volume_path, cx));
+      const volumePath = node.checkVolumePath(req.volume_path, 'volume_path');
+      return statsMessage(await node.stats(req.volume_id, volumePath, cx));
     },
 
     NodeExpandVolume: locked('NodeExpandVolume', locks, {
       async check(req) {
         if (!req.volume_id) throw invalidInput('volume_id is required');
-        if (!req.volume_path) throw invalidInput('volume_path is required');
+        const volumePath = node.checkVolumePath(req.volume_path, 'volume_path');
         const rec = await node.require(req.volume_id);
-        return { volume: rec.name, volumeId: req.volume_id, volumePath: req.volume_path, requiredBytes: req.capacity_range?.required_bytes || '0' };
+        return { volume: rec.name, volumeId: req.volume_id, volumePath, requiredBytes: req.capacity_range?.required_bytes || '0' };
       },
       async run({ volumeId, volumePath, requiredBytes }, cx) {
         const capacity = await node.expand(volumeId, volumePath, BigInt(requiredBytes), cx);

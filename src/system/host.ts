@@ -95,8 +95,21 @@ export interface FilesystemStats {
 }
 
 /** Filesystem facts and the file operations that need privileges. */
+/** What a path shows, through whatever is mounted on it: its inode, and its device number if it is a block device. */
+export interface PathIdentity {
+  dev: bigint;
+  ino: bigint;
+  /** The device number of a block device (else undefined). */
+  rdev?: bigint;
+}
+
 export interface HostFiles {
   statfs(path: string): Promise<FilesystemStats>;
+  /**
+   * What `path` shows (stat(2), following symlinks); undefined when there is nothing there. A bind
+   * mount makes a target show its source: this is how a publication is recognised as a volume's.
+   */
+  shows(path: string): Promise<PathIdentity | undefined>;
   /** Give a file to a user and group (disk.img to qemu). */
   chown(path: string, uid: number, gid: number): Promise<void>;
   /** Does this host run SELinux, so that volumes must be labelled for containers? */

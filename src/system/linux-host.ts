@@ -80,6 +80,13 @@ export function createHost(opts: HostOptions = {}): Host {
         const s = statfsSync(p, { bigint: true });
         return { type: s.type, totalBytes: s.blocks * s.bsize, freeBytes: s.bfree * s.bsize, availableBytes: s.bavail * s.bsize };
       },
+      shows: async (p) => {
+        const st = await fsp.stat(p, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+          throw err;
+        });
+        return st && { dev: st.dev, ino: st.ino, ...(st.isBlockDevice() ? { rdev: st.rdev } : {}) };
+      },
       chown: (p, uid, gid) => fsp.chown(p, uid, gid),
       selinuxEnabled: () => selinuxEnabled(),
       labelForContainers: (p, tc) => labelForContainers(p, CONTAINER_FILE_CONTEXT, tools(tc)),

@@ -1,4 +1,4 @@
-import { promises as fsp, statSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { outOfRange } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -52,8 +52,8 @@ export async function publishBlock(host: Host, image: string, target: string, op
   return host.loops.withTable(async (t) => {
     const dev = await t.attach(image, { readOnly: opts.readOnly });
     await host.mounts.bind(dev.name, target, { readOnly: opts.readOnly }, tc);
-    const bound = statSync(target, { bigint: true });
-    if (!bound.isBlockDevice() || devString(bound.rdev) !== dev.devNum || !usableFor(await t.status(dev.name), identity)) {
+    const bound = await host.files.shows(target);
+    if (bound?.rdev === undefined || devString(bound.rdev) !== dev.devNum || !usableFor(await t.status(dev.name), identity)) {
       await host.mounts.unmount(target, { ...tc, signal: undefined }).catch(() => {});
       throw new Error(`${dev.name} stopped backing ${image} while it was bound onto ${target}; the bind was undone`);
     }
@@ -69,8 +69,8 @@ export async function publishBlock(host: Host, image: string, target: string, op
 export type BlockTarget = { kind: 'ours'; device: string } | { kind: 'stale'; device: string; why: string } | { kind: 'other' };
 
 export async function blockTargetState(host: Host, target: string, image: string): Promise<BlockTarget> {
-  const st = statSync(target, { bigint: true, throwIfNoEntry: false });
-  if (!st?.isBlockDevice()) return { kind: 'other' };
+  const st = await host.files.shows(target).catch(() => undefined);
+  if (st?.rdev === undefined) return { kind: 'other' };
   const device = host.loops.deviceWithNumber(st.rdev);
   if (!device) return { kind: 'other' };
   let identity;

@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { internal } from '../errors.js';
 import type { ToolContext } from '../system/exec.js';
 import type { Host } from '../system/host.js';
@@ -49,11 +49,11 @@ export async function unmountAndRemoveTarget(
   return 'removed';
 }
 
-export async function sameInode(a: string, b: string): Promise<boolean> {
+/** Do the two paths show the same inode (a bind mount of a volume's directory shows the directory)? */
+export async function sameInode(host: Host, a: string, b: string): Promise<boolean> {
   try {
-    const sa = statSync(a, { bigint: true });
-    const sb = statSync(b, { bigint: true });
-    return sa.dev === sb.dev && sa.ino === sb.ino;
+    const [sa, sb] = await Promise.all([host.files.shows(a), host.files.shows(b)]);
+    return sa !== undefined && sb !== undefined && sa.dev === sb.dev && sa.ino === sb.ino;
   } catch {
     return false;
   }

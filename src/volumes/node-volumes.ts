@@ -11,7 +11,7 @@ import type { VolumeManager } from './manager.js';
 import { planPublish } from './publish-plan.js';
 import type { Publication, VolumeMode, VolumeRecord } from '../format/records.js';
 import { wantsPreallocation } from './record.js';
-import { checkTargetFree, realLocationOrSelf, recordedTarget, resolveTarget, unbindStale, whatIsAt, type AtTarget, type Target, type VolumeData } from './target.js';
+import { checkGivenPath, checkTargetFree, realLocationOrSelf, recordedTarget, resolveTarget, unbindStale, whatIsAt, type AtTarget, type Target, type VolumeData } from './target.js';
 import { measureVolume, type VolumeStats } from './volume-stats.js';
 
 export interface PublishRequest {
@@ -42,6 +42,11 @@ export class NodeVolumes {
     const rec = await this.volumes.find(volumeId);
     if (!rec) throw notFound(`volume ${volumeId} does not exist on node ${this.volumes.node}`);
     return rec;
+  }
+
+  /** A path naming where a volume is (stats, expansion), checked: see checkGivenPath. */
+  checkVolumePath(p: unknown, field: string): string {
+    return checkGivenPath(p, field);
   }
 
   /** A target path checked and resolved (see resolveTarget): never inside or around a pool. */

@@ -48,7 +48,7 @@ export async function leadsTo(host: Host, vol: VolumeData, p: string): Promise<L
     const b = await blockTargetState(host, p, vol.data);
     return b.kind === 'ours' ? { to: 'volume' } : b.kind === 'stale' ? { to: 'stale-device', why: b.why } : { to: 'elsewhere' };
   }
-  return (await sameInode(p, vol.data)) ? { to: 'volume' } : { to: 'elsewhere' };
+  return (await sameInode(host, p, vol.data)) ? { to: 'volume' } : { to: 'elsewhere' };
 }
 
 /** A mount at a target, told by where the target leads. */
@@ -118,6 +118,20 @@ export function realLocation(p: string): string {
       existing = path.dirname(existing);
     }
   }
+}
+
+/**
+ * A path a caller names a volume by (NodeGetVolumeStats, NodeExpandVolume): a string the kernel can
+ * take, absolute. Unlike a publication target it may be the volume's own data path.
+ */
+export function checkGivenPath(p: unknown, field: string): string {
+  if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
+  if (p.includes('\0')) throw invalidInput(`${field} ${JSON.stringify(p)} contains a NUL byte`);
+  if (!path.isAbsolute(p)) throw invalidInput(`${field} ${JSON.stringify(p)} must be an absolute path`);
+  if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
+    throw invalidInput(`${field} is longer than a path may be (${p.length} characters)`);
+  }
+  return p;
 }
 
 /** Where a path given by a caller (stats, expansion) really leads; the path itself when that cannot be told. */

@@ -79,6 +79,11 @@ export class FakeHost implements Host {
     return this.mountTable.map((m) => m.mountPoint);
   }
 
+  /** Something else mounted at `mountPoint` (a tmpfs of another user, an earlier pod's volume). */
+  mountForeign(mountPoint: string): void {
+    this.addMount({ mountPoint, source: 'tmpfs', fsType: 'tmpfs', device: '0:77' });
+  }
+
   private addMount(m: { mountPoint: string; source: string; fsType: string; device: string; root?: string; options?: string[] }): void {
     this.mountTable.push({
       mountId: this.nextMountId++,
@@ -254,6 +259,17 @@ export class FakeHost implements Host {
         if (!fs) throw internal(`the fake host has no filesystem holding ${p}`);
         return { type: MAGIC[fs.type], totalBytes: fs.totalBytes, freeBytes: fs.freeBytes, availableBytes: fs.freeBytes };
       },
+      shows: async (p) => {
+        // A bind shows its source: the source's inode, or a loop device's number (the fake's devices have no node).
+        const top = mountAt(this.mountTable, p);
+        if (top && top.root !== '/') {
+          const dev = this.loopDevices.get(top.root);
+          if (dev) return { dev: 0n, ino: 0n, rdev: deviceNumber(dev.devNum) };
+          p = top.root;
+        }
+        const st = statSync(p, { bigint: true, throwIfNoEntry: false });
+        return st && { dev: st.dev, ino: st.ino, ...(st.isBlockDevice() ? { rdev: st.rdev } : {}) };
+      },
       chown: async (p, uid, gid) => {
         this.calls.push(`chown ${uid}:${gid} ${p}`);
         this.owners.set(p, { uid, gid });
@@ -274,4 +290,10 @@ export class FakeHost implements Host {
       mkfsXfs: async (device) => refuse(`mkfs.xfs ${device}`),
     };
   }
+}
+
+/** "7:3" as the kernel's dev_t encoding (what devString decodes). */
+function deviceNumber(majorMinor: string): bigint {
+  const [major, minor] = majorMinor.split(':').map((n) => BigInt(n)) as [bigint, bigint];
+  return ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
 }
