@@ -122,12 +122,12 @@ export function realLocation(p: string): string {
 
 /**
  * A path a caller names a volume by (NodeGetVolumeStats, NodeExpandVolume): a string the kernel can
- * take, absolute. Unlike a publication target it may be the volume's own data path.
+ * take. Unlike a publication target it may be the volume's own data path, and a relative one is not
+ * refused: no volume is there, which the CSI spec (and csi-sanity) answers with NOT_FOUND.
  */
 export function checkGivenPath(p: unknown, field: string): string {
   if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
   if (p.includes('\0')) throw invalidInput(`${field} ${JSON.stringify(p)} contains a NUL byte`);
-  if (!path.isAbsolute(p)) throw invalidInput(`${field} ${JSON.stringify(p)} must be an absolute path`);
   if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
     throw invalidInput(`${field} is longer than a path may be (${p.length} characters)`);
   }
