@@ -11,8 +11,11 @@ import { mountAt, readMounts } from '../../src/system/mount.js';
 import { cleanupDir, scratchDir, startDriver, type DriverProcess } from '../helpers/driver.js';
 import { makeLoopDevice, unmountAll, type TestLoop } from '../helpers/loopdev.js';
 
-/** How long the daemon waits before its first retry: the window in which only reads reach the pool. */
-const RETRY_S = 5;
+/**
+ * How long the daemon waits before its first retry: the window in which only reads reach the pool.
+ * 5 s was too short on a loaded 2-core CI machine (the reads took longer and the test could not tell).
+ */
+const RETRY_S = 15;
 const SCRAPES = 5;
 
 interface LogLine {
