@@ -359,7 +359,7 @@ export class VolumeManager {
    * Runs a preallocation of volume `volume` for the call `cx`: followed by the tracker while it runs, its
    * progress logged to the call's log with the volume's name (unless the call's log names it already).
    */
-  private async preallocating<T>(pool: string, volume: string, cx: CallContext, fn: (pcx: PreallocateContext) => Promise<T>): Promise<T> {
+  async preallocating<T>(pool: string, volume: string, cx: CallContext, fn: (pcx: PreallocateContext) => Promise<T>): Promise<T> {
     const job = this.preallocations.open(pool, volume);
     const bound = cx.log.bindings();
     const log = 'volume' in bound ? cx.log : cx.log.child({ volume });
