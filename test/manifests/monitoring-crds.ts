@@ -201,7 +201,12 @@ export function selectorsOf(expr: string): Selector[] {
     if (m[1] !== undefined) {
       const word = m[1];
       const rest = text.slice(i);
-      if (['by', 'without', 'on', 'ignoring', 'group_left', 'group_right'].includes(word)) {
+      if (word === 'offset') {
+        // Its duration (5m, 1h30m) is no metric.
+        const d = /^\s*-?[0-9][0-9a-z]*/.exec(rest);
+        if (d) i += d[0].length;
+        last = undefined;
+      } else if (['by', 'without', 'on', 'ignoring', 'group_left', 'group_right'].includes(word)) {
         skipParens = true;
         last = undefined;
       } else if (KEYWORDS.has(word.toLowerCase()) || AGGREGATIONS.has(word)) {
