@@ -2,7 +2,7 @@
  * hack/csi-client.mjs against a real daemon: the README's try-out, snapshots, restores, clones and
  * expansion (controller and node) included, sizes given as 10Mi.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +59,12 @@ describe('hack/csi-client.mjs against the daemon', () => {
     const listed = await ok('list-snapshots', '--source', id);
     expect(listed.entries.map((e: Json) => e.snapshot.snapshot_id)).toEqual([sid]);
     expect((await ok('list-snapshots', '--id', sid)).entries).toHaveLength(1);
+    // hppctl reads the same snapshot from the pool on disk, beside the daemon.
+    const hppctl = JSON.parse(execFileSync('node', [path.join(ROOT, 'dist/cmd/hppctl.js'), '--pool', `default=${pool}`, 'snapshots', '--json'], { encoding: 'utf8' }));
+    expect(hppctl.snapshots).toEqual([
+      expect.objectContaining({ id: sid, sourceVolumeId: id, sizeBytes: String(10 * MiB), state: 'ready', data: 'present', diskImage: true, method: expect.stringMatching(/^(reflink|copy)$/) }),
+    ]);
+    expect(hppctl.builds).toEqual([]);
 
     // Restore into a larger volume: the data of the moment, disk.img grown to CDI's size for 20Mi.
     writeFileSync(path.join(pool, 'vm1', 'marker'), 'changed after the snapshot');
