@@ -73,6 +73,7 @@ export class DriverApp {
     this.metrics = new DriverMetrics(this.volumes, log.child({ component: 'metrics' }), {
       version: VERSION,
       kubeletRegistered: registrar && (() => registrar.state.state === 'registered'),
+      preallocations: () => this.volumes.preallocations.list(),
     });
     const ctx = { driverName: opts.driverName, version: VERSION, node: opts.nodeName, volumes: this.volumes, log };
     this.server = new CsiServer(ctx, log.child({ component: 'csi' }), this.metrics);

@@ -10,7 +10,10 @@ Commands:
   pools       each pool: state (ready, missing, not writable, served by a daemon), filesystem, how sizes are
               enforced, capacity total/used/free, committed capacity and over-commit, volume count
   volumes     each volume: id, pool, mode, capacity, used, state, publications (and whether each is mounted
-              now), preallocation, disk image
+              now), preallocation, disk image; and builds in progress (in tmp/, no record yet): building, with
+              their size so far
+  snapshots   each snapshot record: name, id, source volume, size, copy method, state, created; and
+              snapshots being taken
   orphans     data without metadata and metadata without data: stray directories and block images, tmp/ and
               trash/ leftovers, loop devices and mounts no record explains, records whose data is missing,
               interrupted metadata writes; and what gc would do with each
@@ -38,7 +41,7 @@ Options:
 Exit status: 0 success, 1 failure (including gc refused or a gc step failed), 2 usage or configuration error.
 `;
 
-export const COMMANDS = ['pools', 'volumes', 'orphans', 'gc'] as const;
+export const COMMANDS = ['pools', 'volumes', 'snapshots', 'orphans', 'gc'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 export interface AdminCli {

@@ -4,8 +4,8 @@ import type { PoolConfig } from '../pools/config.js';
 import { Pool } from '../pools/pool.js';
 import { linuxHost } from '../system/linux-host.js';
 import { CorruptRecordError } from '../format/corrupt.js';
-import { BLOCK_DIR, META_DIR, TMP_DIR, blockImagePath, isRecordTempName, recordFileName, volumeBuildPath } from '../format/layout.js';
-import { parseVolumeRecord, replayPublications, unvalidatedData, type VolumeRecord } from '../format/records.js';
+import { BLOCK_DIR, META_DIR, TMP_DIR, blockImagePath, isRecordTempName, recordFileName, snapshotBuildPath, volumeBuildPath } from '../format/layout.js';
+import { parseSnapshotRecord, parseVolumeRecord, replayPublications, unvalidatedData, type SnapshotRecord, type VolumeRecord } from '../format/records.js';
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt, readMounts, type MountEntry } from '../system/mount.js';
 import { daemonLockState, type LockState } from './locks.js';
@@ -43,6 +43,15 @@ export interface LoadedRecord {
   targets: Map<string, string>;
 }
 
+/** A snapshot record, and where its data stands. */
+export interface LoadedSnapshot {
+  rec: SnapshotRecord;
+  file: string;
+  dataPath: string;
+  /** `building`: committed, its data still in tmp/ (moved into place on the daemon's next start). */
+  data: DataState;
+}
+
 export interface BadRecord {
   file: string;
   error: string;
@@ -75,6 +84,10 @@ export interface PoolView {
   tempFiles: string[];
   /** Names with a snapshot record: their builds in tmp/ ('@name') belong to the daemon. */
   snapshotNames: Set<string>;
+  /** The snapshot records that could be read (hppctl snapshots). */
+  snapshots: LoadedSnapshot[];
+  /** Snapshot record files that could not be read, and why. */
+  badSnapshots: Array<{ file: string; error: string }>;
   /** Parts of the layout that were not read because they are not plain directories. */
   problems: string[];
 }
@@ -166,6 +179,8 @@ export async function openPool(cfg: PoolConfig, mounts: MountEntry[]): Promise<P
     badRecords: [],
     tempFiles: [],
     snapshotNames: new Set(),
+    snapshots: [],
+    badSnapshots: [],
     problems,
   };
 }
@@ -250,18 +265,41 @@ export async function loadRecords(view: PoolView): Promise<void> {
       view.records.push({ rec, file, rel, dataPath, data, targets });
     }
   }
-  // Snapshot records (when this daemon version keeps them): only their names are needed, so that a
-  // snapshot being built in tmp/ is not taken for garbage.
+  // Snapshot records (when this daemon version keeps them): their names, so that a snapshot being
+  // built in tmp/ is not taken for garbage; and the records themselves, for hppctl snapshots.
   const snapDir = pool.snapshotRecordsDir;
   if (await plainDir(snapDir, view.problems)) {
-    for (const n of await fsp.readdir(snapDir)) {
+    for (const n of (await fsp.readdir(snapDir)).sort()) {
       if (isRecordTempName(n)) view.tempFiles.push(path.join(snapDir, n));
       else {
         const parsed = recordFileName(n);
-        if (parsed) view.snapshotNames.add(parsed.name);
+        if (!parsed) continue;
+        view.snapshotNames.add(parsed.name);
+        const loaded = await loadSnapshot(view, path.join(snapDir, n), parsed.name, parsed.deleting);
+        if ('error' in loaded) view.badSnapshots.push(loaded);
+        else view.snapshots.push(loaded);
       }
     }
   }
+}
+
+async function loadSnapshot(view: PoolView, file: string, name: string, deleting: boolean): Promise<LoadedSnapshot | { file: string; error: string }> {
+  let rec: SnapshotRecord;
+  try {
+    const st = await fsp.lstat(file);
+    if (!st.isFile()) throw new Error('not a regular file');
+    rec = parseSnapshotRecord(await fsp.readFile(file, 'utf8'), { file, name, pool: view.name, root: view.root });
+    if (deleting) rec = { ...rec, state: 'deleting' };
+  } catch (err) {
+    return { file, error: err instanceof CorruptRecordError ? err.detail : err instanceof Error ? err.message : String(err) };
+  }
+  const dataPath = view.pool.resolveInside(rec.data);
+  const st = await lstatOrUndefined(dataPath);
+  let data: DataState;
+  if (!st) data = (await lstatOrUndefined(snapshotBuildPath(view.pool, name))) ? 'building' : 'missing';
+  else if (rec.mode === 'block' ? st.isFile() : st.isDirectory()) data = 'present';
+  else data = 'wrong-type';
+  return { rec, file, dataPath, data };
 }
 
 /** A mount whose source is in a pool: a directory bound from it, or a loop device of an image in it. */

@@ -5,8 +5,9 @@ import { linuxHost } from '../system/linux-host.js';
 import { VERSION } from '../version.js';
 import { HPPCTL_USAGE, UsageError, parseAdminCli, type AdminCli } from './cli.js';
 import { formatBytes, formatRatio, renderTable, toJson } from './format.js';
+import { buildsInProgress, type BuildInProgress } from './builds.js';
 import { runGc, type GcStep } from './gc.js';
-import { isScannable, loadRecords, lstatOrUndefined, mountedTargets, openPool, scanNode, type LoadedRecord, type NodeScan, type PoolView } from './inspect.js';
+import { isScannable, loadRecords, lstatOrUndefined, mountedTargets, openPool, scanNode, type LoadedRecord, type LoadedSnapshot, type NodeScan, type PoolView } from './inspect.js';
 import { daemonLockState, takeDaemonLock } from './locks.js';
 import { readMounts } from '../system/mount.js';
 import { findOrphans, gcText, type Orphan } from './orphans.js';
@@ -45,6 +46,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
       return poolsCommand(cli, views, io);
     case 'volumes':
       return volumesCommand(cli, views, io);
+    case 'snapshots':
+      return snapshotsCommand(cli, views, io);
     case 'orphans':
       return orphansCommand(cli, views, io);
     case 'gc':
@@ -215,8 +218,9 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
       });
     }
   }
+  const builds = await allBuilds(scan, 'volume');
   if (cli.json) {
-    io.out(toJson({ volumes: rows }));
+    io.out(toJson({ volumes: rows, builds }));
   } else {
     io.out(
       renderTable(
@@ -231,20 +235,83 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
           { header: 'DISK.IMG' },
           { header: 'PUBLISHED' },
         ],
-        rows.map((r) => [
-          r.id,
-          r.pool,
-          r.mode,
-          formatBytes(r.capacityBytes),
-          formatBytes(r.usedBytes),
-          volumeStateText(r),
-          r.preallocation,
-          r.diskImage ? 'yes' : 'no',
-          r.publications.map((p) => `${p.target}${p.device ? ` (${p.device})` : ''} [${p.mounted ? 'mounted' : 'NOT MOUNTED'}${p.readOnly ? ', ro' : ''}]`).join(', ') || '-',
-        ]),
+        [
+          ...rows.map((r) => [
+            r.id,
+            r.pool,
+            r.mode,
+            formatBytes(r.capacityBytes),
+            formatBytes(r.usedBytes),
+            volumeStateText(r),
+            r.preallocation,
+            r.diskImage ? 'yes' : 'no',
+            r.publications.map((p) => `${p.target}${p.device ? ` (${p.device})` : ''} [${p.mounted ? 'mounted' : 'NOT MOUNTED'}${p.readOnly ? ', ro' : ''}]`).join(', ') || '-',
+          ]),
+          ...builds.map(buildCells),
+        ],
       ),
     );
   }
+  warnPools(scan.views, io, false);
+  return 0;
+}
+
+/** The builds in tmp/ of every readable pool, of one kind. */
+async function allBuilds(scan: NodeScan, kind: BuildInProgress['kind']): Promise<BuildInProgress[]> {
+  const out: BuildInProgress[] = [];
+  for (const v of scan.views) if (isScannable(v)) out.push(...(await buildsInProgress(v, scan.mountPoints)).filter((b) => b.kind === kind));
+  return out;
+}
+
+/** A build's row in the volumes table: no id (it has no record yet), its size so far in USED. */
+function buildCells(b: BuildInProgress): string[] {
+  return [b.name, b.pool, b.mode, b.apparentBytes === null ? '-' : formatBytes(b.apparentBytes), formatBytes(b.allocatedBytes), b.state, '-', b.diskImage ? 'yes' : '-', '-'];
+}
+
+function snapshotStateText(s: { state: string; data: LoadedSnapshot['data']; mode: string }): string {
+  if (s.state === 'deleting') return 'deleting';
+  return { present: 'ready', missing: 'data missing', building: 'being created', 'wrong-type': 'data is not a ' + (s.mode === 'block' ? 'file' : 'directory') }[s.data];
+}
+
+async function snapshotsCommand(cli: AdminCli, views: PoolView[], io: Io): Promise<number> {
+  const scan = await scanAll(views);
+  const rows = [];
+  for (const v of scan.views) {
+    if (!isScannable(v)) continue;
+    for (const s of v.snapshots) {
+      const r = s.rec;
+      rows.push({
+        id: r.id,
+        pool: v.name,
+        name: r.name,
+        sourceVolumeId: r.sourceVolumeId,
+        mode: r.mode,
+        sizeBytes: BigInt(r.sizeBytes),
+        method: r.method,
+        state: r.state,
+        data: s.data,
+        dataPath: s.dataPath,
+        diskImage: r.diskImage !== undefined,
+        createdAt: r.createdAt,
+      });
+    }
+  }
+  const builds = await allBuilds(scan, 'snapshot');
+  const bad = scan.views.flatMap((v) => v.badSnapshots.map((b) => ({ pool: v.name, ...b })));
+  if (cli.json) {
+    io.out(toJson({ snapshots: rows, builds, badRecords: bad }));
+  } else {
+    io.out(
+      renderTable(
+        [{ header: 'SNAPSHOT' }, { header: 'POOL' }, { header: 'SOURCE' }, { header: 'MODE' }, { header: 'SIZE', right: true }, { header: 'METHOD' }, { header: 'STATE' }, { header: 'CREATED' }],
+        [
+          ...rows.map((r) => [r.id, r.pool, r.sourceVolumeId, r.mode, formatBytes(r.sizeBytes), r.method, snapshotStateText(r), r.createdAt]),
+          ...builds.map((b) => [b.name, b.pool, '-', b.mode, formatBytes(b.allocatedBytes), '-', b.state, b.modifiedAt]),
+        ],
+      ),
+    );
+  }
+  for (const b of bad) io.err(`hppctl: warning: pool ${b.pool}: unreadable snapshot record ${b.file}: ${b.error}\n`);
   warnPools(scan.views, io, false);
   return 0;
 }

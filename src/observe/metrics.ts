@@ -4,6 +4,7 @@ import type { RpcObserver } from './rpc-observer.js';
 import type { VolumeMode, VolumeRecord } from '../format/records.js';
 import { poolStatuses, withTimeout, type PoolStatus, type VolumeSource } from './health.js';
 import type { Logger } from './logger.js';
+import type { PreallocationInProgress } from '../volumes/preallocations.js';
 
 export const METRICS_PREFIX = 'hpp_';
 
@@ -61,6 +62,8 @@ export interface DriverMetricsOptions {
   poolTimeoutMs?: number;
   /** Whether kubelet has registered the driver; undefined: the daemon does not register itself (no series). */
   kubeletRegistered?: () => boolean;
+  /** The preallocations under way (VolumeManager.preallocations); none when not given. */
+  preallocations?: () => PreallocationInProgress[];
 }
 
 /**
@@ -171,6 +174,25 @@ export class DriverMetrics implements RpcObserver {
       registers,
       collect() {
         this.set(attachedLoopDevices(self.volumes.list()));
+      },
+    });
+
+    const preallocations = opts.preallocations ?? (() => []);
+    new Gauge({
+      name: `${p}preallocation_remaining_bytes`,
+      help: 'Bytes a preallocation under way has still to allocate (disk.img or block image of a volume being created, restored, cloned or expanded with preallocation); no series when none runs.',
+      labelNames: ['pool', 'volume'],
+      registers,
+      collect() {
+        this.reset();
+        const byVolume = new Map<string, { pool: string; volume: string; bytes: bigint }>();
+        for (const j of preallocations()) {
+          const key = `${j.pool}\0${j.volume}`;
+          const e = byVolume.get(key) ?? { pool: j.pool, volume: j.volume, bytes: 0n };
+          e.bytes += j.remainingBytes;
+          byVolume.set(key, e);
+        }
+        for (const e of byVolume.values()) this.set({ pool: e.pool, volume: e.volume }, Number(e.bytes));
       },
     });
 

@@ -4,9 +4,8 @@ import type { DeviceContent } from './blkid.js';
 import type { BtrfsUsage } from './btrfs.js';
 import type { DetachOutcome, LoopDevice, LoopStatus, LoopTableTurn } from './loop.js';
 import type { MountEntry } from './mount.js';
-import type { PreallocationMethod } from './preallocate.js';
+import type { PreallocateContext, PreallocationMethod } from './preallocate.js';
 import type { ProjectQuotaFs, ProjectUsage } from './project-quota.js';
-import type { Logger } from '../observe/logger.js';
 
 /**
  * Everything the daemon asks of the operating system, in groups. The Linux host (linuxHost(),
@@ -81,7 +80,8 @@ export interface HostData {
   copyFile(src: string, dst: string, tc?: ToolContext): Promise<CopyMethod>;
   /** Copy the contents of directory `src` into the existing directory `dst` (see system/copy.ts). */
   copyTree(src: string, dst: string, tc?: ToolContext): Promise<CopyMethod>;
-  preallocate(file: string, offset: bigint, length: bigint, tc: ToolContext & { log: Logger }): Promise<PreallocationMethod>;
+  /** Progress goes to `tc.log` and `tc.onProgress` (see system/preallocate.ts). */
+  preallocate(file: string, offset: bigint, length: bigint, tc: PreallocateContext): Promise<PreallocationMethod>;
 }
 
 /** statfs(2) figures of a filesystem, in bytes, and its magic number. */

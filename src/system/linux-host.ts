@@ -72,7 +72,7 @@ export function createHost(opts: HostOptions = {}): Host {
       copyFile: (src, dst, tc) => copyFile(src, dst, tools(tc)),
       copyTree: (src, dst, tc) => copyTree(src, dst, tools(tc)),
       // Progress lines go to the caller's log; the fallocate run is logged as exec.
-      preallocate: (file, offset, length, tc) => preallocate(file, offset, length, { log: tc.log, signal: tc.signal, execLog: tools(tc).log }),
+      preallocate: (file, offset, length, tc) => preallocate(file, offset, length, { log: tc.log, signal: tc.signal, execLog: tools(tc).log, onProgress: tc.onProgress }),
     },
     files: {
       // Sync: statfs answers from memory, cheaper than a round trip through the thread pool.

@@ -1,10 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import { invalidInput, outOfRange } from '../errors.js';
 import { diskImagePath } from '../format/layout.js';
-import type { Logger } from '../observe/logger.js';
-import type { ToolContext } from '../system/exec.js';
 import type { Host } from '../system/host.js';
-import type { PreallocationMethod } from '../system/preallocate.js';
+import type { PreallocateContext, PreallocationMethod } from '../system/preallocate.js';
 
 /** CDI's default share of a Filesystem PVC kept back for the filesystem itself. */
 export const DEFAULT_FILESYSTEM_OVERHEAD = '0.055';
@@ -74,7 +72,7 @@ export async function ensureDiskImage(
   dir: string,
   size: bigint,
   preallocated: boolean,
-  tc: ToolContext & { log: Logger },
+  tc: PreallocateContext,
 ): Promise<PreallocationMethod> {
   const file = diskImagePath(dir);
   const fh = await fsp.open(file, 'a', 0o660);

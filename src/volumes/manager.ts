@@ -14,7 +14,7 @@ import { CONTAINER_FILE_CONTEXT } from '../system/selinux.js';
 import { exists, fsyncTree, growFile } from '../system/files.js';
 import type { Host } from '../system/host.js';
 import { mountsBelow } from '../system/mount.js';
-import type { PreallocationMethod } from '../system/preallocate.js';
+import type { PreallocateContext, PreallocationMethod } from '../system/preallocate.js';
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
@@ -25,6 +25,7 @@ import { loadPool } from './pool-loader.js';
 import { newPoolState, type PoolState } from './pool-state.js';
 import { snapshotBuildPath, snapshotDataDir, volumeBuildPath } from '../format/layout.js';
 import { toStored, type Publications, type SnapshotRecord, type VolumeMode, type VolumeRecord } from '../format/records.js';
+import { PreallocationTracker } from './preallocations.js';
 import { wantsPreallocation } from './record.js';
 import { Trash } from './trash.js';
 
@@ -75,6 +76,8 @@ export class VolumeManager {
   private readonly snapshots = new Map<string, SnapshotRecord>();
   private readonly trash: Trash;
   private readonly supervisor: PoolSupervisor;
+  /** Preallocations under way (hpp_preallocation_remaining_bytes). */
+  readonly preallocations = new PreallocationTracker();
 
   /** Labels a built volume for containers (SELinux hosts); undefined where there is nothing to label. */
   private readonly labelVolume?: (target: string) => Promise<void>;
@@ -301,10 +304,10 @@ export class VolumeManager {
       if (spec.mode === 'block' && spec.source) {
         copyMethod = await host.data.copyFile(spec.source.dataPath, building, cx);
         const copied = await growFile(building, spec.capacityBytes);
-        if (spec.preallocate) preallocation = await host.data.preallocate(building, copied, spec.capacityBytes - copied, cx);
+        if (spec.preallocate) preallocation = await this.preallocating(pool.name, spec.name, cx, (pcx) => host.data.preallocate(building, copied, spec.capacityBytes - copied, pcx));
       } else if (spec.mode === 'block') {
         await buildBlockImage(building, spec.capacityBytes);
-        if (spec.preallocate) preallocation = await host.data.preallocate(building, 0n, spec.capacityBytes, cx);
+        if (spec.preallocate) preallocation = await this.preallocating(pool.name, spec.name, cx, (pcx) => host.data.preallocate(building, 0n, spec.capacityBytes, pcx));
       } else {
         projectId = await quota.createDirectory(building, spec.capacityBytes, cx);
         if (spec.source) copyMethod = await host.data.copyTree(spec.source.dataPath, building, cx);
@@ -312,7 +315,7 @@ export class VolumeManager {
           const size = diskImageSize(spec.capacityBytes, spec.diskImageOverhead);
           if (size < MIN_DISK_IMAGE_BYTES) throw internal(`disk.img of ${spec.name} would have ${size} bytes: its capacity must be rounded up first`);
           // A restored or cloned image is grown here, before the record commits; never shrunk.
-          preallocation = await ensureDiskImage(host, building, size, spec.preallocate, cx);
+          preallocation = await this.preallocating(pool.name, spec.name, cx, (pcx) => ensureDiskImage(host, building, size, spec.preallocate, pcx));
         }
         // A block copy was flushed by growFile; a copied tree is flushed here, every file and directory.
         if (spec.source) await fsyncTree(building);
@@ -350,6 +353,21 @@ export class VolumeManager {
     renameSync(building, dataPath);
     this.index.set(id, rec);
     return rec;
+  }
+
+  /**
+   * Runs a preallocation of volume `volume` for the call `cx`: followed by the tracker while it runs, its
+   * progress logged to the call's log with the volume's name (unless the call's log names it already).
+   */
+  async preallocating<T>(pool: string, volume: string, cx: CallContext, fn: (pcx: PreallocateContext) => Promise<T>): Promise<T> {
+    const job = this.preallocations.open(pool, volume);
+    const bound = cx.log.bindings();
+    const log = 'volume' in bound ? cx.log : cx.log.child({ volume });
+    try {
+      return await fn({ ...cx, log, onProgress: (done, total) => job.progress(done, total) });
+    } finally {
+      job.end();
+    }
   }
 
   /** Delete a volume this node holds. Caller holds the lock. */
@@ -411,7 +429,7 @@ export class VolumeManager {
       const data = this.dataPath(st.pool, rec);
       if (rec.mode === 'block') {
         await growFile(data, capacity);
-        if (wantsPreallocation(rec)) await this.host.data.preallocate(data, current, delta, cx);
+        if (wantsPreallocation(rec)) await this.preallocating(rec.pool, rec.name, cx, (pcx) => this.host.data.preallocate(data, current, delta, pcx));
       } else {
         await quota.setLimit(data, rec.projectId, capacity, cx);
       }

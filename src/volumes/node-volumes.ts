@@ -135,7 +135,7 @@ export class NodeVolumes {
       for (const d of await this.host.loops.devicesFor(data, cx)) if (!d.detaching) await this.host.loops.refreshCapacity(d.name, cx);
     } else if (rec.diskImage) {
       const size = diskImageSize(capacity, parseOverhead(rec.diskImage.overhead, 'recorded overhead'));
-      await ensureDiskImage(this.host, data, size, wantsPreallocation(rec), cx);
+      await this.volumes.preallocating(rec.pool, rec.name, cx, (pcx) => ensureDiskImage(this.host, data, size, wantsPreallocation(rec), pcx));
     }
     return capacity;
   }

@@ -239,6 +239,7 @@ export class FakeHost implements Host {
       preallocate: async (file, offset, length, tc) => {
         if (length <= 0n) return 'none';
         this.record(`fallocate --offset ${offset} --length ${length} ${file}`, tc);
+        tc.onProgress?.(0n, length);
         if (this.preallocateHangs) {
           const { signal } = tc;
           await new Promise<void>((_, reject) => {
@@ -247,6 +248,7 @@ export class FakeHost implements Host {
           });
         }
         this.preallocated.push({ file, offset, length });
+        tc.onProgress?.(length, length);
         return 'fallocate';
       },
     };

@@ -159,6 +159,14 @@ describe('KubeVirt disk images, preallocation and expansion', () => {
       expect(b.blocks * 512).toBeGreaterThanOrEqual(32 * MiB);
       expect(record(`${dir}/ext2`, 'full-blk').preallocation).toBe('full');
       await d.waitForLog('fallocate not supported here: writing zeros');
+      // The end of each zero-fill is logged in the call's log with the volume, the method and the rate.
+      const logs = await d.waitForLog(/"volume":"full-blk"[^\n]*"msg":"preallocated"/);
+      const done = logs.split('\n').filter((l) => l.includes('"msg":"preallocated"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(done.map((l) => [l.volume, l.method, l.bytes])).toEqual([
+        ['full-img', 'full', String(60 * MiB)],
+        ['full-blk', 'full', String(32 * MiB)],
+      ]);
+      for (const l of done) expect(typeof l.requestId === 'string' && typeof l.mibPerSecond === 'number', JSON.stringify(l)).toBe(true);
       await d.stop();
       d = undefined;
     } finally {
