@@ -9,8 +9,8 @@ Reads the storage pools of this node directly (beside a running daemon or withou
 Commands:
   pools       each pool: state (ready, missing, not writable, served by a daemon), filesystem, how sizes are
               enforced, capacity total/used/free, committed capacity and over-commit, volume count
-  volumes     each volume: id, pool, mode, capacity, used, state, publications (and whether each is mounted
-              now), preallocation, disk image
+  volumes     each volume: id, pool, mode, capacity, used, state, the PVC it was made for, publications (and
+              whether each is mounted now), preallocation, disk image
   orphans     data without metadata and metadata without data: stray directories and block images, tmp/ and
               trash/ leftovers, loop devices and mounts no record explains, records whose data is missing,
               interrupted metadata writes; and what gc would do with each

@@ -211,6 +211,8 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
         diskImage: rec.diskImage !== undefined,
         ...(rec.diskImage ? { diskImageOverhead: rec.diskImage.overhead } : {}),
         ...(rec.projectId !== undefined ? { projectId: rec.projectId } : {}),
+        // The claim it was made for, when the CO said (csi-provisioner --extra-create-metadata).
+        pvc: rec.pvc ? { namespace: rec.pvc.namespace, name: rec.pvc.name } : null,
         createdAt: rec.createdAt,
       });
     }
@@ -227,6 +229,7 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
           { header: 'CAPACITY', right: true },
           { header: 'USED', right: true },
           { header: 'STATE' },
+          { header: 'PVC' },
           { header: 'PREALLOC' },
           { header: 'DISK.IMG' },
           { header: 'PUBLISHED' },
@@ -238,6 +241,7 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
           formatBytes(r.capacityBytes),
           formatBytes(r.usedBytes),
           volumeStateText(r),
+          r.pvc ? `${r.pvc.namespace}/${r.pvc.name}` : '-',
           r.preallocation,
           r.diskImage ? 'yes' : 'no',
           r.publications.map((p) => `${p.target}${p.device ? ` (${p.device})` : ''} [${p.mounted ? 'mounted' : 'NOT MOUNTED'}${p.readOnly ? ', ro' : ''}]`).join(', ') || '-',
