@@ -28,6 +28,9 @@ export function createLogger(opts: { level?: string; name?: string; destination?
     redact: { paths: ['req.secrets', '*.secrets', 'secrets'], censor: '[REDACTED]' },
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // pino's err serializer takes anything with a message for an Error: it would turn the request
+    // wrapper's {type, message, stack?} into {type: "Object", ..., stack: ""}. Errors still get it.
+    serializers: { err: (e: unknown) => (e instanceof Error ? pino.stdSerializers.err(e) : e) },
   };
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }
