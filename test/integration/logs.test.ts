@@ -43,6 +43,8 @@ describe('the daemon log', () => {
     await node.NodePublishVolume({ volume_id: id, target_path: target, volume_capability: BLOCK_CAP, volume_context: { storagePool: 'default', ...POD } });
     await node.NodeUnpublishVolume({ volume_id: id, target_path: target });
     await ctl.DeleteVolume({ volume_id: id });
+    // The answer can come before the daemon's output has reached us.
+    await d.waitForLog(/"method":"DeleteVolume".*"msg":"rpc"/);
 
     for (const [method, pod, runsTools] of [
       ['CreateVolume', undefined, true],
@@ -64,11 +66,13 @@ describe('the daemon log', () => {
 
   it('writes a refused call at warn with its one err field; Probe answers at debug', async () => {
     await expectCode(d.clients.controller.CreateVolume({ name: 'pvc-logs-2', volume_capabilities: [BLOCK_CAP], parameters: { storagepool: 'default', ...PVC } }), 'INVALID_ARGUMENT');
+    await d.waitForLog(/"volume_name":"pvc-logs-2".*"msg":"rpc"/);
     const [refused] = rpcOf('CreateVolume').filter((l) => l.volume_name === 'pvc-logs-2');
     expect(refused).toMatchObject({ level: 40, code: 'INVALID_ARGUMENT', pvc: 'vms/vm1-disk', err: { message: expect.stringContaining('unknown parameter "storagepool"') } });
     expect(refused).not.toHaveProperty('error');
     expect(refused!.err).not.toHaveProperty('stack');
     await d.clients.identity.Probe({});
+    await d.waitForLog(/"method":"Probe".*"msg":"rpc"/);
     expect(rpcOf('Probe').at(-1)).toMatchObject({ level: 20, code: 'OK' });
   });
 });
