@@ -9,8 +9,8 @@ Reads the storage pools of this node directly (beside a running daemon or withou
 Commands:
   pools       each pool: state (ready, missing, not writable, served by a daemon), filesystem, how sizes are
               enforced, capacity total/used/free, committed capacity and over-commit, volume count
-  volumes     each volume: id, pool, mode, capacity, used, state, publications (and whether each is mounted
-              now), preallocation, disk image; and builds in progress (in tmp/, no record yet): building, with
+  volumes     each volume: id, pool, mode, capacity, used, state, the PVC it was made for, publications (and
+              whether each is mounted now), preallocation, disk image; and builds in progress (in tmp/, no record yet): building, with
               their size so far
   snapshots   each snapshot record: name, id, source volume, size, copy method, state, created; and
               snapshots being taken

@@ -214,6 +214,8 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
         diskImage: rec.diskImage !== undefined,
         ...(rec.diskImage ? { diskImageOverhead: rec.diskImage.overhead } : {}),
         ...(rec.projectId !== undefined ? { projectId: rec.projectId } : {}),
+        // The claim it was made for, when the CO said (csi-provisioner --extra-create-metadata).
+        pvc: rec.pvc ? { namespace: rec.pvc.namespace, name: rec.pvc.name } : null,
         createdAt: rec.createdAt,
       });
     }
@@ -231,6 +233,7 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
           { header: 'CAPACITY', right: true },
           { header: 'USED', right: true },
           { header: 'STATE' },
+          { header: 'PVC' },
           { header: 'PREALLOC' },
           { header: 'DISK.IMG' },
           { header: 'PUBLISHED' },
@@ -243,6 +246,7 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
             formatBytes(r.capacityBytes),
             formatBytes(r.usedBytes),
             volumeStateText(r),
+            r.pvc ? `${r.pvc.namespace}/${r.pvc.name}` : '-',
             r.preallocation,
             r.diskImage ? 'yes' : 'no',
             r.publications.map((p) => `${p.target}${p.device ? ` (${p.device})` : ''} [${p.mounted ? 'mounted' : 'NOT MOUNTED'}${p.readOnly ? ', ro' : ''}]`).join(', ') || '-',
@@ -265,7 +269,7 @@ async function allBuilds(scan: NodeScan, kind: BuildInProgress['kind']): Promise
 
 /** A build's row in the volumes table: no id (it has no record yet), its size so far in USED. */
 function buildCells(b: BuildInProgress): string[] {
-  return [b.name, b.pool, b.mode, b.apparentBytes === null ? '-' : formatBytes(b.apparentBytes), formatBytes(b.allocatedBytes), b.state, '-', b.diskImage ? 'yes' : '-', '-'];
+  return [b.name, b.pool, b.mode, b.apparentBytes === null ? '-' : formatBytes(b.apparentBytes), formatBytes(b.allocatedBytes), b.state, '-', '-', b.diskImage ? 'yes' : '-', '-'];
 }
 
 function snapshotStateText(s: { state: string; data: LoadedSnapshot['data']; mode: string }): string {

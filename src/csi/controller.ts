@@ -1,6 +1,7 @@
 import { TOPOLOGY_KEY, checkCapabilities, controllerCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { conflict, invalidInput, noSpace, notFound, outOfRange, precondition } from '../errors.js';
+import { aboutVolume } from './call-subject.js';
 import { Answer, locked } from './locks.js';
 import { pageRequest, takePage } from './paging.js';
 import type { CapacityRange__Output, ControllerHandlers, Snapshot, Topology, Topology__Output, Volume, VolumeContentSource__Output } from './types.js';
@@ -198,7 +199,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
           throw invalidInput(`volume ${name} already exists in pool ${sameName.pool}, not in ${pool.name}`);
         }
         const rec = await volumes.create(
-          { pool, name, mode, capacityBytes: capacity, capacityNote, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source },
+          { pool, name, mode, capacityBytes: capacity, capacityNote, parameters: params.stored, data, preallocate: params.preallocation, diskImageOverhead, source, pvc: params.pvc },
           (existing) => {
             if (existing.mode !== mode) return `volume mode ${existing.mode}`;
             if ((existing.contentSource?.id ?? '') !== (source?.id ?? '')) return `content source ${existing.contentSource?.id ?? 'none'}`;
@@ -229,18 +230,21 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       },
       async run({ id }, cx) {
         const rec = await volumes.find(id);
-        if (rec) await volumes.delete(rec, cx);
+        if (!rec) return {};
+        aboutVolume(cx, rec);
+        await volumes.delete(rec, cx);
         return {};
       },
     }),
 
-    async ValidateVolumeCapabilities(req) {
+    async ValidateVolumeCapabilities(req, cx) {
       const id = req.volume_id;
       if (!id) throw invalidInput('volume_id is required');
       const caps = req.volume_capabilities;
       if (caps.length === 0) throw invalidInput('volume_capabilities is required');
       const rec = await volumes.find(id);
       if (!rec) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+      aboutVolume(cx, rec);
       for (const cap of caps) {
         let why = unsupportedReason(cap);
         const wanted = cap.access_type === 'block' ? 'block' : 'filesystem';
@@ -291,7 +295,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     CreateSnapshot: locked('CreateSnapshot', locks, {
-      async check(req) {
+      async check(req, cx) {
         const name = checkName('snapshot', req.name);
         const sourceId = req.source_volume_id;
         if (!sourceId) throw invalidInput('source_volume_id is required');
@@ -301,6 +305,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
           throw precondition(`volume ${sourceId} lives on node ${ref.node}; its snapshots are taken there (this is ${ctx.node})`);
         }
         const source = await volumes.find(sourceId);
+        if (source) aboutVolume(cx, source);
         return { snapshot: name, ...(source ? { source: source.name } : {}), sourceId };
       },
       async run({ snapshot: name, sourceId }, cx) {
@@ -343,7 +348,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
     },
 
     ControllerExpandVolume: locked('ControllerExpandVolume', locks, {
-      async check(req) {
+      async check(req, cx) {
         const id = req.volume_id;
         if (!id) throw invalidInput('volume_id is required');
         if (!req.capacity_range) throw invalidInput('capacity_range is required');
@@ -351,6 +356,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         if (range.required === 0n && range.limit === 0n) throw invalidInput('capacity_range needs required_bytes or limit_bytes');
         const first = await volumes.find(id);
         if (!first) throw notFound(`volume ${id} does not exist on node ${ctx.node}`);
+        aboutVolume(cx, first);
         return { volume: first.name, id, range, cap: req.volume_capability };
       },
       async run({ id, range, cap }, cx) {

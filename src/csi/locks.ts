@@ -80,11 +80,12 @@ export class Answer<Res> {
 
 /**
  * A locked method in two steps: `check` validates the request and finds what it names, changing
- * nothing, before any lock is taken (a bad request is refused at once, not after a wait); `run` does
- * the work with the table's keys held, finding the volume again (it may have changed meanwhile).
+ * nothing but the call's log fields, before any lock is taken (a bad request is refused at once, not
+ * after a wait); `run` does the work with the table's keys held, finding the volume again (it may have
+ * changed meanwhile).
  */
 export interface LockedSteps<Req, S, Res> {
-  check(req: Req): Promise<S | Answer<Res>>;
+  check(req: Req, cx: CallContext): Promise<S | Answer<Res>>;
   run(subject: S, cx: CallContext): Promise<Res>;
 }
 
@@ -94,7 +95,7 @@ const LOCKED_AS = Symbol('locked as');
 export function locked<M extends LockedMethod, Req, S extends LockSubjects[M], Res>(method: M, locks: () => KeyedLock, steps: LockedSteps<Req, S, Res>): Handler<Req, Res> {
   const entry = LOCK_TABLE[method] as LockEntry<LockSubjects[M]>;
   const handler: Handler<Req, Res> = async (req, cx) => {
-    const checked = await steps.check(req);
+    const checked = await steps.check(req, cx);
     if (checked instanceof Answer) return checked.response;
     return locks().withKeys(entry.keys(checked), () => steps.run(checked, cx));
   };

@@ -1,6 +1,7 @@
 import { TOPOLOGY_KEY, nodeCapabilities, unsupportedReason } from './capabilities.js';
 import type { DriverContext } from './context.js';
 import { invalidInput } from '../errors.js';
+import { aboutVolume } from './call-subject.js';
 import { locked } from './locks.js';
 import type { NodeHandlers, NodePublishVolumeRequest__Output, VolumeUsage } from './types.js';
 import { NodeVolumes } from '../volumes/node-volumes.js';
@@ -45,7 +46,7 @@ function statsMessage(s: VolumeStats): { usage: VolumeUsage[]; volume_condition:
 
 /** The Node service: requests validated and mapped onto the node's volumes (src/volumes/node-volumes.ts). */
 export function nodeService(ctx: DriverContext): NodeHandlers {
-  const node = new NodeVolumes(ctx.volumes, ctx.log);
+  const node = new NodeVolumes(ctx.volumes);
   const locks = () => ctx.volumes.locks;
 
   return {
@@ -62,11 +63,12 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
     },
 
     NodePublishVolume: locked('NodePublishVolume', locks, {
-      async check(req) {
+      async check(req, cx) {
         if (!req.volume_id) throw invalidInput('volume_id is required');
         const target = node.resolveTarget(req.target_path, 'target_path');
         const wanted = wantedPublication(req);
         const rec = await node.require(req.volume_id);
+        aboutVolume(cx, rec);
         return { volume: rec.name, target: target.real, request: { volumeId: req.volume_id, target, ...wanted } };
       },
       async run({ request }, cx) {
@@ -76,10 +78,11 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
     }),
 
     NodeUnpublishVolume: locked('NodeUnpublishVolume', locks, {
-      async check(req) {
+      async check(req, cx) {
         if (!req.volume_id) throw invalidInput('volume_id is required');
         const target = node.resolveTarget(req.target_path, 'target_path');
         const rec = await node.require(req.volume_id);
+        aboutVolume(cx, rec);
         return { volume: rec.name, target: target.real, request: { volumeId: req.volume_id, target } };
       },
       async run({ request }, cx) {
@@ -91,14 +94,16 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
     async NodeGetVolumeStats(req, cx) {
       if (!req.volume_id) throw invalidInput('volume_id is required');
       const volumePath = node.checkVolumePath(req.volume_path, 'volume_path');
+      aboutVolume(cx, await node.require(req.volume_id));
       return statsMessage(await node.stats(req.volume_id, volumePath, cx));
     },
 
     NodeExpandVolume: locked('NodeExpandVolume', locks, {
-      async check(req) {
+      async check(req, cx) {
         if (!req.volume_id) throw invalidInput('volume_id is required');
         const volumePath = node.checkVolumePath(req.volume_path, 'volume_path');
         const rec = await node.require(req.volume_id);
+        aboutVolume(cx, rec);
         return { volume: rec.name, volumeId: req.volume_id, volumePath, requiredBytes: req.capacity_range?.required_bytes || '0' };
       },
       async run({ volumeId, volumePath, requiredBytes }, cx) {

@@ -5,6 +5,8 @@ import type { Logger } from '../observe/logger.js';
 import { redactSecrets } from '../observe/logger.js';
 import { unsupported } from '../errors.js';
 import type { RpcObserver } from '../observe/rpc-observer.js';
+import { requestSubject } from './call-subject.js';
+import { errField, isInternal, rpcLevel } from './rpc-log.js';
 import { toStatus } from './status.js';
 
 /**
@@ -31,17 +33,6 @@ export type ServiceHandlers<D> = { [M in MethodName<D>]?: Handler<RequestOf<D, M
 const MAX_DETAILS = 2048;
 
 
-/** Fields worth a place in every log line: which volume or target a call was about. */
-function subject(req: unknown): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (!req || typeof req !== 'object') return out;
-  const fields = req as Record<string, unknown>;
-  for (const k of ['volume_id', 'name', 'target_path', 'source_volume_id', 'snapshot_id']) {
-    if (typeof fields[k] === 'string' && fields[k]) out[k] = fields[k];
-  }
-  return out;
-}
-
 /** The call's deadline in ms since the epoch; undefined when it has none (grpc-js says Infinity). */
 function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
   // A call made up by hand (a test, an in-process caller) may have none of grpc-js's methods.
@@ -53,14 +44,16 @@ function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | unde
 
 /**
  * Adapts an async handler to grpc-js: a call context (request id, deadline, aborted when the client
- * cancels before its deadline: see openCall), one log line per call (method, subject, duration, code), every
- * thrown error mapped once (csi/status.ts) to a gRPC status with its cause, secrets never logged.
+ * cancels before its deadline: see openCall), one log line per call (method, subject, duration, code;
+ * its level by the answer: see rpc-log.ts), every thrown error mapped once (csi/status.ts) to a gRPC
+ * status with its cause, secrets never logged. What the request is about (its volume, target, PVC, pod:
+ * call-subject.ts) is on every line of the call, and handlers add what they find (the PVC of a volume).
  */
 export function unary<Req, Res>(method: string, handler: Handler<Req, Res>, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const req = (call.request ?? {}) as Req;
-    const scope = openCall(log, { deadline: deadlineOf(call) });
+    const scope = openCall(log, { deadline: deadlineOf(call), fields: requestSubject(method, req) });
     const { cx } = scope;
     if (typeof call.on === 'function') call.on('cancelled', () => scope.cancel('the caller cancelled the call'));
     if (call.cancelled) scope.cancel('the caller cancelled the call');
@@ -69,7 +62,7 @@ export function unary<Req, Res>(method: string, handler: Handler<Req, Res>, log:
       (res) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         observer?.observe(method, 'OK', ms / 1000);
-        callLog.info({ method, ...subject(req), ms: round(ms), code: 'OK' }, 'rpc');
+        callLog[rpcLevel(method, grpc.status.OK)]({ method, ms: round(ms), code: 'OK' }, 'rpc');
         if (callLog.isLevelEnabled('debug')) callLog.debug({ method, req: redactSecrets(req) }, 'rpc request');
         callback(null, res);
       },
@@ -80,8 +73,9 @@ export function unary<Req, Res>(method: string, handler: Handler<Req, Res>, log:
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         const code = grpc.status[e.code] ?? String(e.code);
         observer?.observe(method, code, ms / 1000);
-        const level = e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN ? 'error' : 'info';
-        callLog[level]({ method, ...subject(req), ms: round(ms), code, error: e.message, req: level === 'error' ? redactSecrets(req) : undefined }, 'rpc');
+        // A bug's line carries the request, to reproduce it with.
+        const fields = { method, ms: round(ms), code, err: errField(e.code, e.message, e.cause ?? e), ...(isInternal(e.code) ? { req: redactSecrets(req) } : {}) };
+        callLog[rpcLevel(method, e.code)](fields, 'rpc');
         callback({ code: e.code, details: e.message });
       },
     );

@@ -1,5 +1,6 @@
 import type { CopyMethod } from '../system/copy.js';
 import { DriverError } from '../errors.js';
+import { isNamespace, isObjectName } from '../volumes/kube-objects.js';
 import { corruptRecord } from './corrupt.js';
 import { resolveInside } from './layout.js';
 import { upgradeSnapshotRecord, upgradeVolumeRecord } from './migrations.js';
@@ -42,6 +43,8 @@ export interface VolumeRecord {
   contentSource?: { kind: 'snapshot' | 'volume'; id: string; method: CopyMethod };
   /** XFS project id limiting a filesystem volume, when the pool enforces sizes with project quotas. */
   projectId?: number;
+  /** The PVC the volume was made for, when the CO said (csi-provisioner's --extra-create-metadata). */
+  pvc?: { namespace: string; name: string };
   createdAt: string;
   state: 'ready' | 'deleting';
   /** Target paths this volume is published at on this node (kept in the publication log, see publication-log.ts). */
@@ -121,6 +124,7 @@ export function parseVolumeRecord(text: string, ctx: RecordContext): StoredVolum
   r.optionalDiskImage();
   r.optionalContentSource();
   r.optionalProjectId();
+  r.optionalPvc();
   return r.raw as unknown as StoredVolumeRecord;
 }
 
@@ -298,6 +302,14 @@ class Fields {
     if (c.kind !== 'snapshot' && c.kind !== 'volume') this.fail('contentSource.kind', `is ${describe(c.kind)}, not one of snapshot, volume`);
     if (typeof c.id !== 'string') this.fail('contentSource.id', `is ${describe(c.id)}, not a string`);
     if (c.method !== 'reflink' && c.method !== 'copy') this.fail('contentSource.method', `is ${describe(c.method)}, not one of reflink, copy`);
+  }
+
+  optionalPvc(): void {
+    const p = this.raw.pvc;
+    if (p === undefined) return;
+    if (!isObject(p)) this.fail('pvc', `is ${describe(p)}, not an object`);
+    if (!isNamespace(p.namespace)) this.fail('pvc.namespace', `is ${describe(p.namespace)}, not a Kubernetes namespace`);
+    if (!isObjectName(p.name)) this.fail('pvc.name', `is ${describe(p.name)}, not a Kubernetes object name`);
   }
 
   optionalProjectId(): void {

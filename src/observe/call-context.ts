@@ -15,12 +15,39 @@ export interface CallContext {
   readonly deadline?: number;
   /** Aborted when the caller cancels before its deadline (see openCall); never for a root context. */
   readonly signal: AbortSignal;
+  /** Carries the request id and the fields (below) on every line. */
   readonly log: Logger;
+  /**
+   * What the call is about, beyond its request id: the volume, target, PVC or pod (see annotate()).
+   * The host logs a call's tool runs with them; `log` carries them already.
+   */
+  readonly fields: Readonly<Record<string, string>>;
 }
 
-/** A context nobody cancels, for work with no caller. */
+/** A context nobody cancels, for work with no caller. Nothing is ever annotated on it: it is shared. */
 export function rootContext(log: Logger): CallContext {
-  return { requestId: 'root', signal: new AbortController().signal, log };
+  return { requestId: 'root', signal: new AbortController().signal, log, fields: ROOT_FIELDS };
+}
+
+const ROOT_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * Names what the call is about on every later line of it: its log's (which the request wrapper's
+ * `rpc` line is written to), its tool runs'. A field already set keeps its value (a line never has a
+ * key twice); undefined and empty values are left out. On a root context (shared by the daemon's own
+ * work) it does nothing.
+ */
+export function annotate(cx: CallContext, fields: Record<string, string | undefined>): void {
+  if (Object.isFrozen(cx.fields)) return;
+  const bound = cx.fields as Record<string, string>;
+  const fresh: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === '' || Object.hasOwn(bound, k) || k === 'requestId') continue;
+    fresh[k] = v;
+  }
+  if (Object.keys(fresh).length === 0) return;
+  Object.assign(bound, fresh);
+  cx.log.setBindings(fresh);
 }
 
 /** A call's context and the means to end it: cancel() when the caller gives up. */
@@ -44,7 +71,7 @@ export const DEADLINE_SLACK_MS = 1_000;
  * work goes on: a VM disk whose copy or preallocation takes longer than the sidecar's timeout is made
  * by its first call instead of being killed and started again by every retry.
  */
-export function openCall(log: Logger, opts: { deadline?: number; requestId?: string } = {}): CallScope {
+export function openCall(log: Logger, opts: { deadline?: number; requestId?: string; fields?: Record<string, string | undefined> } = {}): CallScope {
   const requestId = opts.requestId ?? randomBytes(6).toString('hex');
   const controller = new AbortController();
   const deadline = opts.deadline !== undefined && Number.isFinite(opts.deadline) ? opts.deadline : undefined;
@@ -59,13 +86,12 @@ export function openCall(log: Logger, opts: { deadline?: number; requestId?: str
     }
     controller.abort(cancelled(`request ${requestId}: ${why}`));
   };
-  return {
-    cx: { requestId, deadline, signal: controller.signal, log: callLog },
-    cancel,
-  };
+  const cx: CallContext = { requestId, deadline, signal: controller.signal, log: callLog, fields: {} };
+  if (opts.fields) annotate(cx, opts.fields);
+  return { cx, cancel };
 }
 
-/** The same call (its id, deadline and log) with a signal nobody aborts: for clean-up that must run once begun. */
+/** The same call (its id, deadline, log and fields) with a signal nobody aborts: for clean-up that must run once begun. */
 export function uncancellable(cx: CallContext): CallContext {
   return { ...cx, signal: new AbortController().signal };
 }

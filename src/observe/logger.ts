@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -19,15 +19,20 @@ export function redactSecrets(value: unknown, depth = 0): unknown {
   return out;
 }
 
-export function createLogger(opts: { level?: string; name?: string } = {}): Logger {
-  return pino({
+/** The daemon's logger: JSON lines to stdout, or to `destination` (tests). */
+export function createLogger(opts: { level?: string; name?: string; destination?: DestinationStream } = {}): Logger {
+  const options = {
     name: opts.name ?? 'hpp-csi-driver',
     level: opts.level ?? process.env.LOG_LEVEL ?? 'info',
     // Belt and braces: redactSecrets() already strips these before logging.
     redact: { paths: ['req.secrets', '*.secrets', 'secrets'], censor: '[REDACTED]' },
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+    // pino's err serializer takes anything with a message for an Error: it would turn the request
+    // wrapper's {type, message, stack?} into {type: "Object", ..., stack: ""}. Errors still get it.
+    serializers: { err: (e: unknown) => (e instanceof Error ? pino.stdSerializers.err(e) : e) },
+  };
+  return opts.destination ? pino(options, opts.destination) : pino(options);
 }
 
 /** A logger that writes nothing, for library use and unit tests. */

@@ -12,6 +12,8 @@ export interface ToolContext {
   log?: Logger;
   /** The call the tool runs for (a CallContext is a ToolContext): the host tags its exec lines with it. */
   requestId?: string;
+  /** What that call is about (its volume, PVC, pod: CallContext.fields): on its exec lines too. */
+  fields?: Readonly<Record<string, string>>;
   /** Aborted: the tool is killed (SIGKILL) and run() rejects with the abort's reason. */
   signal?: AbortSignal;
 }
@@ -106,7 +108,7 @@ export async function syscall(callLine: string, call: () => Promise<void>, tc: T
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   log.debug({ call: callLine, errno: failure?.errno ?? 0, ms: Math.round(ms * 100) / 100 }, 'syscall');
   if (failure) {
-    log.warn({ call: callLine, errno: failure.errno, error: failure.message }, 'syscall failed');
+    log.warn({ call: callLine, errno: failure.errno, err: failure.message }, 'syscall failed');
     throw new SyscallError(callLine, failure.errno, ERRNO_NAMES.get(failure.errno) ?? `errno ${failure.errno}`, failure.message);
   }
 }

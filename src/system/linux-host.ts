@@ -24,13 +24,13 @@ export interface HostOptions {
 /**
  * The real host: the modules of src/system/, with the mount backend loaded and the exec log chosen
  * here, once, instead of when a module loads. Tool runs and system calls log to this host's log as
- * component "exec", with the request id of the call they run for.
+ * component "exec", with the request id of the call they run for and what it is about (its fields).
  */
 export function createHost(opts: HostOptions = {}): Host {
   const execLog = (opts.log ?? silentLogger()).child({ component: 'exec' });
   const backend = loadMountBackend(opts.mountBackend ?? { kind: 'auto' });
   const tools = (tc: ToolContext = {}): ToolContext => ({
-    log: tc.requestId !== undefined ? execLog.child({ requestId: tc.requestId }) : execLog,
+    log: tc.requestId !== undefined ? execLog.child({ requestId: tc.requestId, ...tc.fields }) : execLog,
     signal: tc.signal,
   });
   const withBackend = (tc?: ToolContext): MountContext => ({ ...tools(tc), backend });

@@ -44,6 +44,8 @@ export interface CreateSpec {
   diskImageOverhead?: Overhead;
   /** Fill the new volume from a snapshot or another volume (clone). */
   source?: ContentSource;
+  /** The PVC the volume is for, kept in its record. */
+  pvc?: { namespace: string; name: string };
 }
 
 export interface ContentSource {
@@ -294,7 +296,7 @@ export class VolumeManager {
     // Anything that fails before the record is written leaves nothing behind (and no quota limit).
     const abandon = async (err: unknown): Promise<never> => {
       await removeTree(building, await host.mounts.points()).catch((e) =>
-        this.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
+        cx.log.warn({ building, err: String(e) }, 'could not remove an abandoned build; the next start will'),
       );
       // Not with the call's signal: the clean-up of a cancelled call must still run.
       await quota.release(projectId, uncancellable(cx)).catch(() => {});
@@ -339,6 +341,7 @@ export class VolumeManager {
       preallocation,
       ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : {}),
       ...(spec.source ? { contentSource: { kind: spec.source.kind, id: spec.source.id, method: copyMethod! } } : {}),
+      ...(spec.pvc ? { pvc: { namespace: spec.pvc.namespace, name: spec.pvc.name } } : {}),
       createdAt: new Date().toISOString(),
       state: 'ready',
       publications: {},

@@ -6,6 +6,7 @@ import type { ToolContext } from '../system/exec.js';
 import type { Host } from '../system/host.js';
 import { detachOrphanLoops, detachUnused, publishBlock, reportDeferredDetaches } from './block.js';
 import { diskImageSize, ensureDiskImage, parseOverhead } from './disk-image.js';
+import { refText } from './kube-objects.js';
 import { publishDirectory, unmountAndRemoveTarget } from './filesystem.js';
 import type { VolumeManager } from './manager.js';
 import { planPublish } from './publish-plan.js';
@@ -28,10 +29,7 @@ export interface PublishRequest {
  * brought back (reconcilePublications). The caller holds the locks of the lock table (src/csi/locks.ts).
  */
 export class NodeVolumes {
-  constructor(
-    private readonly volumes: VolumeManager,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly volumes: VolumeManager) {}
 
   private get host(): Host {
     return this.volumes.host;
@@ -71,7 +69,7 @@ export class NodeVolumes {
         await this.volumes.updatePublications(withPublication(rec, target.given, wanted));
         return;
       case 'remake':
-        this.log.warn({ volume: rec.id, target: target.given, why: plan.why }, "publication target is bound to a loop device that is not this volume's; re-making it");
+        cx.log.warn({ volume: rec.id, target: target.given, why: plan.why }, "publication target is bound to a loop device that is not this volume's; re-making it");
         await unbindStale(this.host, target.real, cx);
         return this.make(rec, target, wanted, cx);
       case 'make':
@@ -93,7 +91,7 @@ export class NodeVolumes {
       const made = await mountPublication(this.host, this.dataOf(rec), target.real, wanted, cx);
       if (made.device !== undefined) await this.volumes.updatePublications(withPublication(rec, target.given, made));
     } catch (err) {
-      await this.volumes.updatePublications(rec).catch((e) => this.log.error({ volume: rec.id, target: target.given, err: String(e) }, 'could not withdraw the publication record'));
+      await this.volumes.updatePublications(rec).catch((e) => cx.log.error({ volume: rec.id, target: target.given, err: String(e) }, 'could not withdraw the publication record'));
       throw err;
     }
   }
@@ -183,13 +181,14 @@ async function mountPublication(host: Host, vol: VolumeData, real: string, pub: 
  * backs the volume's image (or is detaching) is re-bound; a foreign mount is left alone. Loop devices
  * backed by images no volume owns are detached. Returns the records whose publications changed.
  */
-export async function reconcilePublications(host: Host, pool: Pool, records: VolumeRecord[], log: Logger): Promise<VolumeRecord[]> {
+export async function reconcilePublications(host: Host, pool: Pool, records: VolumeRecord[], poolLog: Logger): Promise<VolumeRecord[]> {
   const changed: VolumeRecord[] = [];
   for (const rec of records) {
     const entries = Object.entries(rec.publications);
     if (entries.length === 0) continue;
     const vol: VolumeData = { mode: rec.mode, data: pool.resolveInside(rec.data) };
     const publications = { ...rec.publications };
+    const log = rec.pvc ? poolLog.child({ pvc: refText(rec.pvc) }) : poolLog;
     let dirty = false;
     for (const [target, pub] of entries) {
       const { real, dirThere } = await recordedTarget(target);
@@ -227,7 +226,7 @@ export async function reconcilePublications(host: Host, pool: Pool, records: Vol
   const owned = new Set(records.filter((r) => r.mode === 'block').map((r) => pool.resolveInside(r.data)));
   const outcomes = await detachOrphanLoops(host, pool.blockDir, owned);
   const detached = outcomes.filter((o) => o.detached).map((o) => o.device);
-  if (detached.length > 0) log.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
-  reportDeferredDetaches(outcomes, log, { pool: pool.name });
+  if (detached.length > 0) poolLog.warn({ pool: pool.name, detached }, 'detached loop devices whose image no volume owns');
+  reportDeferredDetaches(outcomes, poolLog, { pool: pool.name });
   return changed;
 }

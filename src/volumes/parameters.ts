@@ -1,12 +1,9 @@
 import { invalidInput } from '../errors.js';
 import { parseOverhead, type Overhead } from './disk-image.js';
+import { pvcOfParameters, type KubeObjectRef } from './kube-objects.js';
 
 /** StorageClass parameters the driver understands. */
 export const PARAM_STORAGE_POOL = 'storagePool';
-/** Passed by csi-provisioner with --extra-create-metadata. */
-export const PARAM_PVC_NAME = 'csi.storage.k8s.io/pvc/name';
-export const PARAM_PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
-export const PARAM_PV_NAME = 'csi.storage.k8s.io/pv/name';
 
 export const PARAM_PREALLOCATION = 'preallocation';
 export const PARAM_FILESYSTEM_OVERHEAD = 'filesystemOverhead';
@@ -17,8 +14,8 @@ const CO_PREFIX = 'csi.storage.k8s.io/';
 
 export interface VolumeParameters {
   storagePool?: string;
-  pvcName?: string;
-  pvcNamespace?: string;
+  /** The PVC the volume is for, when csi-provisioner says (--extra-create-metadata). */
+  pvc?: KubeObjectRef;
   preallocation: boolean;
   createDiskImage: boolean;
   filesystemOverhead?: Overhead;
@@ -28,7 +25,10 @@ export interface VolumeParameters {
 
 /**
  * Unknown keys are refused rather than ignored: a misspelt `storagepool` would otherwise land the
- * volume in the wrong pool without a word.
+ * volume in the wrong pool without a word. Keys under `csi.storage.k8s.io/` are the CO's (the PVC and
+ * PV names of --extra-create-metadata): not StorageClass parameters, never refused as unknown, not
+ * kept with the parameters (so they play no part in the comparison of a repeated CreateVolume); the
+ * PVC they name is read from them.
  */
 export function parseParameters(params: Record<string, string> | null | undefined): VolumeParameters {
   const out: VolumeParameters = { stored: {}, preallocation: false, createDiskImage: false };
@@ -41,8 +41,8 @@ export function parseParameters(params: Record<string, string> | null | undefine
   }
   const p = params ?? {};
   if (p[PARAM_STORAGE_POOL] !== undefined) out.storagePool = p[PARAM_STORAGE_POOL];
-  if (p[PARAM_PVC_NAME]) out.pvcName = p[PARAM_PVC_NAME];
-  if (p[PARAM_PVC_NAMESPACE]) out.pvcNamespace = p[PARAM_PVC_NAMESPACE];
+  const pvc = pvcOfParameters(p);
+  if (pvc) out.pvc = pvc;
   out.preallocation = bool(p, PARAM_PREALLOCATION);
   out.createDiskImage = bool(p, PARAM_CREATE_DISK_IMAGE);
   if (p[PARAM_FILESYSTEM_OVERHEAD] !== undefined) {
@@ -61,8 +61,8 @@ function bool(params: Record<string, string>, key: string): boolean {
 
 /** HPP's legacy directory name `<namespace>-<pvc>-<pv>`, or the volume name. */
 export function volumeDirName(name: string, params: VolumeParameters, useNamingPrefix: boolean): string {
-  if (!useNamingPrefix || !params.pvcName || !params.pvcNamespace) return name;
-  const dir = `${params.pvcNamespace}-${params.pvcName}-${name}`;
+  if (!useNamingPrefix || !params.pvc) return name;
+  const dir = `${params.pvc.namespace}-${params.pvc.name}-${name}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(dir)) {
     throw invalidInput(`directory name ${JSON.stringify(dir)} from PVC metadata is not allowed`);
   }

@@ -11,11 +11,13 @@ import { controllerService } from '../../src/csi/controller.js';
 import { nodeService } from '../../src/csi/node.js';
 import { toStatus } from '../../src/csi/status.js';
 import type { ControllerHandlers, NodeHandlers } from '../../src/csi/types.js';
+import type { Handler } from '../../src/csi/rpc.js';
 import { openCall, type CallContext } from '../../src/observe/call-context.js';
-import { silentLogger } from '../../src/observe/logger.js';
+import { silentLogger, type Logger } from '../../src/observe/logger.js';
 import { Pool } from '../../src/pools/pool.js';
 import { VolumeManager } from '../../src/volumes/manager.js';
 import { FakeHost, type FakeFilesystem } from './fake-host.js';
+import { callWrapped, type WrappedAnswer } from './log-capture.js';
 
 export const NODE = 'n1';
 export const GiB = 1024n ** 3n;
@@ -38,9 +40,11 @@ export class HandlerHarness {
   volumes!: VolumeManager;
   controller!: ControllerHandlers;
   node!: NodeHandlers;
-  private readonly log = silentLogger();
+  private readonly log: Logger;
 
-  constructor(opts: { fs?: Partial<FakeFilesystem> } = {}) {
+  /** `log`: the daemon's log (the handlers', the manager's, every call's); silent unless given. */
+  constructor(opts: { fs?: Partial<FakeFilesystem>; log?: Logger } = {}) {
+    this.log = opts.log ?? silentLogger();
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'hpp-handlers-'));
     this.poolRoot = path.join(this.dir, 'pool');
     mkdirSync(this.poolRoot);
@@ -83,6 +87,14 @@ export class HandlerHarness {
   nd<M extends keyof NodeHandlers & string>(method: M, req: Req<NodeHandlers, M>, cx = this.context()): Promise<Answer<Res<NodeHandlers, M>>> {
     const handler = this.node[method] as unknown as (r: unknown, c: CallContext) => Promise<Res<NodeHandlers, M>>;
     return answer(() => handler(req, cx));
+  }
+
+  /** A Controller or Node handler called through the request wrapper, which logs its `rpc` line to the harness's log. */
+  wrapped(service: 'controller' | 'node', method: string, req: unknown): Promise<WrappedAnswer<unknown>> {
+    const handlers = (service === 'controller' ? this.controller : this.node) as Record<string, Handler<unknown, unknown> | undefined>;
+    const handler = handlers[method];
+    if (!handler) throw new Error(`no ${service} handler ${method}`);
+    return callWrapped(method, handler, req, this.log);
   }
 }
 

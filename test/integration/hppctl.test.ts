@@ -92,7 +92,8 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
       const res = await ctl.CreateVolume({ name, volume_capabilities: [cap], capacity_range: { required_bytes: String(bytes) }, parameters });
       ids[name] = res.volume.volume_id as string;
     };
-    await create('vol-a', 64 * MiB, MOUNT_CAP, { createDiskImage: 'true' });
+    // As csi-provisioner asks with --extra-create-metadata.
+    await create('vol-a', 64 * MiB, MOUNT_CAP, { createDiskImage: 'true', 'csi.storage.k8s.io/pvc/name': 'vm-a', 'csi.storage.k8s.io/pvc/namespace': 'vms', 'csi.storage.k8s.io/pv/name': 'vol-a' });
     await create('vol-b', 32 * MiB, MOUNT_CAP);
     await create('vol-c', 16 * MiB, MOUNT_CAP);
     await create('blk-a', 16 * MiB, BLOCK_CAP);
@@ -204,11 +205,12 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
       state: 'ready',
       data: 'present',
       diskImage: true,
+      pvc: { namespace: 'vms', name: 'vm-a' },
       publications: [{ target: target('vol-a'), readOnly: false, mounted: true }],
     });
     // data.bin (1 MiB) plus the sparse disk.img.
     expect(BigInt(vols['vol-a'].usedBytes)).toBeGreaterThanOrEqual(BigInt(MiB));
-    expect(vols['vol-b']).toMatchObject({ mode: 'filesystem', diskImage: false, publications: [], data: 'present' });
+    expect(vols['vol-b']).toMatchObject({ mode: 'filesystem', diskImage: false, publications: [], data: 'present', pvc: null });
     expect(vols['vol-c']).toMatchObject({ data: 'missing', usedBytes: null });
     expect(vols['blk-a']).toMatchObject({ mode: 'block', capacityBytes: String(16 * MiB), usedFrom: 'image-allocated', publications: [{ target: target('blk-a'), mounted: true }] });
     expect(vols['blk-a'].publications[0].device).toMatch(/^\/dev\/loop\d+$/);
@@ -220,6 +222,7 @@ describe('hppctl: pools, volumes, orphans and gc on a real pool', () => {
     expect(only.code).toBe(0);
     expect(only.stdout).toMatch(/^VOLUME\s+POOL\s+MODE\s+CAPACITY\s+USED/);
     expect(only.stdout).toContain(`${target('vol-a')} [mounted]`);
+    expect(only.stdout.split('\n').find((l) => l.startsWith(`${ids['vol-a']} `))).toMatch(/\svms\/vm-a\s/);
     expect((await hppctl([...poolArgs(), 'volumes', '--pool', 'nope'])).code).toBe(2);
   });
 

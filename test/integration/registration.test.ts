@@ -127,7 +127,7 @@ describe('the daemon with --registration-dir, called as kubelet calls it', () =>
     expect(await kubelet.notify(false, error)).toEqual({});
     const lines = logLines(await d.waitForLog('"kubelet did not register the driver"'), 'kubelet did not register the driver');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 50, component: 'registration', socket: sock, error, retryInMs: 10_000 });
+    expect(lines[0]).toMatchObject({ level: 50, component: 'registration', socket: sock, err: error, retryInMs: 10_000 });
     expect(await get(addr, '/readyz')).toEqual({ status: 503, body: `not ok: kubelet did not register the driver: ${error}\n` });
     expect(await get(addr, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
     expect(await registeredGauge(addr)).toBe('0');

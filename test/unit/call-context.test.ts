@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadCsi } from '../../src/csi/proto.js';
 import { bindService } from '../../src/csi/rpc.js';
-import { DEADLINE_SLACK_MS, openCall, rootContext } from '../../src/observe/call-context.js';
+import { annotate, DEADLINE_SLACK_MS, openCall, rootContext, uncancellable } from '../../src/observe/call-context.js';
 import { pino } from 'pino';
 import { silentLogger } from '../../src/observe/logger.js';
 import { run } from '../../src/system/exec.js';
@@ -92,6 +92,39 @@ describe('the Linux host', () => {
     await host.tools.run('true', [], cx);
     expect(lines.find((l) => l.msg === 'exec')).toMatchObject({ component: 'exec', requestId: cx.requestId, cmd: 'true', exit: 0 });
     expect(host.mounts.backend).toBe('mount(8) (test)');
+  });
+
+  it("logs them with what the call is about, once known (the volume's PVC), its failures and its clean-up's too", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const host = createHost({ log, mountBackend: { kind: 'tools', why: 'test' } });
+    const { cx } = openCall(log, { fields: { volume_id: 'n1:default:v1' } });
+    await host.tools.run('true', [], cx);
+    annotate(cx, { pvc: 'vms/disk-1' });
+    await expect(host.tools.run('false', [], uncancellable(cx))).rejects.toMatchObject({ kind: 'tool-failed' });
+    const [first, second, failed] = lines.filter((l) => l.component === 'exec');
+    expect(first).toMatchObject({ msg: 'exec', requestId: cx.requestId, volume_id: 'n1:default:v1', cmd: 'true' });
+    expect(first).not.toHaveProperty('pvc');
+    for (const l of [second, failed]) expect(l).toMatchObject({ requestId: cx.requestId, volume_id: 'n1:default:v1', pvc: 'vms/disk-1', cmd: 'false' });
+    expect(failed).toMatchObject({ msg: 'exec failed', level: 40 });
+  });
+});
+
+describe('annotate', () => {
+  it("adds fields to the call's later lines and to its fields, first value kept; a root context is left alone", () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const { cx } = openCall(log);
+    annotate(cx, { pvc: 'ns/a', pod: undefined });
+    annotate(cx, { pvc: 'ns/b' });
+    cx.log.info('x');
+    expect(cx.fields).toEqual({ pvc: 'ns/a' });
+    expect(lines[0]).toMatchObject({ requestId: cx.requestId, pvc: 'ns/a' });
+    const root = rootContext(log);
+    annotate(root, { pvc: 'ns/a' });
+    root.log.info('y');
+    expect(root.fields).toEqual({});
+    expect(lines[1]).not.toHaveProperty('pvc');
   });
 });
 

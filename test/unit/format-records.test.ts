@@ -40,6 +40,10 @@ const CURRENT_VOLUME = `{
   "id": "n1:p:s1",
   "method": "reflink"
  },
+ "pvc": {
+  "namespace": "vms",
+  "name": "vm1-disk.0"
+ },
  "createdAt": "2026-01-02T03:04:05.678Z",
  "state": "ready"
 }
@@ -132,6 +136,11 @@ const VOLUME_CASES: Case[] = [
   one(GOOD, 'contentSource.method', 'rsync', 'a content source copied an unknown way'),
   one(GOOD, 'projectId', '1000', 'a project id as a string'),
   one(GOOD, 'projectId', 1.5, 'a fractional project id'),
+  one(GOOD, 'pvc', 'vms/vm1-disk.0', 'pvc that is no object'),
+  one(GOOD, 'pvc.namespace', undefined, 'a PVC without namespace'),
+  one(GOOD, 'pvc.namespace', 'VMs', 'a PVC namespace that is no Kubernetes namespace'),
+  one(GOOD, 'pvc.name', 'vm1/disk', 'a PVC name that is no Kubernetes name'),
+  one(GOOD, 'pvc.name', 'x'.repeat(254), 'a PVC name longer than Kubernetes allows'),
 ];
 
 const SNAPSHOT_CASES: Case[] = [

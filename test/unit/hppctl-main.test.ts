@@ -40,7 +40,7 @@ describe('hppctl main (a hand-made pool, no daemon, no mounts)', () => {
     root = `${dir}/pool`;
     for (const d of [L().volumesDir, L().blockDir, L().tmpDir, L().trashDir, L().snapshotRecordsDir]) mkdirSync(d, { recursive: true });
     const vol = (name: string, text: string) => writeFileSync(recordFile(L().volumesDir, name), text);
-    vol('vol1', record('vol1', 'filesystem', 'vol1', { diskImage: { overhead: '0.055' }, preallocation: 'fallocate' }));
+    vol('vol1', record('vol1', 'filesystem', 'vol1', { diskImage: { overhead: '0.055' }, preallocation: 'fallocate', pvc: { namespace: 'vms', name: 'vm1-disk' } }));
     mkdirSync(`${root}/vol1`);
     writeFileSync(diskImagePath(`${root}/vol1`), Buffer.alloc(40960, 1));
     vol('gone', record('gone', 'filesystem', 'gone'));
@@ -105,9 +105,16 @@ describe('hppctl main (a hand-made pool, no daemon, no mounts)', () => {
     expect(vols.building).toMatchObject({ data: 'building', usedBytes: null });
     expect(vols.gone).toMatchObject({ data: 'missing', usedBytes: null });
     expect(vols.blk).toMatchObject({ usedFrom: 'image-allocated', publications: [{ target: '/nonexistent/target', device: '/dev/loop99', mounted: false }] });
+    // The claim a volume was made for; null for one made without (an older record).
+    expect(vols.vol1).toMatchObject({ pvc: { namespace: 'vms', name: 'vm1-disk' } });
+    expect(vols.blk).toMatchObject({ pvc: null });
     const human = await run(['--pool', `p=${root}`, 'volumes']);
     expect(human.out).toContain('being created');
     expect(human.out).toContain('/nonexistent/target (/dev/loop99) [NOT MOUNTED]');
+    const table = human.out.split('\n');
+    expect(table[0]).toMatch(/^VOLUME\s+POOL\s+MODE\s+CAPACITY\s+USED\s+STATE\s+PVC\s+PREALLOC/);
+    expect(table.find((l) => l.startsWith('n1:p:vol1 '))).toMatch(/\sready\s+vms\/vm1-disk\s+fallocate\s/);
+    expect(table.find((l) => l.startsWith('n1:p:blk '))).toMatch(/\sready\s+-\s+none\s/);
   });
 
   it('gc: dry run, then removal step by step; nothing but orphans goes', async () => {

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { redactSecrets } from '../../src/observe/logger.js';
+import { createLogger, redactSecrets } from '../../src/observe/logger.js';
 
 describe('redactSecrets', () => {
   it('replaces every "secrets" map, at any depth and inside arrays, and keeps the rest', () => {
@@ -51,5 +51,19 @@ describe('redactSecrets', () => {
     log.debug({ req: redactSecrets({ volume_id: 'v', secrets: { pw: 'sup3r-secret' } }) }, 'rpc request');
     expect(text).toContain('"volume_id":"v"');
     expect(text).not.toContain('sup3r-secret');
+  });
+});
+
+describe('createLogger', () => {
+  it("writes an err that is an object as it is, and an Error in pino's shape (type, message, stack)", () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger({ level: 'info', destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } });
+    log.warn({ err: { type: 'DriverError', message: 'no volume v1' } }, 'rpc');
+    log.error({ err: new TypeError('boom') }, 'failed');
+    log.info({ err: 'a message' }, 'text');
+    expect(lines[0]!.err).toEqual({ type: 'DriverError', message: 'no volume v1' });
+    expect(lines[1]!.err).toMatchObject({ type: 'TypeError', message: 'boom', stack: expect.stringContaining('TypeError: boom') });
+    expect(lines[2]!.err).toBe('a message');
+    expect(lines[0]).toMatchObject({ name: 'hpp-csi-driver', level: 40, pid: process.pid });
   });
 });

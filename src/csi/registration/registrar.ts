@@ -160,7 +160,7 @@ export class KubeletRegistrar {
     this.status = { state: 'failed', error: error || 'kubelet gave no reason', at };
     const retryMs = this.retryMs;
     this.retryMs = Math.min(retryMs * 2, this.opts.maxRetryMs ?? 300_000);
-    this.log.error({ ...fields, error: this.status.error, retryInMs: retryMs }, 'kubelet did not register the driver');
+    this.log.error({ ...fields, err: this.status.error, retryInMs: retryMs }, 'kubelet did not register the driver');
     this.retryTimer = setTimeout(() => {
       this.offeringAgain = this.offerAgain().finally(() => (this.offeringAgain = undefined));
     }, retryMs);

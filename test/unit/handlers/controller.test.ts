@@ -2,10 +2,12 @@
  * The Controller handlers (src/csi/controller.ts) and the VolumeManager, in-process over a FakeHost:
  * no root, no daemon, no mount or tool run (FakeHost.calls shows what was asked of the OS).
  */
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseVolumeRecord } from '../../../src/format/records.js';
 import { capability, createRequest, GiB, HandlerHarness, MiB, volumeId, type CreateVolumeSpec } from '../../helpers/handler-harness.js';
+import { captureLog } from '../../helpers/log-capture.js';
 
 let h: HandlerHarness;
 beforeEach(async () => {
@@ -306,5 +308,78 @@ describe('restart', () => {
     await h.ctl('ControllerExpandVolume', expandReq(volumeId('fs'), 2n * MiB));
     await h.ctl('DeleteVolume', deleteReq(volumeId('blk')));
     expect(h.host.calls.filter((c) => !/^(xfs_quota|reflink|fallocate|chown) /.test(c))).toEqual([]);
+  });
+});
+
+/** What csi-provisioner adds to the StorageClass parameters with --extra-create-metadata. */
+const PVC_METADATA = { 'csi.storage.k8s.io/pvc/name': 'vm1-disk', 'csi.storage.k8s.io/pvc/namespace': 'vms', 'csi.storage.k8s.io/pv/name': 'pvc-1' };
+
+describe('the PVC a volume is for', () => {
+  it('is kept in the record (read back through the validator after a restart), not with the parameters', async () => {
+    const a = await h.ctl('CreateVolume', createRequest({ name: 'pvc-1', required: MiB, parameters: { preallocation: 'false', ...PVC_METADATA } }));
+    expect(a.code, a.message).toBeUndefined();
+    const rec = h.volumes.get(volumeId('pvc-1'))!;
+    expect(rec.pvc).toEqual({ namespace: 'vms', name: 'vm1-disk' });
+    expect(rec.parameters).toEqual({ preallocation: 'false' });
+    const file = path.join(h.poolRoot, '.hpp', 'volumes', 'pvc-1.json');
+    expect(parseVolumeRecord(readFileSync(file, 'utf8'), { file, name: 'pvc-1', pool: 'default', root: h.poolRoot }).pvc).toEqual({ namespace: 'vms', name: 'vm1-disk' });
+    await h.stop();
+    await h.start();
+    expect(h.volumes.get(volumeId('pvc-1'))!.pvc).toEqual({ namespace: 'vms', name: 'vm1-disk' });
+  });
+
+  it('plays no part in the comparison of a repeated CreateVolume: the retry, and one without the metadata, get the same volume', async () => {
+    const req = () => createRequest({ name: 'pvc-1', required: MiB, parameters: { storagePool: 'default', ...PVC_METADATA } });
+    const first = await h.ctl('CreateVolume', req());
+    expect(first.code, first.message).toBeUndefined();
+    expect(await h.ctl('CreateVolume', req())).toEqual(first);
+    expect(await h.ctl('CreateVolume', createRequest({ name: 'pvc-1', required: MiB, parameters: { storagePool: 'default' } }))).toEqual(first);
+    expect(h.volumes.list()).toHaveLength(1);
+    // A volume made without it (an older driver, no --extra-create-metadata) answers a retry with it.
+    await h.ctl('CreateVolume', createRequest({ name: 'old', required: MiB }));
+    expect((await h.ctl('CreateVolume', createRequest({ name: 'old', required: MiB, parameters: PVC_METADATA }))).code).toBeUndefined();
+    expect(h.volumes.get(volumeId('old'))!.pvc).toBeUndefined();
+  });
+
+  it.each([
+    { what: 'a PVC name that is no Kubernetes name', parameters: { ...PVC_METADATA, 'csi.storage.k8s.io/pvc/name': 'VM1 disk' }, message: /csi.storage.k8s.io\/pvc\/name is not a Kubernetes object name: "VM1 disk"/ },
+    { what: 'a namespace that is no Kubernetes namespace', parameters: { ...PVC_METADATA, 'csi.storage.k8s.io/pvc/namespace': 'a.b' }, message: /pvc\/namespace is not a Kubernetes namespace/ },
+  ])('refuses $what with INVALID_ARGUMENT, making nothing', async ({ parameters, message }) => {
+    const a = await h.ctl('CreateVolume', createRequest({ name: 'pvc-1', required: MiB, parameters }));
+    expect(a).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+    expect(h.volumes.list()).toEqual([]);
+  });
+
+  it('never refuses the other csi.storage.k8s.io/ keys, nor a PVC name without its namespace (kept nowhere then)', async () => {
+    const a = await h.ctl('CreateVolume', createRequest({ name: 'p', required: MiB, parameters: { 'csi.storage.k8s.io/pv/name': 'p', 'csi.storage.k8s.io/pvc/name': 'c', 'csi.storage.k8s.io/fstype': 'xfs' } }));
+    expect(a.code, a.message).toBeUndefined();
+    expect(h.volumes.get(volumeId('p'))!.pvc).toBeUndefined();
+  });
+});
+
+describe('the log of a Controller call', () => {
+  it('names the PVC on the rpc line of every call about the volume, at the level of its answer', async () => {
+    const cap = captureLog();
+    const lh = await new HandlerHarness({ log: cap.log }).start();
+    try {
+      const made = await lh.wrapped('controller', 'CreateVolume', createRequest({ name: 'pvc-1', required: MiB, parameters: PVC_METADATA }));
+      expect(made.err).toBeUndefined();
+      const refused = await lh.wrapped('controller', 'CreateVolume', createRequest({ name: 'pvc-2', required: 11n * GiB, parameters: { ...PVC_METADATA, 'csi.storage.k8s.io/pvc/name': 'too-big' } }));
+      expect(refused.err?.details).toMatch(/more than pool default holds/);
+      await lh.wrapped('controller', 'ControllerExpandVolume', expandReq(volumeId('pvc-1'), 2n * MiB));
+      await lh.wrapped('controller', 'CreateSnapshot', snapshotReq('snap-1', volumeId('pvc-1')));
+      await lh.wrapped('controller', 'DeleteVolume', deleteReq(volumeId('pvc-1')));
+      const rpc = cap.find('rpc').map((l) => ({ method: l.method, level: l.level, code: l.code, pvc: l.pvc, requestId: typeof l.requestId }));
+      expect(rpc).toEqual([
+        { method: 'CreateVolume', level: 30, code: 'OK', pvc: 'vms/vm1-disk', requestId: 'string' },
+        { method: 'CreateVolume', level: 40, code: 'OUT_OF_RANGE', pvc: 'vms/too-big', requestId: 'string' },
+        { method: 'ControllerExpandVolume', level: 30, code: 'OK', pvc: 'vms/vm1-disk', requestId: 'string' },
+        { method: 'CreateSnapshot', level: 30, code: 'OK', pvc: 'vms/vm1-disk', requestId: 'string' },
+        { method: 'DeleteVolume', level: 30, code: 'OK', pvc: 'vms/vm1-disk', requestId: 'string' },
+      ]);
+      expect(new Set(cap.find('rpc').map((l) => l.requestId)).size).toBe(5);
+    } finally {
+      await lh.dispose();
+    }
   });
 });

@@ -6,7 +6,9 @@
 import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ToolContext } from '../../../src/system/exec.js';
 import { capability, createRequest, HandlerHarness, MiB, volumeId } from '../../helpers/handler-harness.js';
+import { captureLog } from '../../helpers/log-capture.js';
 
 let h: HandlerHarness;
 beforeEach(async () => {
@@ -223,5 +225,44 @@ describe('NodeExpandVolume', () => {
     { what: 'a path the volume is not at', path: '/nowhere/at/all', code: 'NOT_FOUND' },
   ])('refuses $what with $code', async ({ path: p, code }) => {
     expect((await h.nd('NodeExpandVolume', expandReq(volumeId('fs'), p, 0n))).code).toBe(code);
+  });
+});
+
+describe('the log of a Node call', () => {
+  it("names the volume's PVC (from its record) and the pod (from volume_context) on the call's lines and its host calls", async () => {
+    const cap = captureLog();
+    const lh = await new HandlerHarness({ log: cap.log }).start();
+    try {
+      const parameters = { 'csi.storage.k8s.io/pvc/name': 'vm1-disk', 'csi.storage.k8s.io/pvc/namespace': 'vms', 'csi.storage.k8s.io/pv/name': 'pvc-1' };
+      expect((await lh.ctl('CreateVolume', createRequest({ name: 'pvc-1', required: MiB, parameters }))).code).toBeUndefined();
+      const seen: ToolContext[] = [];
+      const bind = lh.host.mounts.bind.bind(lh.host.mounts);
+      lh.host.mounts.bind = (source, target, o, tc) => {
+        if (tc) seen.push(tc);
+        return bind(source, target, o, tc);
+      };
+      const target = path.join(lh.dir, 'pods', 'u1', 'volumes', 'v');
+      mkdirSync(path.dirname(target), { recursive: true });
+      const req = {
+        ...(publishReq({ volume_id: volumeId('pvc-1'), target_path: target }) as object),
+        volume_context: { storagePool: 'default', 'csi.storage.k8s.io/pod.name': 'virt-launcher-vm1-x7k2p', 'csi.storage.k8s.io/pod.namespace': 'vms', 'csi.storage.k8s.io/pod.uid': 'u1' },
+      };
+      expect((await lh.wrapped('node', 'NodePublishVolume', req)).err).toBeUndefined();
+      expect((await lh.wrapped('node', 'NodeGetVolumeStats', statsReq(volumeId('pvc-1'), target))).err).toBeUndefined();
+      expect((await lh.wrapped('node', 'NodeGetVolumeStats', statsReq(volumeId('nope'), target))).err?.code).toBe(5);
+      expect((await lh.wrapped('node', 'NodeUnpublishVolume', { volume_id: volumeId('pvc-1'), target_path: target })).err).toBeUndefined();
+      const rpc = cap.find('rpc');
+      expect(rpc.map((l) => [l.method, l.level, l.code, l.pvc, l.pod])).toEqual([
+        ['NodePublishVolume', 30, 'OK', 'vms/vm1-disk', 'vms/virt-launcher-vm1-x7k2p'],
+        ['NodeGetVolumeStats', 30, 'OK', 'vms/vm1-disk', undefined],
+        ['NodeGetVolumeStats', 40, 'NOT_FOUND', undefined, undefined],
+        ['NodeUnpublishVolume', 30, 'OK', 'vms/vm1-disk', undefined],
+      ]);
+      // The bind mount was asked for with the call's request id and what it is about: the host logs its tool runs with them.
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ requestId: rpc[0]!.requestId, fields: { volume_id: volumeId('pvc-1'), pvc: 'vms/vm1-disk', pod: 'vms/virt-launcher-vm1-x7k2p' } });
+    } finally {
+      await lh.dispose();
+    }
   });
 });
