@@ -146,7 +146,7 @@ export interface PoolFlags {
 export function parsePools(values: PoolFlags, env: NodeJS.ProcessEnv): PoolConfig[] {
   const pools: PoolConfig[] = [];
   const poolFlags = values.pool ?? (env.HPP_POOLS ? env.HPP_POOLS.split(',').filter(Boolean) : []);
-  pools.push(...poolFlags.map(parsePoolFlag));
+  pools.push(...poolFlags.map((p) => parsePoolFlag(p)));
   const file = values['pools-file'] ?? env.HPP_POOLS_FILE;
   if (file) pools.push(...loadPoolsFile(file));
   const json = values['pools-json'] ?? env.HPP_POOLS_JSON;
