@@ -59,7 +59,7 @@ describe('hpp-csi-driver: configuration errors', () => {
     { what: 'a bad METRICS_ADDRESS', args: () => base().filter((a) => a !== '--metrics-address' && a !== 'off'), env: { METRICS_ADDRESS: ':70000' }, message: () => 'METRICS_ADDRESS: ":70000": port 70000 is out of range' },
     { what: '--pool-retry-max', args: () => [...base(), '--pool-retry-max', '1m'], message: () => '--pool-retry-max "1m": expected seconds' },
     { what: 'HPP_POOL_RETRY_INITIAL', args: base, env: { HPP_POOL_RETRY_INITIAL: '-1' }, message: () => 'HPP_POOL_RETRY_INITIAL "-1": expected seconds' },
-    { what: 'HPP_FILESYSTEM_OVERHEAD', args: base, env: { HPP_FILESYSTEM_OVERHEAD: '2' }, message: () => 'HPP_FILESYSTEM_OVERHEAD 2 must be below 1' },
+    { what: 'HPP_FILESYSTEM_OVERHEAD', args: base, env: { HPP_FILESYSTEM_OVERHEAD: '1.5' }, message: () => 'HPP_FILESYSTEM_OVERHEAD 1.5 must be below 1' },
     { what: 'HPP_MOUNT_BACKEND', args: base, env: { HPP_MOUNT_BACKEND: 'mount' }, message: () => 'HPP_MOUNT_BACKEND "mount": expected auto or tools' },
     { what: 'an unknown flag', args: () => [...base(), '--pool-retry'], message: () => "Unknown option '--pool-retry'" },
     // Found only once the daemon starts: still the configuration's fault, still one line.

