@@ -7,15 +7,18 @@ import { ConfigError } from '../src/pools/config.js';
 import { mountBackendFromEnv } from '../src/system/native-mount.js';
 import { VERSION } from '../src/version.js';
 
+/** One line, as hppctl's: a log collector keeps it whole, and the usage is a --help away. Exit 2. */
+function configError(err: ConfigError): never {
+  process.stderr.write(`hpp-csi-driver: ${err.message.replace(/\s*\n\s*/g, ' ')} (hpp-csi-driver --help lists the flags)\n`);
+  process.exit(2);
+}
+
 async function main(): Promise<void> {
   let opts;
   try {
     opts = parseCli(process.argv.slice(2), process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`hpp-csi-driver: ${err.message}\n\n${USAGE}`);
-      process.exit(2);
-    }
+    if (err instanceof ConfigError) configError(err);
     throw err;
   }
   if (opts.showVersion) {
@@ -54,6 +57,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
+  // Found only at start (a registration directory missing, a peer address not listenable).
+  if (err instanceof ConfigError) configError(err);
   // An endpoint taken is an expected refusal: its message says it all.
   const text = err instanceof EndpointTakenError ? err.message : err instanceof Error ? err.stack : String(err);
   process.stderr.write(`hpp-csi-driver: ${text}\n`);

@@ -1,5 +1,5 @@
 import type { Logger } from './observe/logger.js';
-import type { PoolConfig } from './pools/config.js';
+import { ConfigError, type PoolConfig } from './pools/config.js';
 import { Pool } from './pools/pool.js';
 import { CsiServer } from './csi/server.js';
 import type { PeerTls } from './csi/peer-auth.js';
@@ -107,7 +107,7 @@ export class DriverApp {
       await this.server.listen();
       // Only now: kubelet calls NodeGetInfo as soon as it has registered the driver.
       await this.registrar?.listen();
-      if (this.peer && this.opts.peer) this.peerPort = await this.peer.listen(this.opts.peer.address);
+      if (this.peer && this.opts.peer) this.peerPort = await this.listenPeer(this.peer, this.opts.peer.address);
     } catch (err) {
       await this.registrar?.close();
       await this.http?.close();
@@ -136,6 +136,15 @@ export class DriverApp {
    * A port taken or refused is logged, not fatal: kubelet still needs the CSI socket to unmount
    * volumes, and the readiness probe failing on the missing port makes the problem visible.
    */
+  /** An address that cannot be listened on (no such host or interface) is the configuration's fault. */
+  private async listenPeer(peer: PeerServer, address: string): Promise<number> {
+    try {
+      return await peer.listen(address);
+    } catch (err) {
+      throw new ConfigError(`--peer-address ${address}: cannot listen: ${(err as Error).message}`);
+    }
+  }
+
   private async startHttp(): Promise<void> {
     if (!this.http || !this.httpAddress) return;
     try {

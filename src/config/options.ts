@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,18 +12,32 @@ import { MAX_SOCKET_PATH } from '../system/unix-socket.js';
 import { DEFAULT_RETRY_INITIAL_MS, DEFAULT_RETRY_MAX_MS } from '../pools/supervisor.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead } from '../volumes/disk-image.js';
 import { isValidNodeName } from '../volumes/ids.js';
+import { POOL_FLAG_FORM, POOL_FLAG_OPTIONS, POOL_KEYS, POOL_KEY_NAMES } from '../pools/pool-keys.js';
+import { didYouMean } from '../util/did-you-mean.js';
 
 export const DEFAULT_DRIVER_NAME = 'kubevirt.io.hostpath-provisioner';
 export const DEFAULT_ENDPOINT = 'unix:///csi/csi.sock';
 const DRIVER_NAME_RE = /^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/;
+/** pino's levels; anything else makes pino throw. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const MOUNT_BACKENDS = ['auto', 'tools'];
+
+const poolFlagOptionsHelp = Object.entries(POOL_FLAG_OPTIONS)
+  .map(([o, { key }]) => `:${o}= sets ${key}`)
+  .join(', ');
+const poolKeysHelp = POOL_KEY_NAMES.map((k) => `                            ${k}${POOL_KEYS[k].required ? ' (required)' : ''}: ${POOL_KEYS[k].help}`).join('\n');
 
 export const USAGE = `Usage: hpp-csi-driver [flags]
 
   --endpoint URL          CSI endpoint, unix:///abs/path       env CSI_ENDPOINT   (default ${DEFAULT_ENDPOINT})
   --node-name NAME        this node's name                      env NODE_NAME      (default: hostname)
   --driver-name NAME      CSI driver name                       env DRIVER_NAME    (default ${DEFAULT_DRIVER_NAME})
-  --pool NAME=PATH        a storage pool directory (repeat)     env HPP_POOLS="a=/p1,b=/p2"
-  --pools-file FILE       JSON list [{"name","path","useNamingPrefix"}]   env HPP_POOLS_FILE
+  --pool ${POOL_FLAG_FORM}
+                          a storage pool (repeat)                              env HPP_POOLS="a=/p1,b=/p2"
+                          ${poolFlagOptionsHelp}
+  --pools-file FILE       JSON list of pools [{"name": ..., "path": ...}] or {"pools": [...]}   env HPP_POOLS_FILE
+                          each pool has (any other key is refused; docs/pools-file.schema.json):
+${poolKeysHelp}
   --pools-json JSON       the same list inline                  env HPP_POOLS_JSON
   --hostpath PATH         legacy single pool "${LEGACY_POOL_NAME}" (HPP pathConfig.path)   env HPP_HOSTPATH
   --use-naming-prefix     legacy: name directories <ns>-<pvc>-<pv>                     env HPP_USE_NAMING_PREFIX=true
@@ -42,9 +57,13 @@ export const USAGE = `Usage: hpp-csi-driver [flags]
   --pool-retry-initial S  first retry of a pool that failed to prepare, in seconds; doubled after each failure
                                                         env HPP_POOL_RETRY_INITIAL (default ${DEFAULT_RETRY_INITIAL_MS / 1000})
   --pool-retry-max S      the longest wait between two retries, in seconds   env HPP_POOL_RETRY_MAX (default ${DEFAULT_RETRY_MAX_MS / 1000})
-  --log-level LEVEL       pino level (debug, info, warn, error)  env LOG_LEVEL     (default info)
+  --log-level LEVEL       ${LOG_LEVELS.join(', ')}   env LOG_LEVEL (default info)
   --version               print the version and exit
   --help                  print this help
+
+  env HPP_MOUNT_BACKEND   ${MOUNT_BACKENDS.join(' or ')}: "tools" makes bind mounts with mount(8)/umount(8) instead of mount(2) (default auto)
+
+Exit status: 0 stopped, 1 failure, 2 configuration error (one line on stderr naming the flag, variable or file).
 `;
 
 export interface CliOptions extends DriverOptions {
@@ -87,30 +106,41 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
+  const from = (flag: string, envName: string) => source(values as Record<string, unknown>, env, flag, envName);
   const showVersion = values.version === true;
   const showHelp = values.help === true;
   const driverName = values['driver-name'] ?? env.DRIVER_NAME ?? DEFAULT_DRIVER_NAME;
   const nodeName = values['node-name'] ?? env.NODE_NAME ?? os.hostname();
   const endpoint = values.endpoint ?? env.CSI_ENDPOINT ?? DEFAULT_ENDPOINT;
-  const logLevel = values['log-level'] ?? env.LOG_LEVEL ?? 'info';
+  const logLevel = values['log-level'] ?? (env.LOG_LEVEL || 'info');
   const defaultFilesystemOverhead = values['filesystem-overhead'] ?? env.HPP_FILESYSTEM_OVERHEAD ?? DEFAULT_FILESYSTEM_OVERHEAD;
   const metricsText = values['metrics-address'] ?? env.METRICS_ADDRESS ?? DEFAULT_METRICS_ADDRESS;
   if (showVersion || showHelp) return { driverName, nodeName, endpoint, logLevel, pools: [], showVersion, showHelp, defaultFilesystemOverhead };
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(`${from('log-level', 'LOG_LEVEL')} ${JSON.stringify(logLevel)}: not a log level${didYouMean(logLevel, LOG_LEVELS)}; levels: ${LOG_LEVELS.join(', ')}`);
+  }
   let metricsAddress: string | undefined;
   try {
     metricsAddress = parseListenAddress(metricsText) ? metricsText.trim() : undefined;
   } catch (err) {
-    throw new ConfigError(`--metrics-address: ${(err as Error).message}`);
+    throw new ConfigError(`${from('metrics-address', 'METRICS_ADDRESS')}: ${(err as Error).message}`);
   }
   try {
-    parseOverhead(defaultFilesystemOverhead, '--filesystem-overhead');
+    parseOverhead(defaultFilesystemOverhead, from('filesystem-overhead', 'HPP_FILESYSTEM_OVERHEAD'));
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
 
-  if (!DRIVER_NAME_RE.test(driverName)) throw new ConfigError(`driver name ${JSON.stringify(driverName)} is not a valid CSI plugin name`);
-  if (!isValidNodeName(nodeName)) throw new ConfigError(`node name ${JSON.stringify(nodeName)} is not valid`);
-  if (!endpoint.startsWith('unix:///')) throw new ConfigError(`endpoint ${endpoint} must be unix:///absolute/path`);
+  if (!DRIVER_NAME_RE.test(driverName)) throw new ConfigError(`${from('driver-name', 'DRIVER_NAME')}: driver name ${JSON.stringify(driverName)} is not a valid CSI plugin name`);
+  if (!isValidNodeName(nodeName)) {
+    const what = values['node-name'] !== undefined || env.NODE_NAME !== undefined ? from('node-name', 'NODE_NAME') : 'the hostname (give --node-name)';
+    throw new ConfigError(`${what}: node name ${JSON.stringify(nodeName)} is not valid`);
+  }
+  if (!endpoint.startsWith('unix:///')) throw new ConfigError(`${from('endpoint', 'CSI_ENDPOINT')}: endpoint ${endpoint} must be unix:///absolute/path`);
+  const mountBackend = env.HPP_MOUNT_BACKEND;
+  if (mountBackend !== undefined && mountBackend !== '' && !MOUNT_BACKENDS.includes(mountBackend)) {
+    throw new ConfigError(`HPP_MOUNT_BACKEND ${JSON.stringify(mountBackend)}: expected ${MOUNT_BACKENDS.join(' or ')}${didYouMean(mountBackend, MOUNT_BACKENDS)}`);
+  }
 
   const pools = parsePools(values, env);
   const registration = registrationOptions(values, env, driverName, endpoint);
@@ -124,7 +154,9 @@ function poolRetryOptions(values: Record<string, unknown>, env: NodeJS.ProcessEn
     const text = (values[flag] as string | undefined) ?? env[envName];
     if (text === undefined || text === '') return fallbackMs;
     const n = Number(text);
-    if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(n > 0) || n > 86_400) throw new ConfigError(`--${flag} ${JSON.stringify(text)}: expected seconds, more than 0 and at most 86400`);
+    if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(n > 0) || n > 86_400) {
+      throw new ConfigError(`${source(values, env, flag, envName)} ${JSON.stringify(text)}: expected seconds, more than 0 and at most 86400`);
+    }
     return Math.round(n * 1000);
   };
   const initialMs = seconds('pool-retry-initial', 'HPP_POOL_RETRY_INITIAL', DEFAULT_RETRY_INITIAL_MS);
@@ -145,35 +177,54 @@ export interface PoolFlags {
 /** The pools the flags and the environment define, checked; hppctl reads them with this too. */
 export function parsePools(values: PoolFlags, env: NodeJS.ProcessEnv): PoolConfig[] {
   const pools: PoolConfig[] = [];
-  const poolFlags = values.pool ?? (env.HPP_POOLS ? env.HPP_POOLS.split(',').filter(Boolean) : []);
-  pools.push(...poolFlags.map(parsePoolFlag));
+  const from = (flag: string, envName: string) => source(values as Record<string, unknown>, env, flag, envName);
+  if (values.pool) pools.push(...values.pool.map((p) => parsePoolFlag(p)));
+  else if (env.HPP_POOLS) pools.push(...env.HPP_POOLS.split(',').filter(Boolean).map((p) => parsePoolFlag(p, 'HPP_POOLS')));
   const file = values['pools-file'] ?? env.HPP_POOLS_FILE;
-  if (file) pools.push(...loadPoolsFile(file));
+  if (file) pools.push(...loadPoolsFile(file, from('pools-file', 'HPP_POOLS_FILE')));
   const json = values['pools-json'] ?? env.HPP_POOLS_JSON;
-  if (json) pools.push(...parsePoolsJson(json, '--pools-json'));
+  if (json) pools.push(...parsePoolsJson(json, from('pools-json', 'HPP_POOLS_JSON')));
   const hostpath = values.hostpath ?? env.HPP_HOSTPATH;
   if (hostpath) {
-    const prefix = values['use-naming-prefix'] ?? ['true', '1', 'yes'].includes((env.HPP_USE_NAMING_PREFIX ?? '').toLowerCase());
-    pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`), useNamingPrefix: prefix });
+    const prefix = values['use-naming-prefix'] ?? envBoolean(env, 'HPP_USE_NAMING_PREFIX');
+    pools.push({ ...parsePoolFlag(`${LEGACY_POOL_NAME}=${hostpath}`, from('hostpath', 'HPP_HOSTPATH')), useNamingPrefix: prefix });
   }
   return checkPools(pools);
+}
+
+/** What set an option, for the errors: `--flag` when given, else the environment variable. */
+function source(values: Record<string, unknown>, env: NodeJS.ProcessEnv, flag: string, envName: string): string {
+  return values[flag] === undefined && env[envName] !== undefined ? envName : `--${flag}`;
+}
+
+/** A boolean environment variable; unset or '' is false, a word that is neither yes nor no is refused. */
+function envBoolean(env: NodeJS.ProcessEnv, name: string): boolean {
+  const v = (env[name] ?? '').trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(v)) return true;
+  if (['false', '0', 'no', ''].includes(v)) return false;
+  throw new ConfigError(`${name} ${JSON.stringify(env[name])}: expected true or false`);
 }
 
 function peerOptions(values: Record<string, unknown>, env: NodeJS.ProcessEnv): DriverOptions['peer'] {
   const address = (values['peer-address'] as string | undefined) ?? env.PEER_ADDRESS;
   if (!address) return undefined;
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address)) throw new ConfigError(`--peer-address ${JSON.stringify(address)}: expected HOST:PORT`);
+  const addressFrom = source(values, env, 'peer-address', 'PEER_ADDRESS');
+  const port = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(address)?.[2];
+  if (port === undefined || Number(port) > 65535) throw new ConfigError(`${addressFrom} ${JSON.stringify(address)}: expected HOST:PORT`);
   const tokenFile = (values['peer-token-file'] as string | undefined) ?? env.PEER_TOKEN_FILE;
   if (!tokenFile) throw new ConfigError('--peer-address needs --peer-token-file: the peer endpoint is never open without a token');
   let token: string;
   try {
     token = readToken(tokenFile);
   } catch (err) {
-    throw new ConfigError(`--peer-token-file: ${(err as Error).message}`);
+    throw new ConfigError(`${source(values, env, 'peer-token-file', 'PEER_TOKEN_FILE')}: ${(err as Error).message}`);
   }
   const certFile = (values['peer-tls-cert'] as string | undefined) ?? env.PEER_TLS_CERT;
   const keyFile = (values['peer-tls-key'] as string | undefined) ?? env.PEER_TLS_KEY;
   if (!!certFile !== !!keyFile) throw new ConfigError('--peer-tls-cert and --peer-tls-key go together');
+  // Read again when the endpoint is served; an unreadable file is a configuration error, not a crash then.
+  if (certFile) readable(certFile, source(values, env, 'peer-tls-cert', 'PEER_TLS_CERT'));
+  if (keyFile) readable(keyFile, source(values, env, 'peer-tls-key', 'PEER_TLS_KEY'));
   return { address, token, ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}) };
 }
 
@@ -201,4 +252,13 @@ function registrationOptions(values: Record<string, unknown>, env: NodeJS.Proces
 function checkSocketLength(sock: string, what: string): void {
   const bytes = Buffer.byteLength(sock);
   if (bytes > MAX_SOCKET_PATH) throw new ConfigError(`${what} is ${bytes} bytes long; a unix socket path can have at most ${MAX_SOCKET_PATH}`);
+}
+
+function readable(file: string, what: string): void {
+  try {
+    readFileSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ConfigError(`${what} ${file}: cannot read it: ${e.code ? e.message.split(',')[0] : e.message}`);
+  }
 }

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseOverhead } from '../volumes/disk-image.js';
 import { POOL_NAME_RE } from '../volumes/ids.js';
+import { didYouMean } from '../util/did-you-mean.js';
+import { POOL_FLAG_FORM, POOL_FLAG_OPTIONS, POOL_KEY_NAMES } from './pool-keys.js';
 
 export interface PoolConfig {
   name: string;
@@ -25,18 +27,20 @@ export const LEGACY_POOL_NAME = 'legacy';
 
 export class ConfigError extends Error {}
 
-interface RawPool {
-  name?: unknown;
-  path?: unknown;
-  useNamingPrefix?: unknown;
-  device?: unknown;
-  overcommitRatio?: unknown;
-  filesystemOverhead?: unknown;
-}
+type RawPool = { [k in (typeof POOL_KEY_NAMES)[number]]?: unknown };
+
+const KNOWN_KEYS = new Set<string>(POOL_KEY_NAMES);
 
 function fromRaw(raw: RawPool, where: string): PoolConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError(`${where}: each pool must be an object such as {"name": "local", "path": "/var/hpvolumes"}`);
+  }
+  // Refused rather than ignored: a misspelt "overcommitratio" would otherwise leave the pool at 1.0 unseen.
+  for (const k of Object.keys(raw)) {
+    if (!KNOWN_KEYS.has(k)) {
+      const pool = typeof raw.name === 'string' ? ` (pool ${raw.name})` : '';
+      throw new ConfigError(`${where}${pool}: unknown key ${JSON.stringify(k)}${didYouMean(k, KNOWN_KEYS)}; a pool has: ${POOL_KEY_NAMES.join(', ')}`);
+    }
   }
   if (typeof raw.name !== 'string' || !POOL_NAME_RE.test(raw.name)) {
     throw new ConfigError(`${where}: pool name ${JSON.stringify(raw.name)} must be a DNS label (a-z, 0-9, -; 1-63 characters)`);
@@ -76,20 +80,25 @@ function checkOverhead(v: unknown, where: string): string {
   return text;
 }
 
-/** `name=/path` or `name=/path:device=/dev/x` as given to --pool. */
-export function parsePoolFlag(spec: string): PoolConfig {
+/** `name=/path` or `name=/path:device=/dev/x:overcommit=2` as given to --pool (or in HPP_POOLS, `where`). */
+export function parsePoolFlag(spec: string, where = '--pool'): PoolConfig {
   const eq = spec.indexOf('=');
-  if (eq <= 0) throw new ConfigError(`--pool ${JSON.stringify(spec)}: expected NAME=/absolute/path[:device=/dev/...]`);
+  if (eq <= 0) throw new ConfigError(`${where} ${JSON.stringify(spec)}: expected ${POOL_FLAG_FORM}`);
   const [p, ...opts] = spec.slice(eq + 1).split(':');
   const raw: RawPool = { name: spec.slice(0, eq), path: p };
+  const known = Object.keys(POOL_FLAG_OPTIONS);
   for (const o of opts) {
-    const [k, v] = o.split('=');
-    if (k === 'device') raw.device = v;
-    else if (k === 'overcommit') raw.overcommitRatio = Number(v);
-    else if (k === 'overhead') raw.filesystemOverhead = v;
-    else throw new ConfigError(`--pool ${JSON.stringify(spec)}: unknown option ${JSON.stringify(k)}`);
+    const oeq = o.indexOf('=');
+    const k = oeq < 0 ? o : o.slice(0, oeq);
+    const v = oeq < 0 ? '' : o.slice(oeq + 1);
+    if (!Object.hasOwn(POOL_FLAG_OPTIONS, k)) {
+      throw new ConfigError(`${where} ${JSON.stringify(spec)}: unknown option ${JSON.stringify(k)}${didYouMean(k, known)}; options: ${known.map((x) => `:${x}=`).join(', ')}`);
+    }
+    if (v === '') throw new ConfigError(`${where} ${JSON.stringify(spec)}: option ${k} needs a value (:${k}=...)`);
+    const key = POOL_FLAG_OPTIONS[k as keyof typeof POOL_FLAG_OPTIONS].key;
+    raw[key] = key === 'overcommitRatio' ? Number(v) : v;
   }
-  return fromRaw(raw, '--pool');
+  return fromRaw(raw, where);
 }
 
 /** A JSON list of pools, `[{"name": "fast", "path": "/var/hpp/fast"}]`, inline or in a file. */
@@ -100,13 +109,28 @@ export function parsePoolsJson(text: string, where: string): PoolConfig[] {
   } catch (err) {
     throw new ConfigError(`${where}: not valid JSON: ${(err as Error).message}`);
   }
+  if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+    for (const k of Object.keys(data)) {
+      if (k !== 'pools') throw new ConfigError(`${where}: unknown key ${JSON.stringify(k)}${didYouMean(k, ['pools'])}; expected a JSON list of pools or {"pools": [...]}`);
+    }
+  }
   const list = Array.isArray(data) ? data : (data as { pools?: unknown })?.pools;
   if (!Array.isArray(list)) throw new ConfigError(`${where}: expected a JSON list of pools or {"pools": [...]}`);
   return list.map((p, i) => fromRaw(p as RawPool, `${where}[${i}]`));
 }
 
-export function loadPoolsFile(file: string): PoolConfig[] {
-  return parsePoolsJson(readFileSync(file, 'utf8'), file);
+/** A pools file; `source` names where its name came from (--pools-file, HPP_POOLS_FILE) in the errors. */
+export function loadPoolsFile(file: string, source = '--pools-file'): PoolConfig[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    // "ENOENT: no such file or directory, open '/x'": the path is given already.
+    const why = e.code ? e.message.split(',')[0] : e.message;
+    throw new ConfigError(`${source} ${file}: cannot read the pools file: ${why}`);
+  }
+  return parsePoolsJson(text, file);
 }
 
 /** Names unique, paths neither equal nor nested (a volume must belong to exactly one pool). */

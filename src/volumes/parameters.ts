@@ -1,4 +1,5 @@
 import { invalidInput } from '../errors.js';
+import { didYouMean } from '../util/did-you-mean.js';
 import { parseOverhead, type Overhead } from './disk-image.js';
 import { pvcOfParameters, type KubeObjectRef } from './kube-objects.js';
 
@@ -35,7 +36,7 @@ export function parseParameters(params: Record<string, string> | null | undefine
   for (const [k, v] of Object.entries(params ?? {})) {
     if (k.startsWith(CO_PREFIX)) continue;
     if (!KNOWN.has(k)) {
-      throw invalidInput(`unknown parameter ${JSON.stringify(k)}; this driver understands: ${[...KNOWN].join(', ')}`);
+      throw invalidInput(`unknown parameter ${JSON.stringify(k)}${didYouMean(k, KNOWN)}; this driver understands: ${[...KNOWN].join(', ')}`);
     }
     out.stored[k] = v;
   }

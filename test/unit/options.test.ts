@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, USAGE, parseCli } from '../../src/config/options.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, LOG_LEVELS, USAGE, parseCli } from '../../src/config/options.js';
 import { ConfigError } from '../../src/pools/config.js';
+import { POOL_FLAG_FORM, POOL_FLAG_OPTIONS, POOL_KEYS } from '../../src/pools/pool-keys.js';
 
 const POOL = ['--pool', 'default=/var/hpp'];
 
@@ -185,5 +186,99 @@ describe('--pool-retry-initial and --pool-retry-max', () => {
       expect(() => parseCli([...POOL, '--pool-retry-max', v], {}), v).toThrow(/--pool-retry-max/);
     }
     expect(() => parseCli([...POOL, '--pool-retry-initial', '10', '--pool-retry-max', '5'], {})).toThrow('--pool-retry-max (5 s) is less than --pool-retry-initial (10 s)');
+  });
+});
+
+describe('parseCli: bad configuration is a one-line ConfigError naming the flag, variable or file', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hpp-unit-opts-bad-'));
+  const badJson = path.join(dir, 'bad.json');
+  writeFileSync(badJson, '[{"name": "a", "path": "/a"},');
+  const unknownKey = path.join(dir, 'unknown-key.json');
+  writeFileSync(unknownKey, '[{"name": "fast", "path": "/f", "overcommitratio": 2}]');
+  const token = path.join(dir, 'token');
+  writeFileSync(token, 'x'.repeat(32));
+  const peer = ['--peer-address', '127.0.0.1:0', '--peer-token-file', token];
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const cases: [string[], NodeJS.ProcessEnv, string][] = [
+    [['--log-level', 'verbose'], {}, '--log-level "verbose": not a log level; levels: fatal, error, warn, info, debug, trace, silent'],
+    [['--log-level', 'Debug'], {}, '--log-level "Debug": not a log level (did you mean "debug"?)'],
+    [[], { LOG_LEVEL: 'verbose' }, 'LOG_LEVEL "verbose": not a log level'],
+    [['--pools-file', '/nonexistent'], {}, '--pools-file /nonexistent: cannot read the pools file: ENOENT: no such file or directory'],
+    [[], { HPP_POOLS_FILE: '/nonexistent' }, 'HPP_POOLS_FILE /nonexistent: cannot read the pools file'],
+    [['--pools-file', dir], {}, `--pools-file ${dir}: cannot read the pools file: EISDIR`],
+    [['--pools-file', badJson], {}, `${badJson}: not valid JSON`],
+    [['--pools-file', unknownKey], {}, `${unknownKey}[0] (pool fast): unknown key "overcommitratio" (did you mean "overcommitRatio"?)`],
+    [['--pools-json', '{'], {}, '--pools-json: not valid JSON'],
+    [[], { HPP_POOLS_JSON: '[{"name": "a", "path": "/a", "sise": 1}]' }, 'HPP_POOLS_JSON[0] (pool a): unknown key "sise"'],
+    [['--pool', 'a=/x:overcomit=2'], {}, '--pool "a=/x:overcomit=2": unknown option "overcomit" (did you mean "overcommit"?)'],
+    [[], { HPP_POOLS: 'a=/x:devise=/dev/sdz' }, 'HPP_POOLS "a=/x:devise=/dev/sdz": unknown option "devise" (did you mean "device"?)'],
+    [[], { HPP_POOLS: 'a' }, 'HPP_POOLS "a": expected NAME=PATH[:device=DEV]'],
+    [['--pool', 'a=/x:device'], {}, '--pool "a=/x:device": option device needs a value'],
+    [['--pool', 'a=/x:overcommit=lots'], {}, '--pool: pool a: overcommitRatio must be a number >= 1'],
+    [['--hostpath', 'relative'], {}, '--hostpath: pool legacy needs an absolute "path"'],
+    [[], { HPP_HOSTPATH: '/h', HPP_USE_NAMING_PREFIX: 'ture' }, 'HPP_USE_NAMING_PREFIX "ture": expected true or false'],
+    [['--metrics-address', 'foo'], {}, '--metrics-address: "foo" is not [HOST]:PORT'],
+    [[], { METRICS_ADDRESS: ':99999' }, 'METRICS_ADDRESS: ":99999": port 99999 is out of range'],
+    [['--filesystem-overhead', '1.5'], {}, '--filesystem-overhead 1.5 must be below 1'],
+    [[], { HPP_FILESYSTEM_OVERHEAD: 'lots' }, 'HPP_FILESYSTEM_OVERHEAD "lots" must be a decimal number'],
+    [['--pool-retry-initial', 'soon'], {}, '--pool-retry-initial "soon": expected seconds'],
+    [[], { HPP_POOL_RETRY_INITIAL: 'soon' }, 'HPP_POOL_RETRY_INITIAL "soon": expected seconds'],
+    [[], { HPP_POOL_RETRY_MAX: '0' }, 'HPP_POOL_RETRY_MAX "0": expected seconds'],
+    [['--pool-retry-initial'], {}, "Option '--pool-retry-initial"],
+    [[], { DRIVER_NAME: '-bad' }, 'DRIVER_NAME: driver name "-bad" is not a valid CSI plugin name'],
+    [[], { NODE_NAME: 'bad node' }, 'NODE_NAME: node name "bad node" is not valid'],
+    [[], { CSI_ENDPOINT: 'tcp://0.0.0.0:1' }, 'CSI_ENDPOINT: endpoint tcp://0.0.0.0:1 must be unix:///absolute/path'],
+    [[], { HPP_MOUNT_BACKEND: 'tool' }, 'HPP_MOUNT_BACKEND "tool": expected auto or tools (did you mean "tools"?)'],
+    [[], { PEER_ADDRESS: 'nowhere' }, 'PEER_ADDRESS "nowhere": expected HOST:PORT'],
+    [['--peer-address', '127.0.0.1:70000'], {}, '--peer-address "127.0.0.1:70000": expected HOST:PORT'],
+    [['--peer-address', '127.0.0.1:0', '--peer-token-file', '/nonexistent'], {}, '--peer-token-file: '],
+    [[...peer, '--peer-tls-cert', '/nonexistent.crt', '--peer-tls-key', token], {}, '--peer-tls-cert /nonexistent.crt: cannot read it: ENOENT'],
+    [[...peer], { PEER_TLS_CERT: token, PEER_TLS_KEY: '/nonexistent.key' }, 'PEER_TLS_KEY /nonexistent.key: cannot read it: ENOENT'],
+  ];
+
+  it.each(cases)('%j %j', (args, env, message) => {
+    const givesPools = args.some((a) => a === '--pool' || a === '--pools-file' || a === '--pools-json' || a === '--hostpath') || ['HPP_POOLS', 'HPP_POOLS_FILE', 'HPP_POOLS_JSON', 'HPP_HOSTPATH'].some((k) => k in env);
+    const pools = givesPools ? [] : POOL;
+    let error: unknown;
+    try {
+      parseCli([...pools, ...args], env);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const text = (error as Error).message;
+    expect(text).toContain(message);
+    expect(text).not.toContain('\n');
+  });
+
+  it('the same inputs, corrected, are accepted', () => {
+    expect(parseCli([...POOL, '--log-level', 'debug'], {}).logLevel).toBe('debug');
+    for (const level of LOG_LEVELS) expect(parseCli(POOL, { LOG_LEVEL: level }).logLevel).toBe(level);
+    expect(parseCli([], { HPP_HOSTPATH: '/h', HPP_USE_NAMING_PREFIX: 'no' }).pools[0]!.useNamingPrefix).toBe(false);
+    expect(parseCli([], { HPP_HOSTPATH: '/h', HPP_USE_NAMING_PREFIX: 'YES' }).pools[0]!.useNamingPrefix).toBe(true);
+    for (const backend of ['', 'auto', 'tools']) expect(() => parseCli(POOL, { HPP_MOUNT_BACKEND: backend }), backend).not.toThrow();
+    expect(parseCli(['--pool', 'a=/x:overcommit=2:device=/dev/sdz:overhead=0.1'], {}).pools[0]).toMatchObject({ overcommitRatio: 2, device: '/dev/sdz', filesystemOverhead: '0.1' });
+  });
+});
+
+describe('--help', () => {
+  it('lists every pool flag option and form, and every pools-file key with what it means', () => {
+    expect(USAGE).toContain(`--pool ${POOL_FLAG_FORM}`);
+    for (const [o, { key, metavar }] of Object.entries(POOL_FLAG_OPTIONS)) {
+      expect(USAGE).toContain(`[:${o}=${metavar}]`);
+      expect(USAGE).toContain(`:${o}= sets ${key}`);
+    }
+    for (const [k, { help }] of Object.entries(POOL_KEYS)) expect(USAGE).toMatch(new RegExp(`\\n +${k}( \\(required\\))?: ${help.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n`));
+    expect(USAGE).toContain('docs/pools-file.schema.json');
+  });
+
+  it('lists the log levels and every environment variable parseCli reads', () => {
+    for (const level of LOG_LEVELS) expect(USAGE).toContain(level);
+    const source = readFileSync(path.resolve(__dirname, '../../src/config/options.ts'), 'utf8');
+    const read = new Set([...source.matchAll(/env(?:\.|\[')([A-Z][A-Z0-9_]+)/g)].map((m) => m[1]!));
+    read.add('HPP_POOL_RETRY_INITIAL').add('HPP_POOL_RETRY_MAX');
+    expect(read.size).toBeGreaterThan(15);
+    for (const name of read) expect(USAGE, name).toContain(name);
   });
 });

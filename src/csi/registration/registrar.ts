@@ -4,6 +4,7 @@ import { shutdownGracefully } from '../grpc-server.js';
 import { bindService } from '../rpc.js';
 import type { Logger } from '../../observe/logger.js';
 import { bindName, registrationSocketPath } from '../../config/socket-names.js';
+import { ConfigError } from '../../pools/config.js';
 import { loadRegistration, registrationService } from './service.js';
 import { bindOwnedSocket, checkSocketPath, removeIfOurs, stillOurs, type OwnedSocket } from './socket.js';
 
@@ -64,9 +65,9 @@ export class KubeletRegistrar {
   async check(): Promise<void> {
     const st = await fsp.stat(this.opts.dir).catch((err: NodeJS.ErrnoException) => err);
     if (st instanceof Error) {
-      throw new Error(`registration directory ${this.opts.dir}: ${st.code === 'ENOENT' ? 'missing (kubelet makes <root-dir>/plugins_registry; mount it here)' : st.message}`, { cause: st });
+      throw new ConfigError(`--registration-dir: registration directory ${this.opts.dir}: ${st.code === 'ENOENT' ? 'missing (kubelet makes <root-dir>/plugins_registry; mount it here)' : st.message}`, { cause: st });
     }
-    if (!st.isDirectory()) throw new Error(`registration directory ${this.opts.dir} is not a directory`);
+    if (!st.isDirectory()) throw new ConfigError(`--registration-dir: registration directory ${this.opts.dir} is not a directory`);
     await checkSocketPath(this.socket);
     await checkSocketPath(bindName(this.socket));
   }
