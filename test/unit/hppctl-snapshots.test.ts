@@ -113,7 +113,7 @@ describe('hppctl snapshots and builds in progress', () => {
       expect(Number((builds['vm-new'] as unknown as { allocatedBytes: string }).allocatedBytes)).toBeGreaterThanOrEqual(2 * MiB);
       expect(builds['blk-new']).toMatchObject({ mode: 'block', state: 'building', apparentBytes: String(MiB) });
       const table = await run(['--pool', `p=${root}`, 'volumes']);
-      expect(table.out).toMatch(/^vm-new\s+p\s+filesystem\s+2 MiB\s+2(\.\d)? MiB\s+building\s+-\s+yes\s+-$/m);
+      expect(table.out).toMatch(/^vm-new\s+p\s+filesystem\s+2 MiB\s+2(\.\d)? MiB\s+building\s+-\s+-\s+yes\s+-$/m);
       expect(table.out).toMatch(/^blk-new\s+p\s+block\s+1 MiB\s+1(\.\d)? MiB\s+building/m);
     } finally {
       await lock.release();
