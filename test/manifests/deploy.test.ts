@@ -783,15 +783,21 @@ describe('Dockerfile', () => {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Obj;
   const ignored = dockerignore(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8'));
 
-  it('is multi-stage on pinned Node 20 Debian images', () => {
+  // Node 26 is the Active LTS line (26.13.0 "Lithium", 2026-10-28; Node 20 reached end of life in April
+  // 2026). Both stages use one exact version, so the addons are built for the Node that runs them.
+  it('is multi-stage on the current Node LTS (26), the same exact version in both stages, on Debian 12', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     const names = new Set(stages.map((s) => s.name).filter(Boolean));
     for (const s of stages) {
       if (names.has(s.image)) continue; // FROM an earlier stage
       expect(s.image, 'no :latest, no untagged base image').toMatch(/^[^@]+:(?!latest$)[\w][\w.-]*(@sha256:[0-9a-f]{64})?$|^[^:@]+@sha256:[0-9a-f]{64}$/);
     }
-    expect(build.image).toMatch(/^node:20[\w.-]*-bookworm$/);
-    expect(runtime.image).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+    const version = (image: string) => /^node:(\d+\.\d+\.\d+)-/.exec(image)?.[1];
+    expect(build.image).toMatch(/^node:26\.\d+\.\d+-bookworm(@sha256:[0-9a-f]{64})?$/);
+    expect(runtime.image).toMatch(/^node:26\.\d+\.\d+-bookworm-slim(@sha256:[0-9a-f]{64})?$/);
+    expect(version(runtime.image)).toBe(version(build.image));
+    // The code keeps running on the Node the e2e image and CI use (this machine's): no higher floor.
+    expect(pkg.engines.node).toBe('>=20');
     expect(build.name, 'the build stage is named').toBeTruthy();
   });
 
@@ -823,7 +829,9 @@ describe('Dockerfile', () => {
     const packages = aptInstalls(build).flatMap((a) => a.packages);
     expect(packages).toEqual(expect.arrayContaining(['python3', 'make', 'g++']));
     const env = build.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
-    expect(env.some((e) => /\bnpm_config_nodedir[= ]\/usr\/local\b/.test(e)), 'npm_config_nodedir=/usr/local overrides .npmrc').toBe(true);
+    expect(env.some((e) => /\bnpm_config_nodedir[= ]\/usr\/local\b/.test(e)), "npm_config_nodedir=/usr/local: the node image's headers").toBe(true);
+    expect(env.some((e) => /\bHPP_NATIVE[= ]required\b/.test(e)), 'HPP_NATIVE=required: the image is never built without its addons').toBe(true);
+    expect(existsSync(path.join(ROOT, '.npmrc')), 'no project .npmrc (nodedir=/usr broke npm ci wherever Node is not under /usr)').toBe(false);
     const runs = build.instructions.filter((i) => i.keyword === 'RUN').flatMap((i) => commandsOf(i.args));
     const ci = runs.findIndex((c) => /^npm ci\b/.test(c));
     const compile = runs.findIndex((c) => /^npm run build\b/.test(c));
@@ -841,7 +849,7 @@ describe('Dockerfile', () => {
       expect(ignored(s.replace(/^\.\//, '')), `${s} is excluded by .dockerignore`).toBe(false);
     }
     const names = sources.map((s) => s.replace(/^\.\//, '').replace(/\/$/, ''));
-    expect(names).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'proto']));
+    expect(names).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'src/native', 'tsconfig.json', 'proto']));
     // Every top-level directory tsconfig.json compiles must be in the build context.
     const tsconfig = ts.readConfigFile(path.join(ROOT, 'tsconfig.json'), ts.sys.readFile).config as Obj;
     for (const inc of tsconfig.include as string[]) expect(names, `tsconfig include ${inc}`).toContain(inc.split('/')[0]);
@@ -849,7 +857,9 @@ describe('Dockerfile', () => {
 
   it('runtime stage: the OS tools the driver runs, and only production artifacts from the build stage', () => {
     const packages = aptInstalls(runtime).flatMap((a) => a.packages);
-    expect(packages).toEqual(expect.arrayContaining(['util-linux', 'mount', 'xfsprogs', 'e2fsprogs']));
+    // Exactly the tools the code runs: ./image-tools.test.ts.
+    expect(packages).toEqual(expect.arrayContaining(['util-linux', 'mount', 'xfsprogs', 'btrfs-progs']));
+    expect(packages).not.toContain('e2fsprogs');
     const runs = runtime.instructions.filter((i) => i.keyword === 'RUN').flatMap((i) => commandsOf(i.args));
     expect(runs.filter((c) => /^(npm|yarn|pnpm)\s+(ci|install|i|add)\b/.test(c))).toEqual([]);
 
