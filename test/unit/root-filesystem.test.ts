@@ -110,8 +110,12 @@ describe('Pool.prepare', () => {
     const host = new FakeHost({ filesystems: [{ mountPoint: dir, ...size }, { mountPoint: onDisk, ...size }] });
     await host.mounts.bind(onRoot, onRoot, { readOnly: false });
     const { log, lines } = capture();
-    const a = await new Pool({ name: 'disk', path: onDisk, useNamingPrefix: false, overcommitRatio: 1 }, host, log).prepare();
-    const b = await new Pool({ name: 'bare', path: onRoot, useNamingPrefix: false, overcommitRatio: 1 }, host, log).prepare();
+    const pools = [
+      new Pool({ name: 'disk', path: onDisk, useNamingPrefix: false, overcommitRatio: 1 }, host, log),
+      new Pool({ name: 'bare', path: onRoot, useNamingPrefix: false, overcommitRatio: 1 }, host, log),
+    ];
+    const [a, b] = [await pools[0]!.prepare(), await pools[1]!.prepare()];
+    for (const p of pools) await p.release(); // the daemon locks
     expect(a).toMatchObject({ ready: true, onRootFilesystem: false });
     expect(b).toMatchObject({ ready: true, onRootFilesystem: true });
     const warned = lines.filter((l) => /pool is on the root filesystem/.test(String(l.msg)));
