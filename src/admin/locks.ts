@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import { ProcessLock } from '../system/flock.js';
 import { devString } from '../system/loop.js';
 
@@ -53,7 +53,9 @@ export async function daemonLockState(lockFile: string): Promise<LockState> {
     const same = locks.filter((l) => l.type === 'FLOCK' && !l.waiting && l.inode === st.ino);
     if (same.length === 0) return { held: false };
     const exact = same.find((l) => `${l.major}:${l.minor}` === dev);
-    if (exact) return { held: true, pid: exact.pid > 0 ? String(exact.pid) : await stamped() };
+    // A lock taken by flock(1) for a daemon without fs-ext (src/system/flock.ts) names flock(1)'s pid,
+    // gone since: the daemon's own is the one stamped in the file.
+    if (exact) return { held: true, pid: exact.pid > 0 && existsSync(`/proc/${exact.pid}`) ? String(exact.pid) : await stamped() };
   }
   // Inode-only match (btrfs) or no /proc/locks: ask the kernel by trying the lock.
   if (await lock.acquire(false)) {

@@ -32,6 +32,8 @@ export interface PoolStatus {
   reason?: string;
   /** How volume sizes are enforced; known while the pool is prepared. */
   backend?: QuotaBackend['kind'];
+  /** Whether the pool is on the node's root filesystem; known while the pool is prepared. */
+  onRootFilesystem?: boolean;
 }
 
 /** Rejects with a "did not answer" error when `p` takes longer than `ms`. */
@@ -64,11 +66,11 @@ export async function poolStatuses(volumes: VolumeSource, waitMs = 3_000): Promi
     volumes.poolList().map(async (pool): Promise<PoolStatus> => {
       const named = (msg: string) => (msg.includes(pool.name) ? msg : `pool ${pool.name}: ${msg}`);
       try {
-        const { phase, reason, backend } = await volumes.poolState(pool.name, waitMs);
+        const { phase, reason, backend, onRootFilesystem } = await volumes.poolState(pool.name, waitMs);
         if (phase !== 'ready') return { name: pool.name, phase, ready: false, reason: named(reason ?? PHASE_TEXT[phase](waitMs)) };
         const h = await pool.health();
         if (!h.ready) return { name: pool.name, phase, ready: false, reason: h.reason ?? `pool ${pool.name} is not ready`, backend };
-        return { name: pool.name, phase, ready: true, backend };
+        return { name: pool.name, phase, ready: true, backend, ...(onRootFilesystem !== undefined ? { onRootFilesystem } : {}) };
       } catch (err) {
         return { name: pool.name, ready: false, reason: named((err as Error).message ?? String(err)) };
       }

@@ -146,6 +146,11 @@ export class DriverMetrics implements RpcObserver {
       (s) => ({ pool: s.name, backend: s.backend! }),
       ['pool', 'backend'],
     );
+    poolGauge(
+      'pool_on_root_filesystem',
+      "1 when the pool shares the node's root filesystem (its disk is not mounted at the pool path), 0 when it does not; found when the pool was prepared.",
+      (s) => (s.ready && s.onRootFilesystem !== undefined ? (s.onRootFilesystem ? 1 : 0) : undefined),
+    );
 
     new Gauge({
       name: `${p}volumes`,

@@ -7,6 +7,7 @@ import type { Host } from '../system/host.js';
 import type { PoolConfig } from './config.js';
 import { ensureDevicePool } from './device.js';
 import { detectQuota, type QuotaBackend } from './quota.js';
+import { onRootFilesystem } from './root-filesystem.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 import { layoutDirs, poolLayout, resolveInside, type PoolLayout } from '../format/layout.js';
 
@@ -15,8 +16,11 @@ export interface PoolHealth {
   reason?: string;
 }
 
-/** The outcome of prepare(): ready with the pool's quota backend, or why not. */
-export type PoolPreparation = { ready: true; quota: QuotaBackend } | { ready: false; reason: string };
+/**
+ * The outcome of prepare(): ready with the pool's quota backend and whether the pool shares the node's
+ * root filesystem (undefined: could not tell), or why not.
+ */
+export type PoolPreparation = { ready: true; quota: QuotaBackend; onRootFilesystem?: boolean } | { ready: false; reason: string };
 
 export interface PoolCapacity {
   totalBytes: bigint;
@@ -94,7 +98,24 @@ export class Pool implements PoolLayout {
     const quota = await detectQuota(this.host, this.root, this.metaDir);
     if (quota.kind === 'none') this.log.warn({ detail: quota.detail }, 'volume sizes are not enforced in this pool');
     else this.log.info({ detail: quota.detail }, 'volume sizes are enforced');
-    return { ready: true, quota };
+    const onRoot = await this.onRootFilesystem();
+    if (onRoot) {
+      this.log.warn(
+        { root: this.root },
+        "pool is on the root filesystem: its disk is not mounted at the pool path, so volumes fill the node's root filesystem (hpp_pool_on_root_filesystem 1)",
+      );
+    }
+    return { ready: true, quota, ...(onRoot !== undefined ? { onRootFilesystem: onRoot } : {}) };
+  }
+
+  /** Does the pool directory share the filesystem mounted at the node's `/`? (see root-filesystem.ts) */
+  private async onRootFilesystem(): Promise<boolean | undefined> {
+    try {
+      return onRootFilesystem(await fsp.realpath(this.root), await this.host.mounts.table());
+    } catch (err) {
+      this.log.debug({ root: this.root, err: String(err) }, 'cannot tell whether the pool is on the root filesystem');
+      return undefined;
+    }
   }
 
   /** What the pool waits for while it is not there: its device (a device pool mounts its own directory), else its directory. */

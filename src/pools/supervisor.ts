@@ -14,6 +14,8 @@ export const POOL_PHASES: readonly PoolPhase[] = ['configured', 'preparing', 're
 /** What a successful preparation leaves, for as long as the pool stays ready. */
 export interface Prepared {
   quota: QuotaBackend;
+  /** The pool shares the node's root filesystem (its disk is not mounted there); undefined: unknown. */
+  onRootFilesystem?: boolean;
 }
 
 /** How the supervisor drives one pool; the work itself belongs to whoever owns the pool's volumes. */
@@ -43,6 +45,8 @@ export interface PoolStateView {
   since: number;
   /** ready: how volume sizes are enforced. */
   backend?: QuotaBackend['kind'];
+  /** ready: whether the pool is on the node's root filesystem, as found when it was prepared. */
+  onRootFilesystem?: boolean;
 }
 
 export interface SupervisorOptions {
@@ -122,6 +126,7 @@ export class PoolSupervisor {
       ...(e.reason !== undefined ? { reason: e.reason } : {}),
       ...(e.nextRetryAt !== undefined ? { nextRetryAt: e.nextRetryAt } : {}),
       ...(e.phase === 'ready' && e.prepared ? { backend: e.prepared.quota.kind } : {}),
+      ...(e.phase === 'ready' && e.prepared?.onRootFilesystem !== undefined ? { onRootFilesystem: e.prepared.onRootFilesystem } : {}),
     };
   }
 

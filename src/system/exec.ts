@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import os from 'node:os';
 import { internal, SyscallError, ToolError, type ToolResult } from '../errors.js';
 import { abortReason } from '../observe/call-context.js';
@@ -23,6 +23,8 @@ export interface ExecOptions extends ToolContext {
   okCodes?: number[];
   timeoutMs?: number;
   input?: string;
+  /** Open file descriptors of ours the tool gets as its fd 3, 4, ... (flock(1) locks an inherited fd). */
+  passFds?: number[];
 }
 
 const silent = silentLogger();
@@ -43,7 +45,7 @@ export async function run(cmd: string, args: string[], opts: ExecOptions = {}): 
   const started = process.hrtime.bigint();
   let aborted = false;
   const result = await new Promise<ExecResult>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe', ...(opts.passFds ?? [])], env: { ...process.env, LC_ALL: 'C' } }) as ChildProcessWithoutNullStreams;
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;

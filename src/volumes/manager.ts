@@ -188,7 +188,7 @@ export class VolumeManager {
     // Trash is emptied before serving so that quota usage and free space are true from the start.
     await this.trash.sweepNow(st.pool);
     this.log.info({ pool: poolName, root: st.pool.root, volumes: volumes.length, snapshots: snapshots.length }, 'pool loaded');
-    return { quota: prepared.quota };
+    return { quota: prepared.quota, ...(prepared.onRootFilesystem !== undefined ? { onRootFilesystem: prepared.onRootFilesystem } : {}) };
   }
 
   /**

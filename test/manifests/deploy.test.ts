@@ -22,6 +22,8 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { CONTROLLER_CAPABILITIES, PLUGIN_SERVICES } from '../../src/csi/capabilities.js';
 import { parseCli } from '../../src/config/options.js';
+import { parseAdminCli } from '../../src/admin/cli.js';
+import { main as hppctl } from '../../src/admin/main.js';
 import { bindName, registrationSocketPath } from '../../src/config/socket-names.js';
 import { MAX_SOCKET_PATH } from '../../src/system/unix-socket.js';
 import { LEGACY_POOL_NAME, parsePoolsJson } from '../../src/pools/config.js';
@@ -36,6 +38,7 @@ import {
   SCHEMA_VERSION,
   all,
   allows,
+  containerEnv,
   expandArgs,
   fieldRef,
   flag,
@@ -310,7 +313,6 @@ describe('DaemonSet hpp-csi-node', () => {
   it('uses pinned sidecar images and the locally built driver image', () => {
     expect(container('hpp-csi-driver').image).toBe('hpp-csi-driver:latest');
     expect(container('csi-provisioner').image).toBe('registry.k8s.io/sig-storage/csi-provisioner:v6.4.0');
-    expect(container('liveness-probe').image).toBe('registry.k8s.io/sig-storage/livenessprobe:v2.19.0');
     for (const c of podSpec().containers as Obj[]) {
       if (c.name === 'hpp-csi-driver') continue;
       expect(c.image, c.name).toMatch(/^[^:@]+(:v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$/);
@@ -322,10 +324,13 @@ describe('DaemonSet hpp-csi-node', () => {
   });
 
   describe('driver container', () => {
-    it('runs the compiled daemon with endpoint, node name and pools file', () => {
+    it('runs the compiled daemon with endpoint and node name, and the pools file in its environment', () => {
       const c = container('hpp-csi-driver');
       expect(c.command).toEqual(['node', 'dist/cmd/hpp-csi-driver.js']);
-      expect(c.args).toEqual(expect.arrayContaining(['--endpoint=unix:///csi/csi.sock', '--node-name=$(NODE_NAME)', '--pools-file=/etc/hpp/pools.json']));
+      expect(c.args).toEqual(expect.arrayContaining(['--endpoint=unix:///csi/csi.sock', '--node-name=$(NODE_NAME)']));
+      // By environment, not by flag: hppctl, run with kubectl exec in this container, reads it too.
+      expect(containerEnv(c, { NODE_NAME: 'n', POD_IP: 'i' }).HPP_POOLS_FILE).toBe('/etc/hpp/pools.json');
+      expect(flag(c.args, 'pools-file'), 'a flag hppctl would not see').toBeUndefined();
       expect(fieldRef(c, 'NODE_NAME')).toBe('spec.nodeName');
       expect(c.securityContext?.privileged).toBe(true);
     });
@@ -333,8 +338,9 @@ describe('DaemonSet hpp-csi-node', () => {
     it('its arguments are accepted by the daemon (src/config/options.ts) and name this CSIDriver and these pools', () => {
       const c = container('hpp-csi-driver');
       const args = expandArgs(c, { NODE_NAME: 'worker-1', POD_IP: '10.244.1.5' });
+      const env = containerEnv(c, { NODE_NAME: 'worker-1', POD_IP: '10.244.1.5' });
       // Serve the pools file from the ConfigMap the pod mounts, as kubelet would.
-      const poolsFile = flag(args, 'pools-file')!;
+      const poolsFile = env.HPP_POOLS_FILE!;
       const cmMount = mountAt(c, path.posix.dirname(poolsFile));
       expect(cmMount, `a volume mounted at ${path.posix.dirname(poolsFile)}`).toBeDefined();
       const cm = one('ConfigMap', volume(cmMount!.name).configMap?.name);
@@ -349,8 +355,8 @@ describe('DaemonSet hpp-csi-node', () => {
         const token = path.join(dir, 'token');
         writeFileSync(token, `${'a'.repeat(64)}\n`);
         const opts = parseCli(
-          args.map((a) => (a.startsWith('--pools-file=') ? `--pools-file=${local}` : a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a)),
-          {},
+          args.map((a) => (a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a)),
+          { ...env, HPP_POOLS_FILE: local },
         );
         expect(opts.driverName).toBe(one('CSIDriver', DRIVER_NAME).metadata.name);
         expect(opts.nodeName).toBe('worker-1');
@@ -360,6 +366,36 @@ describe('DaemonSet hpp-csi-node', () => {
         expect(opts.peer?.token).toBe('a'.repeat(64));
         expect(opts.peer?.tls, 'TLS is optional and off by default').toBeUndefined();
         expect(opts.registration).toEqual({ dir: '/registration', kubeletEndpoint: `/var/lib/kubelet/plugins/${DRIVER_NAME}/csi.sock` });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    // `kubectl exec ... -- node dist/cmd/hppctl.js pools` runs hppctl with the container's environment
+    // (and no flags): it must find the daemon's pools there.
+    it("hppctl, run in the driver container with its environment, lists the daemon's pools", async () => {
+      const c = container('hpp-csi-driver');
+      const env = containerEnv(c, { NODE_NAME: 'worker-1', POD_IP: '10.244.1.5' });
+      const poolsFile = env.HPP_POOLS_FILE!;
+      const cm = one('ConfigMap', volume(mountAt(c, path.posix.dirname(poolsFile))!.name).configMap?.name);
+      const content = cm.data[path.posix.basename(poolsFile)] as string;
+      expect(() => parseAdminCli(['pools'], {}), 'without that environment hppctl has no pools').toThrow(/no storage pool configured/);
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'hpp-deploy-hppctl-'));
+      try {
+        // The file where the container has it (the ConfigMap's key), the pools' paths as written there.
+        const local = path.join(dir, 'pools.json');
+        writeFileSync(local, content);
+        const cli = parseAdminCli(['pools'], { ...env, HPP_POOLS_FILE: local });
+        expect(cli.pools).toEqual(poolsFromConfigMap());
+        // And run: each pool listed (here at a scratch path instead of the host's, so that it can be read).
+        const scratch = JSON.parse(content).map((p: Obj) => ({ ...p, path: path.join(dir, 'pool-' + String(p.name)) }));
+        writeFileSync(local, JSON.stringify(scratch));
+        let out = '';
+        const code = await hppctl(['pools', '--json'], { ...env, HPP_POOLS_FILE: local }, { out: (t) => void (out += t), err: (t) => void (out += t) });
+        expect(code, out).toBe(0);
+        const listed = JSON.parse(out) as Obj[] | { pools: Obj[] };
+        const names = (Array.isArray(listed) ? listed : listed.pools).map((p) => p.name ?? p.pool);
+        expect(names).toEqual(poolsFromConfigMap().map((p) => p.name));
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -416,9 +452,10 @@ describe('DaemonSet hpp-csi-node', () => {
 
     // Liveness must not depend on pools: CSI Probe is not-ready while a pool is missing, and restarting
     // the driver would not bring a disk back but would disturb every other pool on the node. So kubelet
-    // asks the driver's own /healthz (process and socket alive); pool state goes to /readyz. The
-    // livenessprobe sidecar still serves CSI Probe on 9808 for anyone who wants it.
-    it('is kept alive by its own /healthz on the metrics port, ready by /readyz; the livenessprobe sidecar still serves 9808', () => {
+    // asks the driver's own /healthz (process and socket alive); pool state goes to /readyz. No
+    // livenessprobe sidecar: it would serve CSI Probe to no probe at all (or, probed, restart the driver
+    // for a missing disk).
+    it('is kept alive by its own /healthz on the metrics port, ready by /readyz; there is no livenessprobe sidecar', () => {
       const c = container('hpp-csi-driver');
       const portOf = (probe: Obj | undefined) =>
         typeof probe?.port === 'string' ? (c.ports as Obj[] | undefined)?.find((p) => p.name === probe.port)?.containerPort : probe?.port;
@@ -429,8 +466,21 @@ describe('DaemonSet hpp-csi-node', () => {
       expect(ready?.path).toBe('/readyz');
       expect(portOf(ready)).toBe(8080);
       expect(flag(c.args, 'metrics-address')).toBe(':8080');
-      expect(flag(container('liveness-probe').args, 'http-endpoint')).toBe(':9808');
-      expect(flag(container('liveness-probe').args, 'health-port'), 'deprecated, and exclusive with --http-endpoint').toBeUndefined();
+      const containers = podSpec().containers as Obj[];
+      expect(containers.filter((x) => /livenessprobe/.test(String(x.image))).map((x) => x.name)).toEqual([]);
+      // The driver's probes are the only ones, and nothing declares a port no one serves (livenessprobe's 9808).
+      for (const x of containers) if (x !== c) expect([x.livenessProbe, x.readinessProbe, x.startupProbe].filter(Boolean), x.name).toEqual([]);
+      expect((c.ports as Obj[]).map((p) => p.containerPort)).not.toContain(9808);
+    });
+
+    it('the README and deploy/README.md tell the same liveness story as the DaemonSet', () => {
+      const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+      const deployReadme = readFileSync(path.join(DEPLOY, 'README.md'), 'utf8');
+      for (const [name, text] of [['README.md', readme], ['deploy/README.md', deployReadme]] as const) {
+        expect(text, name).toMatch(/livenessProbe`? is (the driver's own )?`\/healthz`/);
+        expect(text, name).toMatch(/no livenessprobe sidecar/i);
+        expect(text, name).not.toMatch(/liveness stays\s+with the livenessprobe sidecar|livenessprobe sidecar turns/);
+      }
     });
   });
 
@@ -438,7 +488,7 @@ describe('DaemonSet hpp-csi-node', () => {
     it('all talk to the driver socket through the shared socket dir', () => {
       const socket = driverSocket();
       const socketVolume = mountAt(container('hpp-csi-driver'), path.posix.dirname(socket))!.name;
-      for (const name of ['csi-provisioner', 'liveness-probe']) {
+      for (const name of ['csi-provisioner']) {
         const c = container(name);
         expect(flag(c.args, 'csi-address'), name).toBe(socket);
         expect(mountAt(c, path.posix.dirname(socket))?.name, name).toBe(socketVolume);
@@ -495,9 +545,8 @@ describe('DaemonSet hpp-csi-node', () => {
         }
         ports.push(...listen);
       }
-      // The driver declares 9808 for its probe; the livenessprobe sidecar is what listens there.
       const counts = ports.reduce((m, p) => m.set(p, (m.get(p) ?? 0) + 1), new Map<number, number>());
-      expect([...counts].filter(([p, n]) => n > (p === 9808 ? 2 : 1))).toEqual([]);
+      expect([...counts].filter(([, n]) => n > 1)).toEqual([]);
     });
   });
 });
@@ -521,6 +570,17 @@ describe('pools', () => {
       expect(m!.readOnly ?? false).toBe(false);
       expect(volume(m!.name).hostPath?.path, `pool ${pool.name} host path`).toBe(pool.path);
     }
+  });
+
+  // A pool path is where the pool's disk is mounted: kubelet must never create it (DirectoryOrCreate
+  // would put a pool whose disk is missing on the node's root filesystem), as README.md says.
+  it('every pool path is a hostPath of type Directory: kubelet never creates it', () => {
+    const c = container('hpp-csi-driver');
+    for (const pool of poolsFromConfigMap()) {
+      expect(volume(mountAt(c, pool.path)!.name).hostPath?.type, `pool ${pool.name}`).toBe('Directory');
+    }
+    expect(readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toMatch(/never created by the driver/);
+    expect(readFileSync(path.join(DEPLOY, 'README.md'), 'utf8')).toMatch(/Pool paths are `type: Directory`, never `DirectoryOrCreate`/);
   });
 });
 
@@ -783,15 +843,21 @@ describe('Dockerfile', () => {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Obj;
   const ignored = dockerignore(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8'));
 
-  it('is multi-stage on pinned Node 20 Debian images', () => {
+  // Node 26 is the Active LTS line (26.13.0 "Lithium", 2026-10-28; Node 20 reached end of life in April
+  // 2026). Both stages use one exact version, so the addons are built for the Node that runs them.
+  it('is multi-stage on the current Node LTS (26), the same exact version in both stages, on Debian 12', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     const names = new Set(stages.map((s) => s.name).filter(Boolean));
     for (const s of stages) {
       if (names.has(s.image)) continue; // FROM an earlier stage
       expect(s.image, 'no :latest, no untagged base image').toMatch(/^[^@]+:(?!latest$)[\w][\w.-]*(@sha256:[0-9a-f]{64})?$|^[^:@]+@sha256:[0-9a-f]{64}$/);
     }
-    expect(build.image).toMatch(/^node:20[\w.-]*-bookworm$/);
-    expect(runtime.image).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+    const version = (image: string) => /^node:(\d+\.\d+\.\d+)-/.exec(image)?.[1];
+    expect(build.image).toMatch(/^node:26\.\d+\.\d+-bookworm(@sha256:[0-9a-f]{64})?$/);
+    expect(runtime.image).toMatch(/^node:26\.\d+\.\d+-bookworm-slim(@sha256:[0-9a-f]{64})?$/);
+    expect(version(runtime.image)).toBe(version(build.image));
+    // The code keeps running on the Node the e2e image and CI use (this machine's): no higher floor.
+    expect(pkg.engines.node).toBe('>=20');
     expect(build.name, 'the build stage is named').toBeTruthy();
   });
 
@@ -823,7 +889,9 @@ describe('Dockerfile', () => {
     const packages = aptInstalls(build).flatMap((a) => a.packages);
     expect(packages).toEqual(expect.arrayContaining(['python3', 'make', 'g++']));
     const env = build.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
-    expect(env.some((e) => /\bnpm_config_nodedir[= ]\/usr\/local\b/.test(e)), 'npm_config_nodedir=/usr/local overrides .npmrc').toBe(true);
+    expect(env.some((e) => /\bnpm_config_nodedir[= ]\/usr\/local\b/.test(e)), "npm_config_nodedir=/usr/local: the node image's headers").toBe(true);
+    expect(env.some((e) => /\bHPP_NATIVE[= ]required\b/.test(e)), 'HPP_NATIVE=required: the image is never built without its addons').toBe(true);
+    expect(existsSync(path.join(ROOT, '.npmrc')), 'no project .npmrc (nodedir=/usr broke npm ci wherever Node is not under /usr)').toBe(false);
     const runs = build.instructions.filter((i) => i.keyword === 'RUN').flatMap((i) => commandsOf(i.args));
     const ci = runs.findIndex((c) => /^npm ci\b/.test(c));
     const compile = runs.findIndex((c) => /^npm run build\b/.test(c));
@@ -841,7 +909,7 @@ describe('Dockerfile', () => {
       expect(ignored(s.replace(/^\.\//, '')), `${s} is excluded by .dockerignore`).toBe(false);
     }
     const names = sources.map((s) => s.replace(/^\.\//, '').replace(/\/$/, ''));
-    expect(names).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'proto']));
+    expect(names).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'src/native', 'tsconfig.json', 'proto']));
     // Every top-level directory tsconfig.json compiles must be in the build context.
     const tsconfig = ts.readConfigFile(path.join(ROOT, 'tsconfig.json'), ts.sys.readFile).config as Obj;
     for (const inc of tsconfig.include as string[]) expect(names, `tsconfig include ${inc}`).toContain(inc.split('/')[0]);
@@ -849,7 +917,9 @@ describe('Dockerfile', () => {
 
   it('runtime stage: the OS tools the driver runs, and only production artifacts from the build stage', () => {
     const packages = aptInstalls(runtime).flatMap((a) => a.packages);
-    expect(packages).toEqual(expect.arrayContaining(['util-linux', 'mount', 'xfsprogs', 'e2fsprogs']));
+    // Exactly the tools the code runs: ./image-tools.test.ts.
+    expect(packages).toEqual(expect.arrayContaining(['util-linux', 'mount', 'xfsprogs', 'btrfs-progs']));
+    expect(packages).not.toContain('e2fsprogs');
     const runs = runtime.instructions.filter((i) => i.keyword === 'RUN').flatMap((i) => commandsOf(i.args));
     expect(runs.filter((c) => /^(npm|yarn|pnpm)\s+(ci|install|i|add)\b/.test(c))).toEqual([]);
 

@@ -322,6 +322,22 @@ export function fieldRef(c: Obj, envName: string): string | undefined {
 }
 
 /** kubelet's $(VAR) expansion in args, from the container's literal env and fieldRefs (given values). */
+/**
+ * A container's environment as the container gets it: `value`s as written, `valueFrom` entries from
+ * `values` (by variable name; what kubelet would fill in), `$(VAR)` in values expanded as kubelet does.
+ */
+export function containerEnv(c: Obj, values: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of (c.env ?? []) as Obj[]) {
+    if (e.value !== undefined) env[e.name] = String(e.value).replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
+    else if (e.valueFrom) {
+      if (values[e.name] === undefined) throw new Error(`container ${c.name}: env ${e.name} comes from ${JSON.stringify(e.valueFrom)}: give it a value`);
+      env[e.name] = values[e.name]!;
+    }
+  }
+  return env;
+}
+
 export function expandArgs(c: Obj, values: Record<string, string>): string[] {
   return (c.args as string[]).map((a) =>
     a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (_, v: string) => {

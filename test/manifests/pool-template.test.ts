@@ -339,9 +339,11 @@ describe('the daemon side: pools.json entry, DaemonSet patch, StorageClass', () 
     const token = path.join(dir, 'token');
     writeFileSync(token, 'b'.repeat(64));
     const args = (c.args as string[]).map((a) =>
-      a.startsWith('--pools-file=') ? `--pools-file=${file}` : a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a.replace('$(NODE_NAME)', 'worker-1').replace('$(POD_IP)', '10.244.1.5'),
+      a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a.replace('$(NODE_NAME)', 'worker-1').replace('$(POD_IP)', '10.244.1.5'),
     );
-    const opts = parseCli(args, {});
+    // The pools file is the container's HPP_POOLS_FILE (the ConfigMap's pools.json), here the extended copy.
+    expect(((c.env ?? []) as Obj[]).find((e) => e.name === 'HPP_POOLS_FILE')?.value).toBe('/etc/hpp/pools.json');
+    const opts = parseCli(args, { HPP_POOLS_FILE: file });
     expect(opts.pools.map((p) => p.name)).toEqual(['local', POOL]);
   });
 

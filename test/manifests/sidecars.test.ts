@@ -64,7 +64,7 @@ function saOf(w: Obj): { name: string; namespace: string } {
 }
 
 describe('CSI sidecars: pinned releases', () => {
-  it('every container besides the driver is a sidecar this test knows, and each of the five is deployed (node-driver-registrar as the README\'s stand-in)', () => {
+  it('every container besides the driver is a sidecar this test knows, and each of the four is deployed (node-driver-registrar as the README\'s stand-in; no livenessprobe: liveness is the driver\'s /healthz)', () => {
     expect(found.filter((f) => !f.sidecar).map((f) => `${f.label}: ${f.container.image}`)).toEqual([]);
     expect(new Set(found.map((f) => f.sidecar?.image))).toEqual(new Set(Object.keys(SIDECARS)));
   });
@@ -75,7 +75,6 @@ describe('CSI sidecars: pinned releases', () => {
     'csi-snapshotter': 'v8',
     'csi-resizer': 'v2',
     'csi-node-driver-registrar': 'v2',
-    livenessprobe: 'v2',
   };
 
   it('the table pins one existing release line per sidecar', () => {
@@ -119,7 +118,7 @@ describe('CSI sidecars: flags and feature gates', () => {
     expect(flagProblems(p, ['--node-deployment=yes'])).toEqual([expect.stringMatching(/boolean/)]);
     expect(flagProblems(p, ['--metrics-address=:8080'])).toEqual([expect.stringMatching(/deprecated/)]);
     expect(flagProblems(p, ['--feature-gates=Topology=true,HonorPVReclaimPolicy=true'])).toEqual([expect.stringMatching(/HonorPVReclaimPolicy: unknown/)]);
-    expect(flagProblems(SIDECARS.livenessprobe!, ['--health-port=9808'])).toEqual([expect.stringMatching(/deprecated/)]);
+    expect(flagProblems(SIDECARS['csi-node-driver-registrar']!, ['--health-port=9809'])).toEqual([expect.stringMatching(/deprecated/)]);
   });
 
   it('csi-snapshotter takes no volume group snapshots (GA and on by default in v8.7; the router has no GroupController)', () => {

@@ -318,26 +318,6 @@ export const SIDECARS: Record<string, Sidecar> = {
     featureGates: {},
     needs: () => [],
   },
-
-  // livenessprobe v2.19.0: cmd/livenessprobe/main.go. Talks to the driver's socket only.
-  livenessprobe: {
-    image: 'livenessprobe',
-    upstream: 'kubernetes-csi/livenessprobe',
-    version: 'v2.19.0',
-    flags: {
-      ...LOGGING,
-      ...AUTOMAXPROCS,
-      'probe-timeout': 'value',
-      'csi-address': 'value',
-      'health-port': 'value',
-      'metrics-address': 'value',
-      'http-endpoint': 'value',
-      'metrics-path': 'value',
-    },
-    deprecated: ['health-port', 'metrics-address'],
-    featureGates: {},
-    needs: () => [],
-  },
 };
 
 /** Repository, last segment of it, and tag of an image reference (`repo/name:tag`; digests have no tag). */

@@ -286,15 +286,17 @@ describe('the router reaches the daemons', () => {
       const pools = path.join(dir, 'pools.json');
       writeFileSync(pools, one('ConfigMap', 'hpp-pools').data['pools.json']);
       const args = expandArgs(driver, { NODE_NAME: 'worker-1', POD_IP: '10.244.1.5' }).map((a) =>
-        a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a.startsWith('--pools-file=') ? `--pools-file=${pools}` : a,
+        a.startsWith('--peer-token-file=') ? `--peer-token-file=${token}` : a,
       );
-      const opts = parseCli(args, {});
+      // The pools come from the container's environment (HPP_POOLS_FILE), here the ConfigMap's copy.
+      const env = { HPP_POOLS_FILE: pools };
+      const opts = parseCli(args, env);
       // Where the router will call: podIP:--peer-port (KubernetesPeers), where the daemon listens.
       expect(opts.peer?.address).toBe(`10.244.1.5:${port}`);
       expect(opts.peer?.token).toBe('f'.repeat(64));
       // The IPv6 form the DaemonSet's comment gives for single-stack IPv6 clusters.
       const v6 = args.map((a) => (a.startsWith('--peer-address=') ? `--peer-address=[fd00:10:244::5]:${port}` : a));
-      expect(parseCli(v6, {}).peer?.address).toBe(`[fd00:10:244::5]:${port}`);
+      expect(parseCli(v6, env).peer?.address).toBe(`[fd00:10:244::5]:${port}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
