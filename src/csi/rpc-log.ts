@@ -8,11 +8,13 @@ import { status } from '@grpc/grpc-js';
 export type RpcLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /**
- * Asked over and over by kubelet and the sidecars (livenessprobe's Probe every few seconds,
- * kubelet's NodeGetCapabilities before each stats call) and changing nothing: their answers are
- * debug; their failures are logged as any other.
+ * Asked over and over by kubelet and the sidecars and changing nothing (Probe every few seconds,
+ * NodeGetCapabilities before each stats call, NodeGetVolumeStats about once a minute for every
+ * published volume, GetCapacity every --capacity-poll-interval for every StorageClass and node):
+ * their answers are debug, or a node with a hundred volumes writes a hundred info
+ * lines a minute that say nothing; their failures are logged as any other.
  */
-const ROUTINE_METHODS = new Set(['Probe', 'GetPluginInfo', 'GetPluginCapabilities', 'NodeGetCapabilities', 'ControllerGetCapabilities']);
+const ROUTINE_METHODS = new Set(['Probe', 'GetPluginInfo', 'GetPluginCapabilities', 'NodeGetCapabilities', 'ControllerGetCapabilities', 'NodeGetVolumeStats', 'GetCapacity']);
 
 /**
  * The driver's side failed, or could not serve the call now: the node's operator has something to

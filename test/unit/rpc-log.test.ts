@@ -78,18 +78,20 @@ describe('the level of a failed call', () => {
 
   it('an answer is info, a routine question (Probe, GetPluginInfo, NodeGetCapabilities, ...) debug, also on the peer endpoint; a failing Probe is logged as any failure', async () => {
     const cap = captureLog();
-    for (const method of ['CreateVolume', 'NodePublishVolume', 'Probe', 'GetPluginInfo', 'GetPluginCapabilities', 'NodeGetCapabilities', 'ControllerGetCapabilities', 'peer.Probe']) {
+    for (const method of ['CreateVolume', 'NodePublishVolume', 'GetCapacity', 'Probe', 'GetPluginInfo', 'GetPluginCapabilities', 'NodeGetCapabilities', 'ControllerGetCapabilities', 'NodeGetVolumeStats', 'peer.Probe']) {
       expect((await callWrapped(method, async () => ({}), {}, cap.log)).err).toBeUndefined();
     }
     const levels = Object.fromEntries(cap.find('rpc').map((l) => [l.method, l.level]));
     expect(levels).toEqual({
       CreateVolume: 30,
       NodePublishVolume: 30,
+      GetCapacity: 20,
       Probe: 20,
       GetPluginInfo: 20,
       GetPluginCapabilities: 20,
       NodeGetCapabilities: 20,
       ControllerGetCapabilities: 20,
+      NodeGetVolumeStats: 20,
       'peer.Probe': 20,
     });
     const { line } = await failWith(() => unavailable('pool default is gone'), 'Probe', {});
@@ -101,7 +103,9 @@ describe('the level of a failed call', () => {
     await callWrapped('Probe', async () => ({}), {}, cap.log);
     await callWrapped('NodeGetCapabilities', async () => ({}), {}, cap.log);
     await callWrapped('NodeGetVolumeStats', async () => ({}), { volume_id: 'n1:default:v1' }, cap.log);
-    expect(cap.find('rpc').map((l) => l.method)).toEqual(['NodeGetVolumeStats']);
+    await callWrapped('GetCapacity', async () => ({}), {}, cap.log);
+    await callWrapped('CreateVolume', async () => ({}), { name: 'v1' }, cap.log);
+    expect(cap.find('rpc').map((l) => l.method)).toEqual(['CreateVolume']);
   });
 });
 

@@ -254,7 +254,7 @@ describe('the log of a Node call', () => {
       const rpc = cap.find('rpc');
       expect(rpc.map((l) => [l.method, l.level, l.code, l.pvc, l.pod])).toEqual([
         ['NodePublishVolume', 30, 'OK', 'vms/vm1-disk', 'vms/virt-launcher-vm1-x7k2p'],
-        ['NodeGetVolumeStats', 30, 'OK', 'vms/vm1-disk', undefined],
+        ['NodeGetVolumeStats', 20, 'OK', 'vms/vm1-disk', undefined],
         ['NodeGetVolumeStats', 40, 'NOT_FOUND', undefined, undefined],
         ['NodeUnpublishVolume', 30, 'OK', 'vms/vm1-disk', undefined],
       ]);
