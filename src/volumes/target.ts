@@ -69,10 +69,7 @@ export async function unbindStale(host: Host, real: string, tc?: ToolContext): P
  * refused.
  */
 export function resolveTarget(p: unknown, field: string, pools: ReadonlyArray<Pick<Pool, 'name' | 'root'>>): Target {
-  if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
-  if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
-    throw invalidInput(`${field} is longer than a path may be (${p.length} characters)`);
-  }
+  checkPathText(p, field);
   const given = path.normalize(p).replace(/(.)\/+$/, '$1');
   if (p.includes('\0') || !path.isAbsolute(p) || given !== p.replace(/(.)\/+$/, '$1') || given === '/') {
     throw invalidInput(`${field} ${JSON.stringify(p)} must be a normalised absolute path`);
@@ -126,12 +123,17 @@ export function realLocation(p: string): string {
  * refused: no volume is there, which the CSI spec (and csi-sanity) answers with NOT_FOUND.
  */
 export function checkGivenPath(p: unknown, field: string): string {
-  if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
+  checkPathText(p, field);
   if (p.includes('\0')) throw invalidInput(`${field} ${JSON.stringify(p)} contains a NUL byte`);
+  return p;
+}
+
+/** A path field given at all, and within the kernel's limits (PATH_MAX, NAME_MAX per component). */
+function checkPathText(p: unknown, field: string): asserts p is string {
+  if (typeof p !== 'string' || p === '') throw invalidInput(`${field} is required`);
   if (p.length > 4095 || p.split('/').some((c) => Buffer.byteLength(c) > 255)) {
     throw invalidInput(`${field} is longer than a path may be (${p.length} characters)`);
   }
-  return p;
 }
 
 /** Where a path given by a caller (stats, expansion) really leads; the path itself when that cannot be told. */
