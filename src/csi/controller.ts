@@ -10,7 +10,7 @@ import { reportedCapacityBytes } from '../pools/capacity.js';
 import { blockImagePath } from '../format/layout.js';
 import { blockCapacity } from '../volumes/block.js';
 import { capacityForDiskImage, parseOverhead, type Overhead } from '../volumes/disk-image.js';
-import { checkName, parseVolumeId } from '../volumes/ids.js';
+import { checkName, isValidName, parseVolumeId } from '../volumes/ids.js';
 import { parseParameters, volumeDirName, type VolumeParameters } from '../volumes/parameters.js';
 import type { SnapshotRecord, VolumeMode, VolumeRecord } from '../format/records.js';
 import type { ContentSource } from '../volumes/manager.js';
@@ -54,12 +54,12 @@ function fitsRange(capacity: bigint, r: CapacityRange): boolean {
 interface SourceRef {
   kind: 'snapshot' | 'volume';
   id: string;
-  node: string;
-  pool: string;
+  /** The node the id names; undefined for an id of hostpath-provisioner's form (a PV or snapshot name), looked for here. */
+  node?: string;
   name: string;
 }
 
-/** The id a VolumeContentSource names; INVALID_ARGUMENT when it is empty, NOT_FOUND when it is not ours. */
+/** The id a VolumeContentSource names; INVALID_ARGUMENT when it is empty, NOT_FOUND when it cannot name anything. */
 function contentSourceRef(src: VolumeContentSource__Output | null | undefined): SourceRef | undefined {
   if (!src) return undefined;
   const kind = src.type === 'snapshot' || src.snapshot ? 'snapshot' : src.type === 'volume' || src.volume ? 'volume' : undefined;
@@ -67,8 +67,9 @@ function contentSourceRef(src: VolumeContentSource__Output | null | undefined): 
   const id = kind === 'snapshot' ? src.snapshot?.snapshot_id : src.volume?.volume_id;
   if (!id) throw invalidInput(`volume_content_source.${kind} needs an id`);
   const ref = parseVolumeId(id);
-  if (!ref) throw notFound(`${kind} ${id} does not exist`);
-  return { kind, id, ...ref };
+  if (ref) return { kind, id, node: ref.node, name: ref.name };
+  if (!isValidName(id)) throw notFound(`${kind} ${id} does not exist`);
+  return { kind, id, name: id };
 }
 
 function checkSourceFits(ref: SourceRef, sourceMode: VolumeMode, sourceSize: bigint, mode: VolumeMode, capacity: bigint): void {
@@ -142,7 +143,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
 
   /** The snapshot or volume a CreateVolume names as its content source, found and checked. */
   async function resolveContentSource(ref: SourceRef, mode: VolumeMode, capacity: bigint): Promise<ContentSource> {
-    if (ref.node !== ctx.node) {
+    if (ref.node !== undefined && ref.node !== ctx.node) {
       throw precondition(`${ref.kind} ${ref.id} lives on node ${ref.node}; volumes from it are created there (this is ${ctx.node})`);
     }
     if (ref.kind === 'snapshot') {
@@ -220,8 +221,9 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         const id = req.volume_id;
         if (!id) throw invalidInput('volume_id is required');
         const ref = parseVolumeId(id);
-        // An id that is not ours names no volume: deleting it is a no-op, as the spec asks.
-        if (!ref) return new Answer({});
+        // An id of neither form names no volume: deleting it is a no-op, as the spec asks. One of
+        // hostpath-provisioner's form (a PV name) may be a volume HPP made in one of the pools.
+        if (!ref) return isValidName(id) ? { volume: id, id } : new Answer({});
         if (ref.node !== ctx.node) {
           throw precondition(`volume ${id} lives on node ${ref.node}; delete it there (this is ${ctx.node})`);
         }
@@ -327,7 +329,7 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
         const id = req.snapshot_id;
         if (!id) throw invalidInput('snapshot_id is required');
         const ref = parseVolumeId(id);
-        if (!ref) return new Answer({});
+        if (!ref) return isValidName(id) ? { snapshot: id, id } : new Answer({});
         if (ref.node !== ctx.node) throw precondition(`snapshot ${id} lives on node ${ref.node} (this is ${ctx.node})`);
         return { snapshot: ref.name, id };
       },

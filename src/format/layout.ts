@@ -18,6 +18,16 @@ import { isValidName } from '../volumes/ids.js';
  *   <root>/.hpp/project-ids.json         the next project id of the pool
  *   <root>/.hpp/daemon.lock              flock'ed by the daemon serving the pool
  *
+ * and what KubeVirt's hostpath-provisioner (HPP) left, served in place (volumes/hpp-volumes.ts; the
+ * HPP directory is `csi`, or what the pool's hppVolumes says):
+ *
+ *   <root>/csi/<pv name>/                         an HPP volume (its id is the PV name)
+ *   <root>/csi/snapshots/<snapshot id>/data/      an HPP snapshot's data (cp -rp --reflink=auto of the volume)
+ *   <root>/csi/snapshots/<snapshot id>/<pv name>/ an empty directory naming the snapshot's source volume
+ *
+ * An HPP volume gets a record (origin "hpp", its id the PV name, `data` its directory) the first time
+ * the daemon changes something about it; its data is never moved to make it ours.
+ *
  * Paths inside records (`data`) are relative to the pool root, so a pool keeps working when it is
  * mounted elsewhere.
  */
@@ -34,6 +44,13 @@ export const TMP_DIR = `${META_DIR}/tmp`;
 export const TRASH_DIR = `${META_DIR}/trash`;
 /** The KubeVirt disk image in a Filesystem volume (CDI's name). */
 export const DISK_IMAGE = 'disk.img';
+
+/** Where HPP's operator has its CSI driver keep volumes, relative to the pool path (`<spec path>/csi`). */
+export const HPP_CSI_DIR = 'csi';
+/** HPP's snapshot area inside its volume directory (the operator's `<path>/csi/snapshots`). */
+export const HPP_SNAPSHOTS_DIR = 'snapshots';
+/** The copy of the source volume inside an HPP snapshot's directory. */
+export const HPP_SNAPSHOT_DATA = 'data';
 
 const RECORD_SUFFIX = '.json';
 /** A record renamed to `<name>.deleting`: its delete is committed and is finished on the next start. */

@@ -12,6 +12,9 @@ import { upgradeSnapshotRecord, upgradeVolumeRecord } from './migrations.js';
 
 export type VolumeMode = 'filesystem' | 'block';
 
+/** Who made a volume or snapshot that is not this driver's own (see VolumeRecord.origin). */
+export type VolumeOrigin = 'hpp';
+
 export interface Publication {
   readOnly: boolean;
   accessMode: string;
@@ -45,6 +48,11 @@ export interface VolumeRecord {
   projectId?: number;
   /** The PVC the volume was made for, when the CO said (csi-provisioner's --extra-create-metadata). */
   pvc?: { namespace: string; name: string };
+  /**
+   * 'hpp': a volume KubeVirt's hostpath-provisioner made, served in place (volumes/hpp-volumes.ts): its id
+   * is its name (the PV name), its capacity 0 until an expansion says it ("unknown"). Absent: ours.
+   */
+  origin?: VolumeOrigin;
   createdAt: string;
   state: 'ready' | 'deleting';
   /** Target paths this volume is published at on this node (kept in the publication log, see publication-log.ts). */
@@ -75,6 +83,8 @@ export interface SnapshotRecord {
   method: CopyMethod;
   /** Copied from the source so a restored volume knows it holds a disk.img. */
   diskImage?: { overhead: string };
+  /** 'hpp': an HPP snapshot (`data` is its `data/` directory; its id its name; its size 0, unknown). */
+  origin?: VolumeOrigin;
   state: 'ready' | 'deleting';
 }
 
@@ -125,6 +135,7 @@ export function parseVolumeRecord(text: string, ctx: RecordContext): StoredVolum
   r.optionalContentSource();
   r.optionalProjectId();
   r.optionalPvc();
+  r.optionalOrigin();
   return r.raw as unknown as StoredVolumeRecord;
 }
 
@@ -142,6 +153,7 @@ export function parseSnapshotRecord(text: string, ctx: RecordContext): SnapshotR
   r.oneOf('method', ['reflink', 'copy']);
   r.oneOf('state', ['ready', 'deleting']);
   r.optionalDiskImage();
+  r.optionalOrigin();
   return r.raw as unknown as SnapshotRecord;
 }
 
@@ -310,6 +322,13 @@ class Fields {
     if (!isObject(p)) this.fail('pvc', `is ${describe(p)}, not an object`);
     if (!isNamespace(p.namespace)) this.fail('pvc.namespace', `is ${describe(p.namespace)}, not a Kubernetes namespace`);
     if (!isObjectName(p.name)) this.fail('pvc.name', `is ${describe(p.name)}, not a Kubernetes object name`);
+  }
+
+  /** An HPP volume or snapshot is known by its name alone: its id must be that name. */
+  optionalOrigin(): void {
+    if (this.raw.origin === undefined) return;
+    this.oneOf('origin', ['hpp']);
+    if (this.raw.id !== this.raw.name) this.fail('id', `is ${describe(this.raw.id)}; a record of origin hpp has its name as id`);
   }
 
   optionalProjectId(): void {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseOverhead } from '../volumes/disk-image.js';
 import { POOL_NAME_RE } from '../volumes/ids.js';
+import { META_DIR } from '../format/layout.js';
 import { didYouMean } from '../util/did-you-mean.js';
 import { POOL_FLAG_FORM, POOL_FLAG_OPTIONS, POOL_KEY_NAMES } from './pool-keys.js';
 
@@ -20,6 +21,11 @@ export interface PoolConfig {
   overcommitRatio: number;
   /** Share of a Filesystem volume kept back from disk.img, as a decimal string ("0.055"); see disk-image.ts. */
   filesystemOverhead?: string;
+  /**
+   * Where KubeVirt hostpath-provisioner volumes are served in place (volumes/hpp-volumes.ts): 'auto'
+   * (the default: `csi` when the pool has it), 'none', or a directory relative to the pool path.
+   */
+  hppVolumes?: string;
 }
 
 /** The pool name HPP uses for its legacy single-path configuration (`pathConfig.path`). */
@@ -55,6 +61,7 @@ function fromRaw(raw: RawPool, where: string): PoolConfig {
   if (raw.device !== undefined && (typeof raw.device !== 'string' || !path.isAbsolute(raw.device))) {
     throw new ConfigError(`${where}: pool ${raw.name}: device must be an absolute path to a block device`);
   }
+  if (raw.hppVolumes !== undefined) checkHppVolumes(raw.hppVolumes, `${where}: pool ${raw.name}`);
   const ratio = raw.overcommitRatio ?? 1;
   if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 1) {
     throw new ConfigError(`${where}: pool ${raw.name}: overcommitRatio must be a number >= 1`);
@@ -66,7 +73,18 @@ function fromRaw(raw: RawPool, where: string): PoolConfig {
     ...(raw.device ? { device: raw.device as string } : {}),
     overcommitRatio: ratio,
     ...(raw.filesystemOverhead !== undefined ? { filesystemOverhead: checkOverhead(raw.filesystemOverhead, `${where}: pool ${raw.name}`) } : {}),
+    ...(raw.hppVolumes !== undefined ? { hppVolumes: path.posix.normalize(raw.hppVolumes as string).replace(/\/+$/, '') || '.' } : {}),
   };
+}
+
+/** "auto", "none", or a directory inside the pool that is not the driver's own `.hpp`. */
+function checkHppVolumes(v: unknown, where: string): void {
+  const form = 'hppVolumes must be "auto", "none" or a directory relative to the pool path such as "csi" or "."';
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}: ${form}`);
+  if (v === 'auto' || v === 'none') return;
+  const parts = path.posix.normalize(v).split('/').filter((x) => x !== '' && x !== '.');
+  if (v.includes('\0') || v.startsWith('/') || parts.includes('..')) throw new ConfigError(`${where}: hppVolumes ${JSON.stringify(v)} must stay inside the pool; ${form}`);
+  if (parts[0] === META_DIR) throw new ConfigError(`${where}: hppVolumes ${JSON.stringify(v)} is inside the driver's own .hpp directory`);
 }
 
 function checkOverhead(v: unknown, where: string): string {

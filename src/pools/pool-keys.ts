@@ -36,6 +36,14 @@ export const POOL_KEYS = {
     schema: { type: ['string', 'number'], pattern: '^\\s*(0|0?\\.\\d{1,9})\\s*$', minimum: 0, exclusiveMaximum: 1 },
     example: '0.08',
   },
+  hppVolumes: {
+    required: false,
+    help:
+      'where KubeVirt hostpath-provisioner volumes are served in place: "auto" (default: <path>/csi when it is there), ' +
+      '"none", or a directory relative to path ("csi", "." for volumes directly in path)',
+    schema: { type: 'string', minLength: 1, pattern: '^[^/]' },
+    example: 'auto',
+  },
   useNamingPrefix: {
     required: false,
     help: 'HPP legacy naming: volume directories named <namespace>-<pvc>-<pv>',

@@ -35,6 +35,8 @@ export class Pool implements PoolLayout {
   readonly useNamingPrefix: boolean;
   readonly device?: string;
   readonly overcommitRatio: number;
+  /** Where hostpath-provisioner volumes are served from: 'auto', 'none' or a directory (PoolConfig.hppVolumes). */
+  readonly hppVolumes: string;
   readonly filesystemOverhead: Overhead;
   readonly metaDir: string;
   readonly volumesDir: string;
@@ -61,6 +63,7 @@ export class Pool implements PoolLayout {
     this.useNamingPrefix = cfg.useNamingPrefix;
     this.device = cfg.device;
     this.overcommitRatio = cfg.overcommitRatio ?? 1;
+    this.hppVolumes = cfg.hppVolumes ?? 'auto';
     this.filesystemOverhead = parseOverhead(cfg.filesystemOverhead ?? DEFAULT_FILESYSTEM_OVERHEAD, `pool ${cfg.name} filesystemOverhead`);
     const layout = poolLayout(this.root);
     this.metaDir = layout.metaDir;

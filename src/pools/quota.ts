@@ -30,12 +30,21 @@ export interface QuotaBackend {
   /** The pool's volumes hold project ids below `id`: new ones are handed out from there up. */
   projectIdsBelow(id: number): void;
   setLimit(dir: string, projectId: number | undefined, bytes: bigint, tc?: ToolContext): Promise<void>;
+  /**
+   * Limit a directory someone else made (a hostpath-provisioner volume) to `bytes`, its files as they
+   * are: a project quota takes the tree over; where that cannot be done without moving the data (a
+   * btrfs qgroup needs a subvolume), nothing is changed and `why` says so.
+   */
+  limitExisting(dir: string, bytes: bigint, tc?: ToolContext): Promise<ExistingLimit>;
   usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined>;
   /** Usage of every volume directory at once (one tool run), as a lookup. */
   usageLookup(): Promise<(dir: string, projectId: number | undefined) => DirUsage | undefined>;
   /** Lift the limit of a volume being deleted (projects outlive their directories). */
   release(projectId: number | undefined, tc?: ToolContext): Promise<void>;
 }
+
+/** What limitExisting did: the project id the directory now has, or why its size is not enforced. */
+export type ExistingLimit = { enforced: true; projectId?: number } | { enforced: false; projectId?: undefined; why: string };
 
 async function mkdirOpen(dir: string): Promise<void> {
   mkdirSync(dir, { mode: 0o777 });
@@ -52,6 +61,9 @@ class NoQuota implements QuotaBackend {
   }
   projectIdsBelow(): void {}
   async setLimit(): Promise<void> {}
+  async limitExisting(): Promise<ExistingLimit> {
+    return { enforced: false, why: this.detail };
+  }
   async usage(): Promise<undefined> {
     return undefined;
   }
@@ -91,6 +103,13 @@ class ProjectQuota implements QuotaBackend {
   }
   async setLimit(_dir: string, projectId: number | undefined, bytes: bigint, tc?: ToolContext): Promise<void> {
     if (projectId !== undefined) await this.host.setProjectLimit(this.fs, this.mountPoint, projectId, bytes, tc);
+  }
+  async limitExisting(dir: string, bytes: bigint, tc?: ToolContext): Promise<ExistingLimit> {
+    const id = await this.ids.allocate();
+    // `project -s` marks every file and directory below, and sets inheritance for what comes later.
+    await this.host.setProject(this.fs, this.mountPoint, dir, id, tc);
+    await this.host.setProjectLimit(this.fs, this.mountPoint, id, bytes, tc);
+    return { enforced: true, projectId: id };
   }
   async usage(dir: string, projectId: number | undefined): Promise<DirUsage | undefined> {
     if (projectId === undefined) return undefined;
@@ -139,6 +158,10 @@ class BtrfsQgroupQuota implements QuotaBackend {
   }
   async setLimit(dir: string, _p: number | undefined, bytes: bigint, tc?: ToolContext): Promise<void> {
     await this.host.btrfsSetLimit(dir, bytes > 0n ? bytes : 'none', tc);
+  }
+  async limitExisting(dir: string): Promise<ExistingLimit> {
+    // A qgroup limit set on a plain directory would land on the subvolume holding it: the whole pool.
+    return { enforced: false, why: `${dir} is a plain directory, not a btrfs subvolume; a qgroup can limit it only if its data were moved into one` };
   }
   async usage(dir: string): Promise<DirUsage | undefined> {
     const u = await this.host.btrfsUsage(dir);

@@ -19,11 +19,12 @@ import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
 import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } from './disk-image.js';
-import { formatVolumeId, parseVolumeId } from './ids.js';
+import { formatVolumeId, isValidName, parseVolumeId } from './ids.js';
+import { findHppSnapshot, findHppVolume, hppDirOf, scanHpp, snapshotRemovalPath, topLevelNames } from './hpp-volumes.js';
 import { capacityKey } from './lock-keys.js';
 import { loadPool } from './pool-loader.js';
 import { newPoolState, type PoolState } from './pool-state.js';
-import { snapshotBuildPath, snapshotDataDir, volumeBuildPath } from '../format/layout.js';
+import { recordFile, snapshotBuildPath, snapshotDataDir, volumeBuildPath } from '../format/layout.js';
 import { toStored, type Publications, type SnapshotRecord, type VolumeMode, type VolumeRecord } from '../format/records.js';
 import { PreallocationTracker } from './preallocations.js';
 import { wantsPreallocation } from './record.js';
@@ -76,6 +77,9 @@ export class VolumeManager {
   private readonly pools = new Map<string, PoolState>();
   private readonly index = new Map<string, VolumeRecord>();
   private readonly snapshots = new Map<string, SnapshotRecord>();
+  /** hostpath-provisioner volumes and snapshots served without a record of their own yet (see recordHpp). */
+  private readonly unrecorded = new Set<string>();
+  private readonly unrecordedSnapshots = new Set<string>();
   private readonly trash: Trash;
   private readonly supervisor: PoolSupervisor;
   /** Preallocations under way (hpp_preallocation_remaining_bytes). */
@@ -182,13 +186,85 @@ export class VolumeManager {
     const prepared = await st.pool.prepare();
     if (!prepared.ready) throw unavailable(prepared.reason);
     const { volumes, snapshots } = await loadPool(st, { host: this.host, node: this.node, trash: this.trash, log: this.log });
+    const hpp = await this.discoverHpp(st, volumes, snapshots);
     for (const snap of snapshots) this.snapshots.set(snap.id, snap);
     for (const rec of volumes) this.index.set(rec.id, rec);
+    for (const snap of hpp.snapshots) {
+      this.snapshots.set(snap.id, snap);
+      this.unrecordedSnapshots.add(snap.id);
+    }
+    for (const rec of hpp.volumes) {
+      this.index.set(rec.id, rec);
+      this.unrecorded.add(rec.id);
+    }
     prepared.quota.projectIdsBelow(Math.max(0, ...volumes.map((r) => (r.projectId ?? 0) + 1)));
     // Trash is emptied before serving so that quota usage and free space are true from the start.
     await this.trash.sweepNow(st.pool);
-    this.log.info({ pool: poolName, root: st.pool.root, volumes: volumes.length, snapshots: snapshots.length }, 'pool loaded');
+    this.log.info({ pool: poolName, root: st.pool.root, volumes: volumes.length + hpp.volumes.length, snapshots: snapshots.length + hpp.snapshots.length }, 'pool loaded');
     return { quota: prepared.quota, ...(prepared.onRootFilesystem !== undefined ? { onRootFilesystem: prepared.onRootFilesystem } : {}) };
+  }
+
+  /**
+   * The hostpath-provisioner volumes and snapshots of a pool being loaded that have no record yet (those
+   * that have one are among `volumes` and `snapshots` already, origin 'hpp'); sets where they are.
+   */
+  private async discoverHpp(st: PoolState, volumes: VolumeRecord[], snapshots: SnapshotRecord[]): Promise<{ volumes: VolumeRecord[]; snapshots: SnapshotRecord[] }> {
+    const { pool } = st;
+    const ours = topLevelNames(volumes);
+    const where = await hppDirOf(pool.root, pool.hppVolumes, ours);
+    st.hppDir = where.dir;
+    if (where.note) this.log.warn({ pool: pool.name, hppVolumes: pool.hppVolumes, why: where.note }, 'no hostpath-provisioner volumes are served from this pool');
+    if (!where.dir) return { volumes: [], snapshots: [] };
+    const recorded = new Set([...volumes, ...snapshots].filter((r) => r.origin === 'hpp').map((r) => r.name));
+    const taken = new Set([...volumes, ...snapshots].filter((r) => r.origin !== 'hpp').map((r) => r.name));
+    if (where.dir === '.') for (const n of ours) taken.add(n);
+    const rootIsMount = (await this.host.mounts.points()).has(pool.root);
+    const scan = await scanHpp(pool.root, where.dir, { pool: pool.name, node: this.node }, taken, { rootIsMount });
+    for (const s of scan.skipped) this.log.warn({ pool: pool.name, path: s.path, why: s.why }, 'not served as a hostpath-provisioner volume');
+    const found = { volumes: scan.volumes.filter((v) => !recorded.has(v.name)), snapshots: scan.snapshots.filter((v) => !recorded.has(v.name)) };
+    this.log.info(
+      { pool: pool.name, dir: path.join(pool.root, where.dir), volumes: scan.volumes.length, snapshots: scan.snapshots.length },
+      'serving hostpath-provisioner volumes in place',
+    );
+    return found;
+  }
+
+  /**
+   * An id that is not of this driver's form may be a hostpath-provisioner volume (its PV name) that a
+   * pool holds: looked for in every pool that may have some. UNAVAILABLE, not "no such volume", while
+   * a pool that could hold it is not ready: a DeleteVolume answered OK then would leave its data.
+   */
+  private async findHpp<T>(id: string, lookup: (st: PoolState, dir: string) => Promise<T | undefined>): Promise<T | undefined> {
+    if (!isValidName(id)) return undefined;
+    const waiting: string[] = [];
+    for (const st of this.pools.values()) {
+      if (st.pool.hppVolumes === 'none') continue;
+      try {
+        await this.supervisor.ensure(st.pool.name);
+      } catch (err) {
+        waiting.push(`${st.pool.name} (${err instanceof Error ? err.message : String(err)})`);
+        continue;
+      }
+      if (st.hppDir === undefined) continue;
+      const hit = await lookup(st, st.hppDir);
+      if (hit) return hit;
+    }
+    if (waiting.length > 0) throw unavailable(`${id} is not an id of this driver's form, and pools that may hold it as a hostpath-provisioner volume are not ready: ${waiting.join('; ')}`);
+    return undefined;
+  }
+
+  /** Gives a hostpath-provisioner volume its record before the first change to it is made (durable, atomic). */
+  private async recordHpp(st: PoolState, rec: VolumeRecord): Promise<void> {
+    if (!this.unrecorded.has(rec.id)) return;
+    await st.store.write(toStored({ ...rec, publications: {} }));
+    this.unrecorded.delete(rec.id);
+    this.log.info({ pool: rec.pool, volume: rec.id, data: rec.data }, 'recorded hostpath-provisioner volume (its data stays where it is)');
+  }
+
+  private async recordHppSnapshot(st: PoolState, snap: SnapshotRecord): Promise<void> {
+    if (!this.unrecordedSnapshots.has(snap.id)) return;
+    await st.snapStore.write(snap);
+    this.unrecordedSnapshots.delete(snap.id);
   }
 
   /**
@@ -198,8 +274,9 @@ export class VolumeManager {
    */
   private unload(st: PoolState): void {
     this.log.error({ pool: st.pool.name, root: st.pool.root }, 'pool metadata is gone; forgetting its volumes and loading it again');
-    for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id);
-    for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id);
+    for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id), this.unrecorded.delete(id);
+    for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id), this.unrecordedSnapshots.delete(id);
+    st.hppDir = undefined;
     st.capacity = this.newCapacity(st.pool);
     st.pubLog.close();
     void st.pool.release();
@@ -222,7 +299,18 @@ export class VolumeManager {
     const hit = this.index.get(id);
     if (hit) return hit;
     const ref = parseVolumeId(id);
-    if (!ref || ref.node !== this.node || !this.pools.has(ref.pool)) return undefined;
+    if (!ref) {
+      return this.findHpp(id, async (st, dir) => {
+        const rec = this.index.get(id) ?? (await findHppVolume(st.pool.root, dir, id, { pool: st.pool.name, node: this.node }));
+        if (rec && !this.index.has(id)) {
+          if (exists(recordFile(st.pool.volumesDir, id)) || exists(recordFile(st.pool.snapshotRecordsDir, id))) return undefined;
+          this.index.set(id, rec);
+          this.unrecorded.add(id);
+        }
+        return rec;
+      });
+    }
+    if (ref.node !== this.node || !this.pools.has(ref.pool)) return undefined;
     await this.ensureLoaded(ref.pool);
     return this.index.get(id);
   }
@@ -259,9 +347,12 @@ export class VolumeManager {
     }
     const pool = spec.pool;
     const dataPath = pool.resolveInside(spec.data);
+    const hpp = this.index.get(spec.name);
+    if (hpp?.origin === 'hpp') throw conflict(`volume name ${spec.name} is taken by a hostpath-provisioner volume in pool ${hpp.pool} (${hpp.data})`);
     if (exists(dataPath)) {
       throw conflict(`pool ${pool.name} already has ${dataPath}, which belongs to no volume of this driver`);
     }
+    if (exists(recordFile(pool.volumesDir, spec.name))) throw conflict(`pool ${pool.name} already has a record named ${spec.name}`);
     const release = await this.locks.withKey(capacityKey(pool.name), async () => {
       const figs = await st.capacity.figures();
       const note = spec.capacityNote ? ` (${spec.capacityNote})` : '';
@@ -390,6 +481,7 @@ export class VolumeManager {
         throw precondition(`volume ${rec.id} has mounts inside it: ${below.map((m) => m.mountPoint).join(', ')}`);
       }
     }
+    await this.recordHpp(st, rec);
     // The durable 'deleting' mark (the record renamed) commits the delete; whatever a crash or power cut undoes after it,
     // reconcile() finishes. The data must be in the trash for good before its record goes (else a
     // power cut could leave data no record owns), but the record's unlink need not be durable.
@@ -421,6 +513,7 @@ export class VolumeManager {
     const current = BigInt(rec.capacityBytes);
     if (capacity <= current) return rec;
     const delta = capacity - current;
+    await this.recordHpp(st, rec);
     const release = await this.locks.withKey(capacityKey(rec.pool), async () => {
       const figs = await st.capacity.figures();
       if (delta > figs.availableBytes) {
@@ -430,13 +523,19 @@ export class VolumeManager {
     });
     try {
       const data = this.dataPath(st.pool, rec);
+      let projectId = rec.projectId;
       if (rec.mode === 'block') {
         await growFile(data, capacity);
         if (wantsPreallocation(rec)) await this.preallocating(rec.pool, rec.name, cx, (pcx) => this.host.data.preallocate(data, current, delta, pcx));
+      } else if (rec.origin === 'hpp' && projectId === undefined) {
+        // HPP made a plain directory: a project quota can take it as it is, a btrfs qgroup cannot (not a subvolume).
+        const limited = await quota.limitExisting(data, capacity, cx);
+        projectId = limited.projectId;
+        if (!limited.enforced) cx.log.warn({ volume: rec.id, why: limited.why }, 'size of hostpath-provisioner volume recorded, not enforced');
       } else {
         await quota.setLimit(data, rec.projectId, capacity, cx);
       }
-      const grown = { ...rec, capacityBytes: capacity.toString() };
+      const grown = { ...rec, capacityBytes: capacity.toString(), ...(projectId !== undefined ? { projectId } : {}) };
       await this.update(grown);
       release(true);
       return grown;
@@ -450,7 +549,16 @@ export class VolumeManager {
   async findSnapshot(id: string): Promise<SnapshotRecord | undefined> {
     const ref = parseVolumeId(id);
     if (ref && ref.node === this.node && this.pools.has(ref.pool)) await this.ensureLoaded(ref.pool);
-    return this.snapshots.get(id);
+    if (ref || this.snapshots.has(id)) return this.snapshots.get(id);
+    return this.findHpp(id, async (st, dir) => {
+      const snap = this.snapshots.get(id) ?? (await findHppSnapshot(st.pool.root, dir, id, { pool: st.pool.name, node: this.node }));
+      if (snap && !this.snapshots.has(id)) {
+        if (exists(recordFile(st.pool.snapshotRecordsDir, id)) || exists(recordFile(st.pool.volumesDir, id))) return undefined;
+        this.snapshots.set(id, snap);
+        this.unrecordedSnapshots.add(id);
+      }
+      return snap;
+    });
   }
 
   snapshotByName(name: string): SnapshotRecord | undefined {
@@ -513,8 +621,9 @@ export class VolumeManager {
 
   async deleteSnapshot(snap: SnapshotRecord): Promise<void> {
     const { st } = await this.ready(snap.pool);
+    await this.recordHppSnapshot(st, snap);
     await st.snapStore.markDeleting(snap.name);
-    await this.trash.put(st.pool, st.pool.resolveInside(snap.data));
+    await this.trash.put(st.pool, st.pool.resolveInside(snapshotRemovalPath(snap)));
     await st.snapStore.remove(snap.name);
     this.snapshots.delete(snap.id);
     this.trash.schedule(st.pool);
@@ -527,12 +636,15 @@ export class VolumeManager {
   /** Persist a changed record; memory follows only once the disk has it. */
   async update(rec: VolumeRecord): Promise<void> {
     await this.stateOf(rec).store.write(toStored(rec));
+    this.unrecorded.delete(rec.id);
     this.index.set(rec.id, rec);
   }
 
   /** Persist a volume's changed publications (soft state: see PublicationLog). */
   async updatePublications(rec: VolumeRecord): Promise<void> {
     const st = this.stateOf(rec);
+    // Publications are replayed onto records on the next start: the volume must have one first.
+    await this.recordHpp(st, rec);
     const full = st.pubLog.append(rec.name, rec.publications);
     this.index.set(rec.id, rec);
     if (full) st.pubLog.compact(this.publicationsOf(st.pool.name));

@@ -10,6 +10,7 @@ import { legacyPublications } from '../format/migrations.js';
 import { toStored, type SnapshotRecord, type VolumeRecord } from '../format/records.js';
 import type { PoolState } from './pool-state.js';
 import { reconcilePublications } from './node-volumes.js';
+import { snapshotRemovalPath } from './hpp-volumes.js';
 import type { Trash } from './trash.js';
 
 export interface LoadedPool {
@@ -82,7 +83,7 @@ async function reconcileSnapshot(st: PoolState, snap: SnapshotRecord, { trash, l
   const dataPath = st.pool.resolveInside(snap.data);
   if (snap.state === 'deleting') {
     log.info({ snapshot: snap.id }, 'finishing interrupted snapshot delete');
-    await trash.put(st.pool, dataPath);
+    await trash.put(st.pool, st.pool.resolveInside(snapshotRemovalPath(snap)));
     await st.snapStore.remove(snap.name);
     return false;
   }

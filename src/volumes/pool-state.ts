@@ -11,6 +11,8 @@ export interface PoolState {
   pubLog: PublicationLog;
   snapStore: RecordStore<SnapshotRecord>;
   capacity: CapacityTracker;
+  /** Where the pool's hostpath-provisioner volumes are (hpp-volumes.ts), once it is loaded; undefined: none. */
+  hppDir?: string;
 }
 
 /** A pool not loaded yet, with the capacity tracker its owner made for it. */

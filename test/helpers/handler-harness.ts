@@ -15,6 +15,7 @@ import type { Handler } from '../../src/csi/rpc.js';
 import { openCall, type CallContext } from '../../src/observe/call-context.js';
 import { silentLogger, type Logger } from '../../src/observe/logger.js';
 import { Pool } from '../../src/pools/pool.js';
+import type { PoolConfig } from '../../src/pools/config.js';
 import { VolumeManager } from '../../src/volumes/manager.js';
 import { FakeHost, type FakeFilesystem } from './fake-host.js';
 import { callWrapped, type WrappedAnswer } from './log-capture.js';
@@ -53,10 +54,10 @@ export class HandlerHarness {
     });
   }
 
-  /** Starts (or, after stop(), restarts) the daemon's state over the same pool and fake OS. */
-  async start(): Promise<this> {
-    const pool = new Pool({ name: 'default', path: this.poolRoot, useNamingPrefix: false, overcommitRatio: 1 }, this.host, this.log);
-    this.volumes = new VolumeManager(NODE, [pool], this.host, this.log, { labelVolume: null });
+  /** Starts (or, after stop(), restarts) the daemon's state over the same pool and fake OS; `pool`: more of its configuration. */
+  async start(pool: Partial<Omit<PoolConfig, 'name' | 'path'>> = {}): Promise<this> {
+    const cfg: PoolConfig = { name: 'default', path: this.poolRoot, useNamingPrefix: false, overcommitRatio: 1, ...pool };
+    this.volumes = new VolumeManager(NODE, [new Pool(cfg, this.host, this.log)], this.host, this.log, { labelVolume: null });
     await this.volumes.start();
     const ctx: DriverContext = { driverName: 'kubevirt.io.hostpath-provisioner', version: 'test', node: NODE, volumes: this.volumes, log: this.log };
     this.controller = controllerService(ctx);

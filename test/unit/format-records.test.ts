@@ -90,6 +90,10 @@ const SNAPSHOT = {
 
 const GOOD = JSON.parse(CURRENT_VOLUME) as Record<string, unknown>;
 
+/** A hostpath-provisioner volume's record (volumes/hpp-volumes.ts): its id its name, its data where HPP put it. */
+const HPP_VOLUME = { ...MINIMAL_VOLUME, id: 'vm1', mode: 'filesystem', data: 'csi/vm1', origin: 'hpp' };
+const HPP_SNAPSHOT = { ...SNAPSHOT, id: 's1', sourceVolumeId: 'vm1', data: 'csi/snapshots/s1/data', sizeBytes: '0', method: 'copy', origin: 'hpp' };
+
 type Case = { what: string; field: string | undefined; text: string };
 
 /** `base` with one field set (undefined: deleted), as file text. */
@@ -141,6 +145,8 @@ const VOLUME_CASES: Case[] = [
   one(GOOD, 'pvc.namespace', 'VMs', 'a PVC namespace that is no Kubernetes namespace'),
   one(GOOD, 'pvc.name', 'vm1/disk', 'a PVC name that is no Kubernetes name'),
   one(GOOD, 'pvc.name', 'x'.repeat(254), 'a PVC name longer than Kubernetes allows'),
+  one(HPP_VOLUME, 'origin', 'csi-driver', 'an unknown origin'),
+  one(HPP_VOLUME, 'id', 'n1:p:vm1', 'an HPP volume whose id is not its name'),
 ];
 
 const SNAPSHOT_CASES: Case[] = [
@@ -158,6 +164,8 @@ const SNAPSHOT_CASES: Case[] = [
   one(SNAPSHOT, 'method', 'dd', 'an unknown copy method'),
   one(SNAPSHOT, 'state', 'ok', 'an unknown state'),
   one(SNAPSHOT, 'diskImage.overhead', undefined, 'a disk image without overhead'),
+  one(HPP_SNAPSHOT, 'origin', 7, 'an origin that is no string'),
+  one(HPP_SNAPSHOT, 'id', 'n1:p:s1', 'an HPP snapshot whose id is not its name'),
 ];
 
 const LINE_FILE = `${ROOT}/.hpp/publications.log`;
@@ -214,6 +222,8 @@ describe('volume records', () => {
 describe('snapshot records', () => {
   it('a snapshot record reads as it is, with and without a disk image', () => {
     expect(parseSnapshotRecord(JSON.stringify(SNAPSHOT), SNAP_CTX)).toEqual(SNAPSHOT);
+    expect(parseSnapshotRecord(JSON.stringify(HPP_SNAPSHOT), SNAP_CTX)).toEqual(HPP_SNAPSHOT);
+    expect(parseVolumeRecord(JSON.stringify(HPP_VOLUME), CTX)).toEqual(HPP_VOLUME);
     const { diskImage, ...plain } = SNAPSHOT;
     void diskImage;
     expect(parseSnapshotRecord(JSON.stringify(plain), SNAP_CTX)).toEqual(plain);

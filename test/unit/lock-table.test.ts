@@ -225,7 +225,12 @@ describe('the services take the keys of their table entries', () => {
   it('a bad request takes no lock', async () => {
     expect(await keysOf((h) => h.NodePublishVolume!({ volume_id: 'n1:p:v1', target_path: 'relative', volume_capability: MOUNT_CAP }).catch(() => {}))).toEqual([]);
     expect(await keysOf((h) => h.NodePublishVolume!({ volume_id: 'n1:p:nope', target_path: path.join(dir, 't'), volume_capability: MOUNT_CAP }))).toEqual([]);
-    expect(await keysOf((h) => h.DeleteVolume!({ volume_id: 'not-an-id' }))).toEqual([]);
+    expect(await keysOf((h) => h.DeleteVolume!({ volume_id: 'not an id: no volume has it' }))).toEqual([]);
+  });
+
+  it("an id of hostpath-provisioner's form (a PV name) is locked by that name: it may be an HPP volume", async () => {
+    expect(await keysOf((h) => h.DeleteVolume!({ volume_id: 'pvc-1234' }))).toEqual([['name/pvc-1234']]);
+    expect(await keysOf((h) => h.DeleteSnapshot!({ snapshot_id: 'snapshot-1234' }))).toEqual([['snapname/snapshot-1234']]);
   });
 
   it('the other locked methods', async () => {

@@ -44,6 +44,21 @@ describe('parsePoolFlag options', () => {
   });
 });
 
+describe('hppVolumes', () => {
+  const pool = (v: unknown) => parsePoolsJson(JSON.stringify([{ name: 'p', path: '/var/hpvolumes', hppVolumes: v }]), 'pools.json')[0]!;
+  it('takes auto, none or a directory inside the pool, normalised', () => {
+    expect(pool('auto').hppVolumes).toBe('auto');
+    expect(pool('none').hppVolumes).toBe('none');
+    expect(pool('csi/').hppVolumes).toBe('csi');
+    expect(pool('./csi').hppVolumes).toBe('csi');
+    expect(pool('.').hppVolumes).toBe('.');
+    expect(parsePoolsJson('[{"name": "p", "path": "/p"}]', 'x')[0]!.hppVolumes).toBeUndefined();
+  });
+  it.each(['../other', 'csi/../../x', '/var/hpvolumes/csi', '.hpp', '.hpp/volumes', '', 3])('refuses %j, naming the pool', (v) => {
+    expect(() => pool(v)).toThrow(/pools\.json\[0\]: pool p: hppVolumes/);
+  });
+});
+
 describe('parsePoolsJson', () => {
   it('accepts a list or {"pools": [...]}', () => {
     const list = parsePoolsJson('[{"name":"a","path":"/a"},{"name":"b","path":"/b","useNamingPrefix":true}]', 'x');
@@ -70,7 +85,7 @@ describe('parsePoolsJson', () => {
 
   it('refuses an unknown key naming where, the key and the key meant', () => {
     expect(() => parsePoolsJson('[{"name": "fast", "path": "/f", "overcommitratio": 2}]', '/etc/hpp/pools.json')).toThrow(
-      '/etc/hpp/pools.json[0] (pool fast): unknown key "overcommitratio" (did you mean "overcommitRatio"?); a pool has: name, path, device, overcommitRatio, filesystemOverhead, useNamingPrefix',
+      '/etc/hpp/pools.json[0] (pool fast): unknown key "overcommitratio" (did you mean "overcommitRatio"?); a pool has: name, path, device, overcommitRatio, filesystemOverhead, hppVolumes, useNamingPrefix',
     );
     expect(() => parsePoolsJson('[{"name": "a", "path": "/a"}, {"nmae": "b", "path": "/b"}]', 'x')).toThrow('x[1]: unknown key "nmae" (did you mean "name"?)');
     expect(() => parsePoolsJson('{"pool": [{"name": "a", "path": "/a"}]}', 'x')).toThrow('x: unknown key "pool" (did you mean "pools"?)');

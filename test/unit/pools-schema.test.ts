@@ -77,6 +77,7 @@ describe('docs/pools-file.schema.json', () => {
       overcommitRatio: [0.5, 0, -1, '2', true],
       filesystemOverhead: ['1', '1.5', 'x', '', 1, 1.5, -0.1, true],
       useNamingPrefix: ['yes', 'true', 1],
+      hppVolumes: ['/var/hpvolumes/csi', '', 1, true],
     };
     expect(Object.keys(bad).sort()).toEqual([...POOL_KEY_NAMES].sort());
     for (const [k, values] of Object.entries(bad)) {
