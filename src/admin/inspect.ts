@@ -9,6 +9,7 @@ import { parseSnapshotRecord, parseVolumeRecord, replayPublications, unvalidated
 import { devString, listLoopDevices, type LoopDevice } from '../system/loop.js';
 import { mountAt, readMounts, type MountEntry } from '../system/mount.js';
 import { daemonLockState, type LockState } from './locks.js';
+import { hppDirOf, scanHpp, topLevelNames } from '../volumes/hpp-volumes.js';
 import { locateInFilesystem, mountSource, relativeInside, type FsLocation } from './mounts.js';
 
 /*
@@ -34,7 +35,8 @@ export type DataState =
 
 export interface LoadedRecord {
   rec: VolumeRecord;
-  file: string;
+  /** The record file; undefined for a hostpath-provisioner volume that has none yet (the daemon writes it on first change). */
+  file?: string;
   /** The record's `data`, normalised, relative to the pool root. */
   rel: string;
   dataPath: string;
@@ -46,7 +48,8 @@ export interface LoadedRecord {
 /** A snapshot record, and where its data stands. */
 export interface LoadedSnapshot {
   rec: SnapshotRecord;
-  file: string;
+  /** undefined: a hostpath-provisioner snapshot without a record of its own. */
+  file?: string;
   dataPath: string;
   /** `building`: committed, its data still in tmp/ (moved into place on the daemon's next start). */
   data: DataState;
@@ -90,6 +93,20 @@ export interface PoolView {
   badSnapshots: Array<{ file: string; error: string }>;
   /** Parts of the layout that were not read because they are not plain directories. */
   problems: string[];
+  /**
+   * Where the pool's hostpath-provisioner volumes are (relative to the root; '.': the root itself), as the
+   * daemon finds them (volumes/hpp-volumes.ts): never an orphan, never garbage, their mounts left alone.
+   */
+  hppDir?: string;
+}
+
+/** Is `rel` (relative to the pool root) hostpath-provisioner data: its directory, or inside it? */
+export function isHppData(view: PoolView, rel: string): boolean {
+  const dir = view.hppDir;
+  if (dir === undefined) return false;
+  if (dir !== '.') return rel === dir || rel.startsWith(`${dir}/`);
+  const top = rel.split('/')[0]!;
+  return top === 'snapshots' || view.records.some((r) => r.rec.origin === 'hpp' && r.rel.split('/')[0] === top);
 }
 
 export function isScannable(v: PoolView): boolean {
@@ -185,6 +202,34 @@ export async function openPool(cfg: PoolConfig, mounts: MountEntry[]): Promise<P
   };
 }
 
+/**
+ * The pool's hostpath-provisioner volumes and snapshots that have no record yet, added to the view as the
+ * daemon serves them (read only, the daemon's own scan).
+ */
+async function loadHpp(view: PoolView): Promise<void> {
+  const ours = topLevelNames(view.records.map((r) => r.rec));
+  const where = await hppDirOf(view.root, view.cfg.hppVolumes, ours);
+  if (where.note) view.problems.push(`hostpath-provisioner volumes not served: ${where.note}`);
+  if (where.dir === undefined) return;
+  view.hppDir = where.dir;
+  const recorded = new Set([...view.records.map((r) => r.rec), ...view.snapshots.map((s) => s.rec)].filter((r) => r.origin === 'hpp').map((r) => r.name));
+  const taken = new Set([...view.records.map((r) => r.rec), ...view.snapshots.map((s) => s.rec)].filter((r) => r.origin !== 'hpp').map((r) => r.name));
+  taken.add(META_DIR);
+  for (const b of view.badRecords) for (const c of b.claims) taken.add(c.split('/')[0]!);
+  if (where.dir === '.') for (const n of ours) taken.add(n);
+  const scan = await scanHpp(view.root, where.dir, { pool: view.name, node: '' }, taken, { rootIsMount: view.fs?.mount.mountPoint === view.root });
+  for (const rec of scan.volumes) {
+    if (recorded.has(rec.name)) continue;
+    const dataPath = view.pool.resolveInside(rec.data);
+    view.records.push({ rec, rel: path.relative(view.root, dataPath), dataPath, data: 'present', targets: new Map() });
+  }
+  for (const rec of scan.snapshots) {
+    if (recorded.has(rec.name)) continue;
+    view.snapshots.push({ rec, dataPath: view.pool.resolveInside(rec.data), data: 'present' });
+  }
+  for (const s of scan.skipped) view.problems.push(`${s.path}: not served as a hostpath-provisioner volume (${s.why})`);
+}
+
 /** mountinfo shows real paths: a target's parent is resolved (kubelet's directory may sit behind a symlink). */
 async function realTarget(target: string): Promise<string> {
   const parent = await fsp.realpath(path.dirname(target)).catch(() => undefined);
@@ -213,7 +258,16 @@ export function isClaimed(view: PoolView, rel: string): boolean {
 
 /** Read the pool's records (never modifying anything, unlike the daemon's loader which removes temp files). */
 export async function loadRecords(view: PoolView): Promise<void> {
-  if (!view.initialized) return;
+  if (!view.initialized) {
+    // A pool no daemon of ours has prepared: HPP's volumes are still listed, and still kept.
+    if (isScannable(view)) await loadHpp(view);
+    return;
+  }
+  await loadOwnRecords(view);
+  await loadHpp(view);
+}
+
+async function loadOwnRecords(view: PoolView): Promise<void> {
   const { pool } = view;
   let logged = new Map<string, VolumeRecord['publications']>();
   try {
@@ -319,6 +373,8 @@ export interface MountUse {
   published: boolean;
   /** No record owns the source, but an unreadable record may (see BadRecord.claims). */
   claimed: boolean;
+  /** The source is hostpath-provisioner data: HPP may have made the mount (a VM that kept running across the swap). */
+  hpp: boolean;
 }
 
 /** A loop device whose backing file is in a pool. */
@@ -387,7 +443,7 @@ export async function scanNode(views: PoolView[], mounts?: MountEntry[]): Promis
       if (rel === undefined) continue;
       const { owner, subdir } = ownerOf(view, rel);
       const published = owner !== undefined && owner.rec.mode === 'filesystem' && !subdir && owner.targets.has(m.mountPoint);
-      mountUses.push({ mount: m, view, via: 'directory', rel, deleted: src.deleted, ...(owner ? { owner } : {}), subdir, published, claimed: isClaimed(view, rel) });
+      mountUses.push({ mount: m, view, via: 'directory', rel, deleted: src.deleted, ...(owner ? { owner } : {}), subdir, published, claimed: isClaimed(view, rel), hpp: isHppData(view, rel) });
     }
     // A loop device node bound onto a file (block publication), or a filesystem mounted from a loop device.
     const base = path.posix.basename(src.fsPath);
@@ -406,7 +462,7 @@ export async function scanNode(views: PoolView[], mounts?: MountEntry[]): Promis
     // Only loop devices of the driver's own files (.hpp/...) count: not, say, a disk.img a user attached.
     if (lu && via && (lu.owner || lu.rel.startsWith(`${META_DIR}/`))) {
       const published = via === 'loop-device' && lu.owner !== undefined && lu.owner.targets.has(m.mountPoint);
-      mountUses.push({ mount: m, view: lu.view, via, rel: lu.rel, deleted: lu.deleted, loop: lu.loop, ...(lu.owner ? { owner: lu.owner } : {}), subdir: false, published, claimed: lu.claimed });
+      mountUses.push({ mount: m, view: lu.view, via, rel: lu.rel, deleted: lu.deleted, loop: lu.loop, ...(lu.owner ? { owner: lu.owner } : {}), subdir: false, published, claimed: lu.claimed, hpp: false });
     }
   }
   return { views, mounts, mountPoints: new Set(mounts.map((m) => m.mountPoint)), mountUses, loopUses };
@@ -428,7 +484,7 @@ async function sameDevice(p: string, dev: string): Promise<boolean> {
  * volume that is published now?
  */
 export function isLegitimateUse(u: MountUse, scan: NodeScan): boolean {
-  if (u.published || u.claimed) return true;
+  if (u.published || u.claimed || u.hpp) return true;
   const groups = new Set<number>();
   for (const p of scan.mountUses) if (p.published && p.mount.shared !== undefined) groups.add(p.mount.shared);
   if ((u.mount.shared !== undefined && groups.has(u.mount.shared)) || (u.mount.master !== undefined && groups.has(u.mount.master))) return true;

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { formatBytes } from './format.js';
-import { blockDir, isClaimed, isLegitimateUse, isScannable, lstatOrUndefined, type NodeScan, type PoolView } from './inspect.js';
+import { blockDir, isClaimed, isHppData, isLegitimateUse, isScannable, lstatOrUndefined, type NodeScan, type PoolView } from './inspect.js';
 import { diskUsage } from '../system/walk.js';
 import { BLOCK_DIR, META_DIR, TMP_DIR, TRASH_DIR, diskImagePath, snapshotBuildName } from '../format/layout.js';
 
@@ -128,7 +128,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan, orphanMounts: Set<num
   const claimed = (p: string) => isClaimed(view, path.relative(root, p));
   const rootIsMount = scan.mountPoints.has(root);
   for (const n of await readdirIfPlain(root, view)) {
-    if (n === META_DIR || ownedTop.has(n) || (n === 'lost+found' && rootIsMount) || claimed(path.join(root, n))) continue;
+    if (n === META_DIR || ownedTop.has(n) || (n === 'lost+found' && rootIsMount) || claimed(path.join(root, n)) || isHppData(view, n)) continue;
     const p = path.join(root, n);
     const st = await lstatOrUndefined(p);
     if (!st?.isDirectory()) continue;
@@ -180,7 +180,7 @@ async function poolOrphans(view: PoolView, scan: NodeScan, orphanMounts: Set<num
 
   // (f) records whose data is missing.
   for (const r of records) {
-    if (r.data !== 'missing') continue;
+    if (r.data !== 'missing' || r.file === undefined) continue;
     const pubs = Object.keys(r.rec.publications);
     const detail =
       `volume ${r.rec.id} (${r.rec.mode}, ${formatBytes(BigInt(r.rec.capacityBytes))}${r.rec.state === 'deleting' ? ', being deleted' : ''}): ` +

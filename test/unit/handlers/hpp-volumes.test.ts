@@ -64,12 +64,12 @@ describe('an HPP pool, loaded', () => {
     await h.start();
     const vols = await h.ctl('ListVolumes', listReq as never);
     expect(vols.code, vols.message).toBeUndefined();
-    expect(vols.res!.entries.map((e) => [e.volume!.volume_id, e.volume!.capacity_bytes])).toEqual([
+    expect(vols.res!.entries!.map((e) => [e.volume!.volume_id, e.volume!.capacity_bytes])).toEqual([
       [A, '0'],
       [B, '0'],
     ]);
     const snaps = await h.ctl('ListSnapshots', listSnapshotsReq({ source_volume_id: A }) as never);
-    expect(snaps.res!.entries.map((e) => [e.snapshot!.snapshot_id, e.snapshot!.source_volume_id, e.snapshot!.ready_to_use])).toEqual([[SNAP, A, true]]);
+    expect(snaps.res!.entries!.map((e) => [e.snapshot!.snapshot_id, e.snapshot!.source_volume_id, e.snapshot!.ready_to_use])).toEqual([[SNAP, A, true]]);
     // Loading wrote nothing: no record is made up for a volume nothing has changed yet.
     expect(readdirSync(path.join(h.poolRoot, '.hpp', 'volumes'))).toEqual([]);
     expect(readdirSync(path.join(h.poolRoot, 'csi')).sort()).toEqual([A, B, 'snapshots'].sort());
@@ -222,7 +222,7 @@ describe('ControllerExpandVolume of an HPP volume', () => {
     expect(h.host.projectLimits.get(rec.projectId!)).toBe(2n * GiB);
     await h.stop();
     await h.start();
-    expect((await h.ctl('ListVolumes', listReq as never)).res!.entries.find((e) => e.volume!.volume_id === A)!.volume!.capacity_bytes).toBe(String(2n * GiB));
+    expect((await h.ctl('ListVolumes', listReq as never)).res!.entries!.find((e) => e.volume!.volume_id === A)!.volume!.capacity_bytes).toBe(String(2n * GiB));
   });
 
   it('on btrfs records the size and changes no qgroup: an HPP directory is no subvolume', async () => {
@@ -252,7 +252,7 @@ describe('names HPP volumes have', () => {
     mkdirSync(path.join(h.poolRoot, 'csi', 'pvc-inside-our-volume'));
     await h.stop();
     await h.start();
-    expect((await h.ctl('ListVolumes', listReq as never)).res!.entries.map((e) => e.volume!.volume_id)).toEqual([volumeId('csi')]);
+    expect((await h.ctl('ListVolumes', listReq as never)).res!.entries!.map((e) => e.volume!.volume_id)).toEqual([volumeId('csi')]);
   });
 
   it('serves HPP volumes directly in the pool root with hppVolumes ".", beside volumes of ours', async () => {
@@ -262,7 +262,7 @@ describe('names HPP volumes have', () => {
     expect((await h.ctl('CreateVolume', createRequest({ name: 'mine', required: 8n * MiB }))).code).toBeUndefined();
     await h.stop();
     await h.start({ hppVolumes: '.' });
-    expect((await h.ctl('ListVolumes', listReq as never)).res!.entries.map((e) => e.volume!.volume_id).sort()).toEqual([B, volumeId('mine')].sort());
+    expect((await h.ctl('ListVolumes', listReq as never)).res!.entries!.map((e) => e.volume!.volume_id).sort()).toEqual([B, volumeId('mine')].sort());
     const target = podTarget('root');
     expect((await h.nd('NodePublishVolume', publishReq(B, target))).code).toBeUndefined();
     expect(h.host.calls).toContain(`bind ${path.join(h.poolRoot, B)} ${target}`);
