@@ -19,6 +19,8 @@ const CONTROLLER_RPCS: readonly ControllerRpc[] = [
   'LIST_SNAPSHOTS',
   'CLONE_VOLUME',
   'SINGLE_NODE_MULTI_WRITER',
+  // The routing controller asks the daemons which one holds a volume of hostpath-provisioner's id form.
+  'GET_VOLUME',
 ];
 
 const NODE_RPCS: readonly NodeRpc[] = ['GET_VOLUME_STATS', 'VOLUME_CONDITION', 'EXPAND_VOLUME', 'SINGLE_NODE_MULTI_WRITER'];

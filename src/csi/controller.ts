@@ -264,6 +264,15 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       };
     },
 
+    async ControllerGetVolume(req, cx) {
+      if (!req.volume_id) throw invalidInput('volume_id is required');
+      const rec = await volumes.find(req.volume_id);
+      if (!rec) throw notFound(`volume ${req.volume_id} does not exist on node ${ctx.node}`);
+      aboutVolume(cx, rec);
+      // No LIST_VOLUMES_PUBLISHED_NODES or VOLUME_CONDITION here: the status carries neither.
+      return { volume: volumeMessage(rec), status: { published_node_ids: [], volume_condition: null } };
+    },
+
     async ListVolumes(req) {
       const { page, next_token } = takePage(volumes.list(), (v) => v.id, pageRequest(req));
       return { entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })), next_token };
@@ -344,6 +353,8 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       const paging = pageRequest(req);
       const bySnap = req.snapshot_id;
       const bySource = req.source_volume_id;
+      // A snapshot asked for by id is looked for, as every call on it does (an HPP one may be new on disk).
+      if (bySnap) await volumes.findSnapshot(bySnap);
       const matching = volumes.listSnapshots().filter((s) => (!bySnap || s.id === bySnap) && (!bySource || s.sourceVolumeId === bySource));
       const { page, next_token } = takePage(matching, (s) => s.id, paging);
       return { entries: page.map((s) => ({ snapshot: snapshotMessage(s) })), next_token };

@@ -10,8 +10,8 @@ import type { RpcObserver } from '../observe/rpc-observer.js';
 import { bindService, type UnaryImplementation } from './rpc.js';
 import type { ControllerHandlers } from './types.js';
 
-/** The Controller calls other nodes may route here: snapshots and expansion of this node's volumes. */
-export const PEER_CONTROLLER_METHODS = ['ControllerGetCapabilities', 'CreateSnapshot', 'DeleteSnapshot', 'ListSnapshots', 'ControllerExpandVolume'] as const satisfies ReadonlyArray<keyof ControllerHandlers>;
+/** The Controller calls other nodes may route here: snapshots and expansion of this node's volumes, and the look-up of a volume whose id names no node (hostpath-provisioner's). */
+export const PEER_CONTROLLER_METHODS = ['ControllerGetCapabilities', 'CreateSnapshot', 'DeleteSnapshot', 'ListSnapshots', 'ControllerExpandVolume', 'ControllerGetVolume'] as const satisfies ReadonlyArray<keyof ControllerHandlers>;
 
 function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]): Partial<Pick<T, K>> {
   const out: Partial<Pick<T, K>> = {};

@@ -18,6 +18,7 @@ export type { CapacityRange__Output } from './gen/csi/v1/CapacityRange.js';
 export type { ControllerServiceCapability, _csi_v1_ControllerServiceCapability_RPC_Type__Output as ControllerRpc } from './gen/csi/v1/ControllerServiceCapability.js';
 export type { ControllerExpandVolumeRequest } from './gen/csi/v1/ControllerExpandVolumeRequest.js';
 export type { ControllerExpandVolumeResponse__Output } from './gen/csi/v1/ControllerExpandVolumeResponse.js';
+export type { ControllerGetVolumeResponse__Output } from './gen/csi/v1/ControllerGetVolumeResponse.js';
 export type { CreateSnapshotRequest } from './gen/csi/v1/CreateSnapshotRequest.js';
 export type { CreateSnapshotResponse__Output } from './gen/csi/v1/CreateSnapshotResponse.js';
 export type { DeleteSnapshotRequest } from './gen/csi/v1/DeleteSnapshotRequest.js';

@@ -7,6 +7,7 @@ import type {
   ControllerClient,
   ControllerExpandVolumeRequest,
   ControllerExpandVolumeResponse__Output,
+  ControllerGetVolumeResponse__Output,
   CreateSnapshotRequest,
   CreateSnapshotResponse__Output,
   DeleteSnapshotRequest,
@@ -98,6 +99,10 @@ export class NodeClients {
 
   expandVolume(node: string, req: ControllerExpandVolumeRequest, timeoutMs: number): Promise<ControllerExpandVolumeResponse__Output> {
     return this.call(node, 'ControllerExpandVolume', timeoutMs, (c, md, o, cb) => c.ControllerExpandVolume(req, md, o, cb));
+  }
+
+  getVolume(node: string, volumeId: string, timeoutMs: number): Promise<ControllerGetVolumeResponse__Output> {
+    return this.call(node, 'ControllerGetVolume', timeoutMs, (c, md, o, cb) => c.ControllerGetVolume({ volume_id: volumeId }, md, o, cb));
   }
 
   /** The node's snapshots after the id `after` (all when ''), at most `max` of them (0: all). */

@@ -245,6 +245,8 @@ export class VolumeManager {
         waiting.push(`${st.pool.name} (${err instanceof Error ? err.message : String(err)})`);
         continue;
       }
+      // HPP's directory may have appeared since the pool was loaded (auto: `csi` made later).
+      st.hppDir ??= (await hppDirOf(st.pool.root, st.pool.hppVolumes, topLevelNames(this.volumesIn(st.pool.name)))).dir;
       if (st.hppDir === undefined) continue;
       const hit = await lookup(st, st.hppDir);
       if (hit) return hit;

@@ -91,13 +91,38 @@ describe('snapshot router in front of two daemons (two nodes on one machine)', (
     await expectCode(router.clients.controller.CreateSnapshot({ name: 's1', source_volume_id: v2.volume.volume_id }), 'ALREADY_EXISTS');
     await expectCode(router.clients.controller.CreateSnapshot({ name: 'sx', source_volume_id: 'n1:p:nope' }), 'NOT_FOUND');
     await expectCode(router.clients.controller.CreateSnapshot({ name: 'sy', source_volume_id: 'n9:p:a' }), 'UNAVAILABLE');
-    await expectCode(router.clients.controller.CreateSnapshot({ name: 'sz', source_volume_id: 'garbage' }), 'INVALID_ARGUMENT');
+    // An id of hostpath-provisioner's form is looked for on every node; one of neither form is refused.
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 'sz', source_volume_id: 'garbage' }), 'NOT_FOUND');
+    await expectCode(router.clients.controller.CreateSnapshot({ name: 'sz', source_volume_id: 'not an id' }), 'INVALID_ARGUMENT');
     await expectCode(router.clients.controller.CreateVolume({ name: 'x', volume_capabilities: [MOUNT_CAP] }), 'UNIMPLEMENTED');
 
     await router.clients.controller.DeleteSnapshot({ snapshot_id: s1.snapshot.snapshot_id });
     await router.clients.controller.DeleteSnapshot({ snapshot_id: s2.snapshot.snapshot_id });
     await router.clients.controller.DeleteSnapshot({ snapshot_id: 'not-ours' });
     expect((await router.clients.controller.ListSnapshots({})).entries).toEqual([]);
+  });
+
+  it("routes calls about hostpath-provisioner volumes and snapshots (ids that name no node) to the node that has them", async () => {
+    const pv = 'pvc-40404040-0000-4000-8000-000000000001';
+    const hppSnap = 'snapshot-40404040-0000-4000-8000-000000000002';
+    // As HPP left them, after the daemons started: n2 holds the volume, n1 a snapshot.
+    mkdirSync(`${dir}/n2/csi/${pv}`, { recursive: true });
+    writeFileSync(`${dir}/n2/csi/${pv}/marker`, 'hpp volume on n2');
+    mkdirSync(`${dir}/n1/csi/snapshots/${hppSnap}/data`, { recursive: true });
+    mkdirSync(`${dir}/n1/csi/snapshots/${hppSnap}/pvc-elsewhere`);
+    const ctl = router.clients.controller;
+    const s = await ctl.CreateSnapshot({ name: 'of-hpp', source_volume_id: pv });
+    expect(s.snapshot.snapshot_id).toBe('n2:p:of-hpp');
+    expect(execFileSync('cat', [path.join(dir, 'n2', snapshotDataDir('of-hpp'), 'marker')]).toString()).toBe('hpp volume on n2');
+    const grown = await ctl.ControllerExpandVolume({ volume_id: pv, capacity_range: { required_bytes: '1073741824' } });
+    expect(grown.capacity_bytes).toBe('1073741824');
+    const listed = await ctl.ListSnapshots({ snapshot_id: hppSnap });
+    expect(listed.entries.map((e: { snapshot: { snapshot_id: string; source_volume_id: string } }) => [e.snapshot.snapshot_id, e.snapshot.source_volume_id])).toEqual([[hppSnap, 'pvc-elsewhere']]);
+    await ctl.DeleteSnapshot({ snapshot_id: hppSnap });
+    expect(execFileSync('ls', [`${dir}/n1/csi/snapshots`]).toString()).toBe('');
+    await ctl.DeleteSnapshot({ snapshot_id: hppSnap });
+    await ctl.DeleteSnapshot({ snapshot_id: s.snapshot.snapshot_id });
+    await expectCode(ctl.ControllerExpandVolume({ volume_id: 'pvc-on-no-node', capacity_range: { required_bytes: '1048576' } }), 'NOT_FOUND');
   });
 
   it('the peer endpoint refuses calls without the right token, before doing anything', async () => {

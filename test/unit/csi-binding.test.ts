@@ -179,7 +179,6 @@ describe('the CSI service binding', () => {
         .flatMap(([s, methods]) => [...methods.keys()].map((m) => `${s}.${m}`));
       expect(unimplemented(answers)).toEqual(
         [
-          'Controller.ControllerGetVolume',
           'Controller.ControllerModifyVolume',
           'Controller.ControllerPublishVolume',
           'Controller.ControllerUnpublishVolume',
