@@ -105,6 +105,7 @@ describe('the lock table', () => {
     const unlocked = Object.keys(handlers).filter((m) => lockedAs(handlers[m]) === undefined).sort();
     expect(unlocked).toEqual([
       'ControllerGetCapabilities',
+      'ControllerGetVolume',
       'GetCapacity',
       'ListSnapshots',
       'ListVolumes',
