@@ -5,11 +5,11 @@ import type { Publications, StoredVolumeRecord } from './records.js';
  * The versions of the on-disk format and how what older versions left is read.
  *
  * - HPP (KubeVirt's hostpath-provisioner), which this driver replaces: a volume is a directory named
- *   after its PV in the pool path, and nothing else; no records, no `.hpp`. Such a directory is not a
- *   volume of this driver and is never read as one: the daemon leaves it alone (a CreateVolume that
- *   would need its name is refused as a conflict), and hppctl reports it as a directory no record owns
- *   (and, in a pool no daemon of ours has prepared yet, as not ours to remove). No record is made up
- *   for it: its size, mode and parameters are nowhere to be read.
+ *   after its PV in HPP's directory of the pool (`csi`), and nothing else; no records, no `.hpp`. Such
+ *   a volume is served in place under its PV name (volumes/hpp-volumes.ts, docs/hpp-volumes.md): a
+ *   version 1 record of origin "hpp" is written for it the first time something about it changes,
+ *   and its data is never moved. Its size, mode and parameters are nowhere to be read: capacity 0
+ *   (unknown), Filesystem, none.
  * - Version 1, the current one: the records of records.ts. Volume records written before the
  *   publication log carry their publications themselves (`publications`); they are read as they are,
  *   and when a pool is loaded the daemon moves those publications into the log and writes the record
