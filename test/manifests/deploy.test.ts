@@ -15,7 +15,7 @@
  * - A Dockerfile lint (hadolint-like rules) and its agreement with package.json, tsconfig.json,
  *   .dockerignore and the DaemonSet.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
@@ -47,6 +47,7 @@ import {
   kustomization,
   kustomizations,
   listedResources,
+  loadYaml,
   mountAt,
   readmeContainer,
   objects,
@@ -142,6 +143,27 @@ describe('deploy/kustomization.yaml', () => {
     expect(new Set(listedResources).size).toBe(listedResources.length);
     expect(listedResources.filter((r) => !existsSync(path.join(DEPLOY, r)))).toEqual([]);
     expect([...listedResources].sort()).toEqual(yamlFilesInListedDirs);
+  });
+
+  // The optional components are not included by deploy/, so the listing above does not see them: each
+  // is a kustomize Component with a test of its own (test/manifests/<name>.test.ts), named in the table
+  // of deploy/README.md.
+  it('deploy/components/ holds only optional kustomize Components, each with its own test and a row in deploy/README.md', () => {
+    const dir = path.join(DEPLOY, 'components');
+    const entries = readdirSync(dir, { withFileTypes: true });
+    expect(entries.filter((e) => !e.isDirectory()).map((e) => e.name), 'files directly in deploy/components/').toEqual([]);
+    const names = entries.map((e) => e.name).sort();
+    expect(names).toEqual(['cdi', 'monitoring']);
+    const deployReadme = readFileSync(path.join(DEPLOY, 'README.md'), 'utf8');
+    for (const name of names) {
+      const k = loadYaml(path.join(dir, name, 'kustomization.yaml'));
+      expect(k.problems, name).toEqual([]);
+      expect(k.docs[0]?.apiVersion, name).toBe('kustomize.config.k8s.io/v1alpha1');
+      expect(k.docs[0]?.kind, name).toBe('Component');
+      expect(existsSync(path.join(ROOT, 'test', 'manifests', `${name}.test.ts`)), `test/manifests/${name}.test.ts`).toBe(true);
+      expect(deployReadme, `deploy/README.md lists components/${name}/`).toContain(`| \`components/${name}/\` |`);
+    }
+    expect(kustomization.components).toBeUndefined();
   });
 
   it('every manifest parses as kubectl reads it (YAML 1.1, no duplicate keys) and holds objects', () => {
