@@ -4,7 +4,8 @@ import { parseOverhead } from '../volumes/disk-image.js';
 import { POOL_NAME_RE } from '../volumes/ids.js';
 import { META_DIR } from '../format/layout.js';
 import { didYouMean } from '../util/did-you-mean.js';
-import { POOL_FLAG_FORM, POOL_FLAG_OPTIONS, POOL_KEY_NAMES } from './pool-keys.js';
+import { POOL_DEVICES_DIR, POOL_FLAG_FORM, POOL_FLAG_OPTIONS, POOL_KEY_NAMES } from './pool-keys.js';
+import { parsePvcTemplate, PvcTemplateError, templateMode, type PvcTemplate } from './pvc-template.js';
 
 export interface PoolConfig {
   name: string;
@@ -26,6 +27,16 @@ export interface PoolConfig {
    * (the default: `csi` when the pool has it), 'none', or a directory relative to the pool path.
    */
   hppVolumes?: string;
+  /**
+   * HPP's per-node claim, made by the pool controller. Block: `device` is where its holder publishes
+   * the claim's device. Filesystem: `awaitMount`.
+   */
+  pvcTemplate?: PvcTemplate;
+  /**
+   * The pool is the claim's filesystem, mounted at `path` by its holder: not ready until `path` is a
+   * mount point that is not the node's root filesystem, and never formatted.
+   */
+  awaitMount?: boolean;
 }
 
 /** The pool name HPP uses for its legacy single-path configuration (`pathConfig.path`). */
@@ -62,6 +73,27 @@ function fromRaw(raw: RawPool, where: string): PoolConfig {
     throw new ConfigError(`${where}: pool ${raw.name}: device must be an absolute path to a block device`);
   }
   if (raw.hppVolumes !== undefined) checkHppVolumes(raw.hppVolumes, `${where}: pool ${raw.name}`);
+  let template: PvcTemplate | undefined;
+  if (raw.pvcTemplate !== undefined) {
+    if (raw.device !== undefined) {
+      throw new ConfigError(`${where}: pool ${raw.name}: give device or pvcTemplate, not both: a Block pvcTemplate's device is ${POOL_DEVICES_DIR}/${raw.name}, published by its holder`);
+    }
+    try {
+      template = parsePvcTemplate(raw.pvcTemplate, `${where}: pool ${raw.name}: pvcTemplate`);
+    } catch (err) {
+      if (err instanceof PvcTemplateError) throw new ConfigError(err.message);
+      throw err;
+    }
+  }
+  if (raw.snapshotProvider !== undefined && raw.snapshotProvider !== 'reflink') {
+    throw new ConfigError(
+      `${where}: pool ${raw.name}: snapshotProvider ${JSON.stringify(raw.snapshotProvider)} is not supported: only "reflink" (this driver snapshots by reflink where the filesystem can, and by copy otherwise)`,
+    );
+  }
+  // HPP names the StorageClass of a shared (ReadWriteMany) pool with it; pools here are node-local.
+  if (raw.overlayClassName !== undefined && typeof raw.overlayClassName !== 'string') {
+    throw new ConfigError(`${where}: pool ${raw.name}: overlayClassName must be a string (it is ignored here)`);
+  }
   const ratio = raw.overcommitRatio ?? 1;
   if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 1) {
     throw new ConfigError(`${where}: pool ${raw.name}: overcommitRatio must be a number >= 1`);
@@ -71,6 +103,9 @@ function fromRaw(raw: RawPool, where: string): PoolConfig {
     path: path.resolve(raw.path),
     useNamingPrefix: raw.useNamingPrefix === true,
     ...(raw.device ? { device: raw.device as string } : {}),
+    ...(template && templateMode(template) === 'Block' ? { device: `${POOL_DEVICES_DIR}/${raw.name}` } : {}),
+    ...(template ? { pvcTemplate: template } : {}),
+    ...(template && templateMode(template) === 'Filesystem' ? { awaitMount: true } : {}),
     overcommitRatio: ratio,
     ...(raw.filesystemOverhead !== undefined ? { filesystemOverhead: checkOverhead(raw.filesystemOverhead, `${where}: pool ${raw.name}`) } : {}),
     ...(raw.hppVolumes !== undefined ? { hppVolumes: path.posix.normalize(raw.hppVolumes as string).replace(/\/+$/, '') || '.' } : {}),
@@ -119,7 +154,13 @@ export function parsePoolFlag(spec: string, where = '--pool'): PoolConfig {
   return fromRaw(raw, where);
 }
 
-/** A JSON list of pools, `[{"name": "fast", "path": "/var/hpp/fast"}]`, inline or in a file. */
+const LIST_KEYS = ['pools', 'storagePools'];
+const EXPECTED = 'expected a JSON list of pools, {"pools": [...]} or HPP\'s {"storagePools": [...]}';
+
+/**
+ * A JSON list of pools, `[{"name": "fast", "path": "/var/hpp/fast"}]`, inline or in a file; or that list
+ * as `{"pools": [...]}`, or as the `storagePools` of a HostPathProvisioner CR's spec, pasted as it is.
+ */
 export function parsePoolsJson(text: string, where: string): PoolConfig[] {
   let data: unknown;
   try {
@@ -127,14 +168,19 @@ export function parsePoolsJson(text: string, where: string): PoolConfig[] {
   } catch (err) {
     throw new ConfigError(`${where}: not valid JSON: ${(err as Error).message}`);
   }
+  let list: unknown = data;
+  let at = where;
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
-    for (const k of Object.keys(data)) {
-      if (k !== 'pools') throw new ConfigError(`${where}: unknown key ${JSON.stringify(k)}${didYouMean(k, ['pools'])}; expected a JSON list of pools or {"pools": [...]}`);
+    const keys = Object.keys(data);
+    for (const k of keys) {
+      if (!LIST_KEYS.includes(k)) throw new ConfigError(`${where}: unknown key ${JSON.stringify(k)}${didYouMean(k, LIST_KEYS)}; ${EXPECTED}`);
     }
+    if (keys.length !== 1) throw new ConfigError(`${where}: give "pools" or "storagePools", not both`);
+    list = (data as Record<string, unknown>)[keys[0]!];
+    at = keys[0] === 'storagePools' ? `${where} storagePools` : where;
   }
-  const list = Array.isArray(data) ? data : (data as { pools?: unknown })?.pools;
-  if (!Array.isArray(list)) throw new ConfigError(`${where}: expected a JSON list of pools or {"pools": [...]}`);
-  return list.map((p, i) => fromRaw(p as RawPool, `${where}[${i}]`));
+  if (!Array.isArray(list)) throw new ConfigError(`${where}: ${EXPECTED}`);
+  return list.map((p, i) => fromRaw(p as RawPool, `${at}[${i}]`));
 }
 
 /** A pools file; `source` names where its name came from (--pools-file, HPP_POOLS_FILE) in the errors. */

@@ -1,4 +1,56 @@
 import { POOL_NAME_RE } from '../volumes/ids.js';
+import { PVC_SPEC_KEYS, QUANTITY } from './pvc-template.js';
+
+/** Where a pool's Block claim is published as a device node by its holder (hpp-pool-device). */
+export const POOL_DEVICES_DIR = '/run/hpp/devices';
+
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } };
+const quantities = { type: 'object', additionalProperties: { type: ['string', 'number'], pattern: QUANTITY.source } };
+const dnsSubdomain = '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$';
+const objectRef = {
+  type: 'object',
+  properties: { apiGroup: { type: 'string' }, kind: { type: 'string', minLength: 1 }, name: { type: 'string', minLength: 1 } },
+  required: ['kind', 'name'],
+  additionalProperties: false,
+};
+
+/** The JSON Schema of a pvcTemplate: the PersistentVolumeClaimSpec keys, checked by pvc-template.ts. */
+const PVC_TEMPLATE_SCHEMA = {
+  type: 'object',
+  properties: {
+    accessModes: { type: 'array', minItems: 1, items: { enum: ['ReadWriteOnce', 'ReadWriteOncePod'] } },
+    resources: {
+      type: 'object',
+      properties: { requests: { ...quantities, required: ['storage'] }, limits: quantities },
+      required: ['requests'],
+      additionalProperties: false,
+    },
+    storageClassName: { type: 'string', pattern: `${dnsSubdomain}|^$` },
+    volumeMode: { enum: ['Block', 'Filesystem'] },
+    selector: {
+      type: 'object',
+      properties: {
+        matchLabels: stringMap,
+        matchExpressions: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: { key: { type: 'string', minLength: 1 }, operator: { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] }, values: { type: 'array', items: { type: 'string' } } },
+            required: ['key', 'operator'],
+            additionalProperties: false,
+          },
+        },
+      },
+      additionalProperties: false,
+    },
+    dataSource: objectRef,
+    dataSourceRef: { ...objectRef, properties: { ...objectRef.properties, namespace: { type: 'string', minLength: 1 } } },
+    volumeAttributesClassName: { type: 'string', pattern: dnsSubdomain },
+    volumeName: { type: 'string', pattern: dnsSubdomain },
+  } satisfies Record<(typeof PVC_SPEC_KEYS)[number], unknown>,
+  required: ['resources'],
+  additionalProperties: false,
+};
 
 /**
  * The keys of a pool in a pools file (--pools-file, --pools-json, the hpp-pools ConfigMap), each with
@@ -50,6 +102,24 @@ export const POOL_KEYS = {
     schema: { type: 'boolean' },
     example: false,
   },
+  pvcTemplate: {
+    required: false,
+    help: `HPP's per-node claim (a PersistentVolumeClaimSpec): Block is formatted XFS when blank and mounted at path (device ${POOL_DEVICES_DIR}/<name>), Filesystem is used as it is once mounted at path; not with device`,
+    schema: PVC_TEMPLATE_SCHEMA,
+    example: { volumeMode: 'Block', accessModes: ['ReadWriteOnce'], storageClassName: 'local-block', resources: { requests: { storage: '500Gi' } } },
+  },
+  snapshotProvider: {
+    required: false,
+    help: 'HPP\'s snapshot type; only "reflink": snapshots are reflinks where the filesystem can, copies otherwise',
+    schema: { type: 'string', enum: ['reflink'] },
+    example: 'reflink',
+  },
+  overlayClassName: {
+    required: false,
+    help: "accepted for HPP compatibility and ignored: HPP names with it the StorageClass of a shared (ReadWriteMany) pool, which pools here are not",
+    schema: { type: 'string' },
+    example: 'hpp-overlay',
+  },
 } as const;
 
 export type PoolKey = keyof typeof POOL_KEYS;
@@ -67,7 +137,7 @@ export const POOL_FLAG_FORM = `NAME=PATH${Object.entries(POOL_FLAG_OPTIONS)
   .map(([o, { metavar }]) => `[:${o}=${metavar}]`)
   .join('')}`;
 
-/** The JSON Schema of a pools file: a list of pools, or {"pools": [...]}. */
+/** The JSON Schema of a pools file: a list of pools, {"pools": [...]}, or HPP's {"storagePools": [...]}. */
 export function poolsFileSchema(): Record<string, unknown> {
   const pool = {
     type: 'object',
@@ -82,7 +152,11 @@ export function poolsFileSchema(): Record<string, unknown> {
     $id: 'https://kubevirt.io/hostpath-provisioner/pools-file.schema.json',
     title: 'hpp-csi-driver pools file',
     description: 'The storage pools of a node, as read by hpp-csi-driver --pools-file (generated from src/pools/pool-keys.ts: npm run gen:pools-schema)',
-    oneOf: [list, { type: 'object', properties: { pools: list }, required: ['pools'], additionalProperties: false }],
+    oneOf: [
+      list,
+      { type: 'object', properties: { pools: list }, required: ['pools'], additionalProperties: false },
+      { type: 'object', properties: { storagePools: list }, required: ['storagePools'], additionalProperties: false },
+    ],
     $defs: { pool },
   };
 }

@@ -8,6 +8,7 @@ import type { PoolConfig } from './config.js';
 import { ensureDevicePool } from './device.js';
 import { detectQuota, type QuotaBackend } from './quota.js';
 import { onRootFilesystem } from './root-filesystem.js';
+import { claimNotMounted } from './claim-mount.js';
 import { DEFAULT_FILESYSTEM_OVERHEAD, parseOverhead, type Overhead } from '../volumes/disk-image.js';
 import { layoutDirs, poolLayout, resolveInside, type PoolLayout } from '../format/layout.js';
 
@@ -34,6 +35,8 @@ export class Pool implements PoolLayout {
   readonly root: string;
   readonly useNamingPrefix: boolean;
   readonly device?: string;
+  /** The pool is a claim's filesystem mounted at root by its holder (see claim-mount.ts). */
+  readonly awaitMount: boolean;
   readonly overcommitRatio: number;
   /** Where hostpath-provisioner volumes are served from: 'auto', 'none' or a directory (PoolConfig.hppVolumes). */
   readonly hppVolumes: string;
@@ -62,6 +65,7 @@ export class Pool implements PoolLayout {
     this.root = cfg.path;
     this.useNamingPrefix = cfg.useNamingPrefix;
     this.device = cfg.device;
+    this.awaitMount = cfg.awaitMount === true;
     this.overcommitRatio = cfg.overcommitRatio ?? 1;
     this.hppVolumes = cfg.hppVolumes ?? 'auto';
     this.filesystemOverhead = parseOverhead(cfg.filesystemOverhead ?? DEFAULT_FILESYSTEM_OVERHEAD, `pool ${cfg.name} filesystemOverhead`);
@@ -92,6 +96,11 @@ export class Pool implements PoolLayout {
     }
     const health = await this.health();
     if (!health.ready) return { ready: false, reason: health.reason ?? `pool ${this.name} is not ready` };
+    // Before anything is written: the layout must land on the claim, never on the directory under it.
+    if (this.awaitMount) {
+      const reason = claimNotMounted(this.name, await fsp.realpath(this.root), await this.host.mounts.table());
+      if (reason) return { ready: false, reason };
+    }
     for (const d of layoutDirs(this)) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     }

@@ -29,6 +29,8 @@ export interface PoolLifecycle {
   unload(): void;
   /** A path the pool is waiting for while it does not exist (its directory, its device), if any. */
   missingPath(): string | undefined;
+  /** A shorter longest wait between retries, for a pool that waits for what no watch sees (a mount). */
+  retryMaxMs?: number;
 }
 
 /** One pool's state as the supervisor knows it; reading it never changes it. */
@@ -226,7 +228,7 @@ export class PoolSupervisor {
   }
 
   private scheduleRetry(e: Entry): void {
-    const delay = Math.min(this.retryInitialMs * 2 ** Math.min(e.failures - 1, 30), this.retryMaxMs);
+    const delay = Math.min(this.retryInitialMs * 2 ** Math.min(e.failures - 1, 30), this.retryMaxMs, e.lc.retryMaxMs ?? Infinity);
     e.nextRetryAt = Date.now() + delay;
     e.timer = setTimeout(() => {
       e.timer = undefined;

@@ -30,6 +30,9 @@ import { PreallocationTracker } from './preallocations.js';
 import { wantsPreallocation } from './record.js';
 import { Trash } from './trash.js';
 
+/** The longest wait between two looks at a pool waiting for its claim's filesystem to be mounted. */
+export const AWAIT_MOUNT_RETRY_MAX_MS = 5_000;
+
 export interface CreateSpec {
   pool: Pool;
   name: string;
@@ -119,6 +122,8 @@ export class VolumeManager {
       intact: () => exists(st.pool.volumesDir),
       unload: () => this.unload(st),
       missingPath: () => st.pool.missingPath(),
+      // inotify does not report mounts: a pool waiting for its claim's mount looks at least this often.
+      ...(st.pool.awaitMount ? { retryMaxMs: AWAIT_MOUNT_RETRY_MAX_MS } : {}),
     };
   }
 

@@ -90,7 +90,7 @@ describe.skipIf(!inVm)('XFS project quotas: a device pool and two directory pool
   });
   afterAll(async () => {
     await d?.stop();
-    for (const t of ['x50', 'a1', 'b1', 'again'].map((n) => `${dir}/pods/${n}`)) unmountAll(t);
+    for (const t of ['x50', 'a1', 'b1', 'again', 'hpp'].map((n) => `${dir}/pods/${n}`)) unmountAll(t);
     unmountAll(xfsMnt);
     unmountAll(devPool);
     loop?.detach();
@@ -135,6 +135,29 @@ describe.skipIf(!inVm)('XFS project quotas: a device pool and two directory pool
     expect(s.total).toBe(BigInt(80 * MiB));
     expect(Number(s.used)).toBeGreaterThanOrEqual(78 * MiB);
     expect(s.used - before).toBeGreaterThan(BigInt(28 * MiB));
+  });
+
+  it("a hostpath-provisioner volume expanded: its directory tree, files already in it included, gets a project and the new size as limit", async () => {
+    // As HPP left it (after the daemon started: found when it is asked for), with 20 MiB in it.
+    const pv = 'pvc-0e0e0e0e-0000-4000-8000-00000000cafe';
+    const hppDir = `${poolA}/csi/${pv}`;
+    mkdirSync(`${hppDir}/sub`, { recursive: true });
+    expect(fill(`${hppDir}/sub/existing`, 20).refused).toBeUndefined();
+    const target = `${dir}/pods/hpp`;
+    await d.clients.node.NodePublishVolume({ volume_id: pv, target_path: target, volume_capability: MOUNT_CAP, volume_context: { storagePool: 'xa' } });
+    expect(projectOnDisk(hppDir)).toBe(0);
+    await d.clients.controller.ControllerExpandVolume({ volume_id: pv, capacity_range: { required_bytes: String(40 * MiB) }, volume_capability: MOUNT_CAP });
+    const id = projectIdOf(poolA, pv);
+    // The whole tree is the project's: what was written before counts against the limit.
+    expect(projectOnDisk(hppDir)).toBe(id);
+    expect(projectOnDisk(`${hppDir}/sub`)).toBe(id);
+    expect(Number(sh('lsattr', '-p', `${hppDir}/sub/existing`).trim().split(/\s+/)[0])).toBe(id);
+    const more = fill(`${target}/more`, 30);
+    expect(more.refused, more.stderr).toBe('ENOSPC');
+    expect(more.bytes).toBeGreaterThanOrEqual(18 * MiB);
+    expect(more.bytes).toBeLessThanOrEqual(20 * MiB);
+    expect(readFileSync(`${hppDir}/sub/existing`).length).toBe(20 * MiB);
+    await d.clients.node.NodeUnpublishVolume({ volume_id: pv, target_path: target });
   });
 
   it('GetCapacity counts what volumes use from the quota: writing into a volume does not change it, creating one does', async () => {

@@ -101,6 +101,26 @@ describe('PoolSupervisor', () => {
     expect(s.state('a').nextRetryAt! - Date.now()).toBe(1_000);
   });
 
+  it("a pool's own shorter cap (one that waits for a mount) wins over the supervisor's; a longer one does not", async () => {
+    const waitsOf = async (p: FakePool) => {
+      const s = make([p], { retryInitialMs: 1_000, retryMaxMs: 8_000 });
+      await s.start();
+      const waits: number[] = [];
+      while (s.state(p.name).phase === 'failed') {
+        const wait = s.state(p.name).nextRetryAt! - Date.now();
+        waits.push(wait);
+        await vi.advanceTimersByTimeAsync(wait);
+      }
+      return waits;
+    };
+    const mount = Object.assign(new FakePool('m'), { retryMaxMs: 3_000 });
+    mount.outcomes = Array.from({ length: 5 }, () => new Error('not mounted'));
+    expect(await waitsOf(mount)).toEqual([1_000, 2_000, 3_000, 3_000, 3_000]);
+    const longer = Object.assign(new FakePool('l'), { retryMaxMs: 60_000 });
+    longer.outcomes = Array.from({ length: 5 }, () => new Error('no'));
+    expect(await waitsOf(longer)).toEqual([1_000, 2_000, 4_000, 8_000, 8_000]);
+  });
+
   it('reads never prepare: state() and settled() leave a failed pool alone', async () => {
     const p = new FakePool('a');
     p.outcomes = [new Error('blank device, not allowed yet')];

@@ -85,7 +85,7 @@ describe('parsePoolsJson', () => {
 
   it('refuses an unknown key naming where, the key and the key meant', () => {
     expect(() => parsePoolsJson('[{"name": "fast", "path": "/f", "overcommitratio": 2}]', '/etc/hpp/pools.json')).toThrow(
-      '/etc/hpp/pools.json[0] (pool fast): unknown key "overcommitratio" (did you mean "overcommitRatio"?); a pool has: name, path, device, overcommitRatio, filesystemOverhead, hppVolumes, useNamingPrefix',
+      '/etc/hpp/pools.json[0] (pool fast): unknown key "overcommitratio" (did you mean "overcommitRatio"?); a pool has: name, path, device, overcommitRatio, filesystemOverhead, hppVolumes, useNamingPrefix, pvcTemplate, snapshotProvider, overlayClassName',
     );
     expect(() => parsePoolsJson('[{"name": "a", "path": "/a"}, {"nmae": "b", "path": "/b"}]', 'x')).toThrow('x[1]: unknown key "nmae" (did you mean "name"?)');
     expect(() => parsePoolsJson('{"pool": [{"name": "a", "path": "/a"}]}', 'x')).toThrow('x: unknown key "pool" (did you mean "pools"?)');

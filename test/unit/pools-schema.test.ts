@@ -12,22 +12,58 @@ const schema = JSON.parse(readFileSync(FILE, 'utf8'));
 const poolSchema = schema.$defs.pool as { properties: Record<string, Prop>; required: string[]; additionalProperties: boolean };
 
 interface Prop {
-  type: string | string[];
+  type?: string | string[];
+  enum?: unknown[];
   pattern?: string;
   minimum?: number;
   exclusiveMaximum?: number;
   maxLength?: number;
+  minLength?: number;
+  minItems?: number;
+  items?: Prop;
+  properties?: Record<string, Prop>;
+  required?: string[];
+  additionalProperties?: boolean | Prop;
+}
+
+function typeOf(v: unknown): string {
+  if (Array.isArray(v)) return 'array';
+  if (v === null) return 'null';
+  return typeof v;
 }
 
 /** The parts of JSON Schema the pool schema uses, enough to tell whether a value fits a property. */
 function fits(prop: Prop, v: unknown): boolean {
-  const types = Array.isArray(prop.type) ? prop.type : [prop.type];
-  const t = typeof v === 'number' ? 'number' : typeof v === 'boolean' ? 'boolean' : typeof v === 'string' ? 'string' : 'other';
-  if (!types.includes(t)) return false;
-  if (typeof v === 'string') return (prop.pattern === undefined || new RegExp(prop.pattern, 'u').test(v)) && (prop.maxLength === undefined || v.length <= prop.maxLength);
+  if (prop.enum && !prop.enum.includes(v)) return false;
+  if (prop.type !== undefined) {
+    const types = Array.isArray(prop.type) ? prop.type : [prop.type];
+    if (!types.includes(typeOf(v))) return false;
+  }
+  if (typeof v === 'string') {
+    return (
+      (prop.pattern === undefined || new RegExp(prop.pattern, 'u').test(v)) &&
+      (prop.maxLength === undefined || v.length <= prop.maxLength) &&
+      (prop.minLength === undefined || v.length >= prop.minLength)
+    );
+  }
   if (typeof v === 'number') return (prop.minimum === undefined || v >= prop.minimum) && (prop.exclusiveMaximum === undefined || v < prop.exclusiveMaximum);
+  if (Array.isArray(v)) return (prop.minItems === undefined || v.length >= prop.minItems) && (prop.items === undefined || v.every((x) => fits(prop.items!, x)));
+  if (typeOf(v) === 'object') {
+    const o = v as Record<string, unknown>;
+    if (!(prop.required ?? []).every((k) => Object.hasOwn(o, k))) return false;
+    return Object.entries(o).every(([k, x]) => {
+      const p = prop.properties?.[k];
+      if (p) return fits(p, x);
+      if (prop.additionalProperties === false) return false;
+      return typeof prop.additionalProperties === 'object' ? fits(prop.additionalProperties, x) : true;
+    });
+  }
   return true;
 }
+
+/** Keys a pool cannot have together: a pvcTemplate's device is the one its holder publishes. */
+const EXCLUSIVE: Array<[string, string]> = [['device', 'pvcTemplate']];
+const compatible = (keys: string[]) => keys.filter((k) => !EXCLUSIVE.some(([a, b]) => k === a && keys.includes(b)));
 
 const base = { name: 'p', path: '/p' };
 const accepts = (pool: Record<string, unknown>) => parsePoolsJson(JSON.stringify([pool]), 'pools.json');
@@ -49,13 +85,23 @@ describe('docs/pools-file.schema.json', () => {
       expect(fits(poolSchema.properties[k]!, example), k).toBe(true);
       expect(() => accepts({ ...base, [k]: example }), k).not.toThrow();
     }
-    const all = Object.fromEntries(POOL_KEY_NAMES.map((k) => [k, POOL_KEYS[k].example]));
-    expect(accepts(all)).toMatchObject([{ name: 'fast', path: '/var/hpp-fast', device: '/dev/disk/by-id/nvme-1', overcommitRatio: 1.5, filesystemOverhead: '0.08', useNamingPrefix: false }]);
+    const all = Object.fromEntries(compatible([...POOL_KEY_NAMES]).map((k) => [k, POOL_KEYS[k as keyof typeof POOL_KEYS].example]));
+    expect(accepts(all)).toMatchObject([
+      { name: 'fast', path: '/var/hpp-fast', device: '/run/hpp/devices/fast', overcommitRatio: 1.5, filesystemOverhead: '0.08', useNamingPrefix: false, pvcTemplate: POOL_KEYS.pvcTemplate.example },
+    ]);
+    const withDevice = Object.fromEntries(POOL_KEY_NAMES.filter((k) => k !== 'pvcTemplate').map((k) => [k, POOL_KEYS[k].example]));
+    expect(accepts(withDevice)).toMatchObject([{ name: 'fast', path: '/var/hpp-fast', device: '/dev/disk/by-id/nvme-1', overcommitRatio: 1.5, filesystemOverhead: '0.08', useNamingPrefix: false }]);
+  });
+
+  it('keys that exclude each other are refused together', () => {
+    for (const [a, b] of EXCLUSIVE) {
+      expect(() => accepts({ ...base, [a]: POOL_KEYS[a as keyof typeof POOL_KEYS].example, [b]: POOL_KEYS[b as keyof typeof POOL_KEYS].example }), `${a} + ${b}`).toThrow(ConfigError);
+    }
   });
 
   it('the required keys are those a pool cannot do without', () => {
     for (const k of Object.keys(poolSchema.properties)) {
-      const without = Object.fromEntries(POOL_KEY_NAMES.filter((x) => x !== k).map((x) => [x, POOL_KEYS[x].example]));
+      const without = Object.fromEntries(compatible(POOL_KEY_NAMES.filter((x) => x !== k)).map((x) => [x, POOL_KEYS[x as keyof typeof POOL_KEYS].example]));
       if (poolSchema.required.includes(k)) expect(() => accepts(without), k).toThrow(ConfigError);
       else expect(() => accepts(without), k).not.toThrow();
     }
@@ -78,6 +124,26 @@ describe('docs/pools-file.schema.json', () => {
       filesystemOverhead: ['1', '1.5', 'x', '', 1, 1.5, -0.1, true],
       useNamingPrefix: ['yes', 'true', 1],
       hppVolumes: ['/var/hpvolumes/csi', '', 1, true],
+      pvcTemplate: [
+        'Block',
+        [],
+        {},
+        { volumeMode: 'Block' },
+        { resources: { requests: {} } },
+        { resources: { requests: { storage: 'lots' } } },
+        { resources: { requests: { storage: '1Gi' } }, volumeMode: 'block' },
+        { resources: { requests: { storage: '1Gi' } }, accessModes: ['ReadWriteMany'] },
+        { resources: { requests: { storage: '1Gi' } }, accessModes: [] },
+        { resources: { requests: { storage: '1Gi' } }, storageClassName: 'Local_Block' },
+        { resources: { requests: { storage: '1Gi' } }, storageclassname: 'x' },
+        { resources: { requests: { storage: '1Gi' } }, selector: { matchLabels: { a: 1 } } },
+        { resources: { requests: { storage: '1Gi' } }, dataSource: { kind: 'PersistentVolumeClaim' } },
+        { resources: { requests: { storage: '1Gi' } }, dataSourceRef: { kind: 'X', name: 'y', extra: 1 } },
+        { resources: { requests: { storage: '1Gi' } }, volumeName: 'PV_1' },
+        { resources: { requests: { storage: '1Gi' }, size: '1Gi' } },
+      ],
+      snapshotProvider: ['copy', 'Reflink', '', 1, true],
+      overlayClassName: [1, true, ['x']],
     };
     expect(Object.keys(bad).sort()).toEqual([...POOL_KEY_NAMES].sort());
     for (const [k, values] of Object.entries(bad)) {
