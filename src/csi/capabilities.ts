@@ -21,6 +21,8 @@ const CONTROLLER_RPCS: readonly ControllerRpc[] = [
   'SINGLE_NODE_MULTI_WRITER',
   // The routing controller asks the daemons which one holds a volume of hostpath-provisioner's id form.
   'GET_VOLUME',
+  // ControllerGetVolume and ListVolumes say whether a volume is abnormal (external-health-monitor).
+  'VOLUME_CONDITION',
 ];
 
 const NODE_RPCS: readonly NodeRpc[] = ['GET_VOLUME_STATS', 'VOLUME_CONDITION', 'EXPAND_VOLUME', 'SINGLE_NODE_MULTI_WRITER'];

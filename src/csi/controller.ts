@@ -269,13 +269,14 @@ export function controllerService(ctx: DriverContext): ControllerHandlers {
       const rec = await volumes.find(req.volume_id);
       if (!rec) throw notFound(`volume ${req.volume_id} does not exist on node ${ctx.node}`);
       aboutVolume(cx, rec);
-      // No LIST_VOLUMES_PUBLISHED_NODES or VOLUME_CONDITION here: the status carries neither.
-      return { volume: volumeMessage(rec), status: { published_node_ids: [], volume_condition: null } };
+      // No LIST_VOLUMES_PUBLISHED_NODES: no published node ids (there is no ControllerPublish).
+      return { volume: volumeMessage(rec), status: { published_node_ids: [], volume_condition: await volumes.condition(rec) } };
     },
 
     async ListVolumes(req) {
       const { page, next_token } = takePage(volumes.list(), (v) => v.id, pageRequest(req));
-      return { entries: page.map((rec) => ({ volume: volumeMessage(rec), status: null })), next_token };
+      const conditions = await Promise.all(page.map((rec) => volumes.condition(rec)));
+      return { entries: page.map((rec, i) => ({ volume: volumeMessage(rec), status: { published_node_ids: [], volume_condition: conditions[i]! } })), next_token };
     },
 
     async GetCapacity(req) {

@@ -186,6 +186,15 @@ async function readHppSnapshot(root: string, dir: string, id: string, owner: Hpp
   };
 }
 
+/**
+ * An HPP ephemeral inline volume: made by HPP's NodePublishVolume in its directory under kubelet's id
+ * for it (`csi-` and a sha256), and removed by its NodeUnpublishVolume. A pod that kept running across
+ * the swap still has one; this driver removes it the same way when the pod goes.
+ */
+export function isHppEphemeral(rec: Pick<VolumeRecord, 'origin' | 'name'>): boolean {
+  return rec.origin === 'hpp' && /^csi-[0-9a-f]{64}$/.test(rec.name);
+}
+
 /** What deleting a snapshot removes, relative to the pool root: its data, or for an HPP snapshot its whole directory. */
 export function snapshotRemovalPath(snap: Pick<SnapshotRecord, 'data' | 'origin'>): string {
   return snap.origin === 'hpp' ? path.posix.dirname(snap.data) : snap.data;

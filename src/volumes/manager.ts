@@ -29,6 +29,7 @@ import { toStored, type Publications, type SnapshotRecord, type VolumeMode, type
 import { PreallocationTracker } from './preallocations.js';
 import { wantsPreallocation } from './record.js';
 import { Trash } from './trash.js';
+import { volumeCondition, type VolumeCondition } from './volume-condition.js';
 
 /** The longest wait between two looks at a pool waiting for its claim's filesystem to be mounted. */
 export const AWAIT_MOUNT_RETRY_MAX_MS = 5_000;
@@ -295,6 +296,11 @@ export class VolumeManager {
 
   dataPath(pool: Pool, rec: VolumeRecord): string {
     return pool.resolveInside(rec.data);
+  }
+
+  /** The volume's condition (volume-condition.ts), from its pool's state and its data on disk. */
+  condition(rec: VolumeRecord): Promise<VolumeCondition> {
+    return volumeCondition(rec, this.dataPath(this.stateOf(rec).pool, rec), this.supervisor.state(rec.pool));
   }
 
   get(id: string): VolumeRecord | undefined {

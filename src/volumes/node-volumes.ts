@@ -14,6 +14,7 @@ import type { Publication, VolumeMode, VolumeRecord } from '../format/records.js
 import { wantsPreallocation } from './record.js';
 import { checkGivenPath, checkTargetFree, realLocationOrSelf, recordedTarget, resolveTarget, unbindStale, whatIsAt, type AtTarget, type Target, type VolumeData } from './target.js';
 import { measureVolume, type VolumeStats } from './volume-stats.js';
+import { isHppEphemeral } from './hpp-volumes.js';
 
 export interface PublishRequest {
   volumeId: string;
@@ -107,6 +108,10 @@ export class NodeVolumes {
     delete publications[target.given];
     if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(this.host, vol.data, Object.values(publications), cx), cx.log, { volume: rec.id, target: target.given });
     if (recorded) await this.volumes.updatePublications({ ...rec, publications });
+    if (isHppEphemeral(rec) && Object.keys(publications).length === 0) {
+      cx.log.info({ volume: rec.id }, "removing hostpath-provisioner's ephemeral volume with its pod, as HPP would have");
+      await this.volumes.delete({ ...rec, publications }, cx);
+    }
   }
 
   async stats(volumeId: string, volumePath: string, cx: CallContext): Promise<VolumeStats> {

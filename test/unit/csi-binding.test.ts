@@ -50,6 +50,8 @@ const CONTROLLER_CAPABILITY_RPCS: Record<string, string[]> = {
   GET_SNAPSHOT: ['GetSnapshot'],
   // CreateVolume with a content source, access modes, volume conditions: no RPC of their own.
   CLONE_VOLUME: ['CreateVolume'],
+  // Conditions come in the answers of these two.
+  VOLUME_CONDITION: ['ControllerGetVolume', 'ListVolumes'],
   SINGLE_NODE_MULTI_WRITER: [],
 };
 const NODE_CAPABILITY_RPCS: Record<string, string[]> = {

@@ -126,6 +126,24 @@ describe('NodePublishVolume / NodeUnpublishVolume of an HPP volume', () => {
     expect(h.host.mountPoints()).not.toContain(target);
   });
 
+  it("removes HPP's ephemeral inline volume (kubelet's csi-<sha256> id) when its pod's mount is taken down, as HPP did", async () => {
+    const eph = `csi-${'ab12'.repeat(16)}`;
+    plantHppPool(h.poolRoot, { volumes: [{ name: eph, files: { scratch: 'x' } }] });
+    const target = podTarget('eph-pod');
+    await h.host.mounts.bind(hpp(eph), target, { readOnly: false });
+    await h.start();
+    const a = await h.nd('NodeUnpublishVolume', { volume_id: eph, target_path: target } as never);
+    expect(a.code, a.message).toBeUndefined();
+    await h.volumes.idle();
+    expect(existsSync(hpp(eph))).toBe(false);
+    expect(existsSync(recordOf(eph))).toBe(false);
+    // A persistent HPP volume unpublished the same way stays.
+    const t2 = podTarget('vm-pod');
+    await h.host.mounts.bind(hpp(B), t2, { readOnly: false });
+    expect((await h.nd('NodeUnpublishVolume', { volume_id: B, target_path: t2 } as never)).code).toBeUndefined();
+    expect(existsSync(path.join(hpp(B), 'marker.txt'))).toBe(true);
+  });
+
   it('finds an HPP volume whose directory appeared after the pool was loaded', async () => {
     await h.start();
     const late = 'pvc-1a7e1a7e-1111-2222-3333-444444444444';
