@@ -5,6 +5,8 @@ import { aboutVolume } from './call-subject.js';
 import { locked } from './locks.js';
 import type { NodeHandlers, NodePublishVolumeRequest__Output, VolumeUsage } from './types.js';
 import { NodeVolumes } from '../volumes/node-volumes.js';
+import { ephemeralSpec } from '../volumes/ephemeral.js';
+import { checkName } from '../volumes/ids.js';
 import type { Publication, VolumeMode } from '../format/records.js';
 import type { Usage, VolumeStats } from '../volumes/volume-stats.js';
 
@@ -67,12 +69,20 @@ export function nodeService(ctx: DriverContext): NodeHandlers {
         if (!req.volume_id) throw invalidInput('volume_id is required');
         const target = node.resolveTarget(req.target_path, 'target_path');
         const wanted = wantedPublication(req);
+        const ephemeral = ephemeralSpec(req.volume_context);
+        if (ephemeral) {
+          // Made here, under kubelet's id for it (csi-<sha256>), which must be a name a volume can have.
+          checkName('ephemeral volume', req.volume_id);
+          if (wanted.as !== 'filesystem') throw invalidInput('an ephemeral inline volume is a Filesystem volume: publish it with access type mount');
+          return { volume: req.volume_id, target: target.real, request: { volumeId: req.volume_id, target, ...wanted }, ephemeral };
+        }
         const rec = await node.require(req.volume_id);
         aboutVolume(cx, rec);
         return { volume: rec.name, target: target.real, request: { volumeId: req.volume_id, target, ...wanted } };
       },
-      async run({ request }, cx) {
-        await node.publish(request, cx);
+      async run({ request, ephemeral }, cx) {
+        if (ephemeral) await node.publishEphemeral(request, ephemeral, cx);
+        else await node.publish(request, cx);
         return {};
       },
     }),

@@ -53,6 +53,11 @@ export interface VolumeRecord {
    * is its name (the PV name), its capacity 0 until an expansion says it ("unknown"). Absent: ours.
    */
   origin?: VolumeOrigin;
+  /**
+   * A CSI ephemeral inline volume: made by NodePublishVolume, removed by NodeUnpublishVolume (and on
+   * the next start when no pod has it any more). Its id is its name, kubelet's id for it.
+   */
+  ephemeral?: true;
   createdAt: string;
   state: 'ready' | 'deleting';
   /** Target paths this volume is published at on this node (kept in the publication log, see publication-log.ts). */
@@ -136,6 +141,7 @@ export function parseVolumeRecord(text: string, ctx: RecordContext): StoredVolum
   r.optionalProjectId();
   r.optionalPvc();
   r.optionalOrigin();
+  r.optionalEphemeral();
   return r.raw as unknown as StoredVolumeRecord;
 }
 
@@ -322,6 +328,13 @@ class Fields {
     if (!isObject(p)) this.fail('pvc', `is ${describe(p)}, not an object`);
     if (!isNamespace(p.namespace)) this.fail('pvc.namespace', `is ${describe(p.namespace)}, not a Kubernetes namespace`);
     if (!isObjectName(p.name)) this.fail('pvc.name', `is ${describe(p.name)}, not a Kubernetes object name`);
+  }
+
+  /** An ephemeral volume is known by kubelet's id for it, its name. */
+  optionalEphemeral(): void {
+    if (this.raw.ephemeral === undefined) return;
+    if (this.raw.ephemeral !== true) this.fail('ephemeral', `is ${describe(this.raw.ephemeral)}, not true`);
+    if (this.raw.id !== this.raw.name) this.fail('id', `is ${describe(this.raw.id)}; an ephemeral volume has its name as id`);
   }
 
   /** An HPP volume or snapshot is known by its name alone: its id must be that name. */

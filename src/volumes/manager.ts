@@ -2,7 +2,7 @@ import { promises as fsp, renameSync } from 'node:fs';
 import path from 'node:path';
 import { conflict, internal, invalidInput, noSpace, outOfRange, precondition, unavailable } from '../errors.js';
 import { CapacityTracker, type CapacityFigures } from '../pools/capacity.js';
-import { uncancellable, type CallContext } from '../observe/call-context.js';
+import { openCall, uncancellable, type CallContext } from '../observe/call-context.js';
 import type { Logger } from '../observe/logger.js';
 import { LEGACY_POOL_NAME } from '../pools/config.js';
 import type { Pool } from '../pools/pool.js';
@@ -51,6 +51,8 @@ export interface CreateSpec {
   source?: ContentSource;
   /** The PVC the volume is for, kept in its record. */
   pvc?: { namespace: string; name: string };
+  /** A CSI ephemeral inline volume: its id is its name (kubelet's id for it). */
+  ephemeral?: boolean;
 }
 
 export interface ContentSource {
@@ -193,6 +195,16 @@ export class VolumeManager {
     if (!prepared.ready) throw unavailable(prepared.reason);
     const { volumes, snapshots } = await loadPool(st, { host: this.host, node: this.node, trash: this.trash, log: this.log });
     const hpp = await this.discoverHpp(st, volumes, snapshots);
+    for (const rec of volumes.filter((r) => r.ephemeral && Object.keys(r.publications).length === 0)) {
+      // Its pod is gone (the publication was forgotten when the target went) or never had it: no one will unpublish it.
+      try {
+        await this.remove(st, prepared.quota, rec, openCall(this.log).cx);
+        volumes.splice(volumes.indexOf(rec), 1);
+        this.log.info({ pool: poolName, volume: rec.id }, 'removed ephemeral volume no pod has any more');
+      } catch (err) {
+        this.log.warn({ pool: poolName, volume: rec.id, err: err instanceof Error ? err.message : String(err) }, 'ephemeral volume no pod has any more kept: it could not be removed');
+      }
+    }
     for (const snap of snapshots) this.snapshots.set(snap.id, snap);
     for (const rec of volumes) this.index.set(rec.id, rec);
     for (const snap of hpp.snapshots) {
@@ -351,7 +363,7 @@ export class VolumeManager {
    */
   async create(spec: CreateSpec, compatible: (existing: VolumeRecord) => string | undefined, cx: CallContext): Promise<VolumeRecord> {
     const { st, quota } = await this.ready(spec.pool.name);
-    const id = formatVolumeId({ node: this.node, pool: spec.pool.name, name: spec.name });
+    const id = spec.ephemeral ? spec.name : formatVolumeId({ node: this.node, pool: spec.pool.name, name: spec.name });
     const existing = this.index.get(id);
     if (existing) {
       const why = compatible(existing);
@@ -446,6 +458,7 @@ export class VolumeManager {
       ...(spec.diskImageOverhead ? { diskImage: { overhead: spec.diskImageOverhead.text } } : {}),
       ...(spec.source ? { contentSource: { kind: spec.source.kind, id: spec.source.id, method: copyMethod! } } : {}),
       ...(spec.pvc ? { pvc: { namespace: spec.pvc.namespace, name: spec.pvc.name } } : {}),
+      ...(spec.ephemeral ? { ephemeral: true as const } : {}),
       createdAt: new Date().toISOString(),
       state: 'ready',
       publications: {},
@@ -480,6 +493,12 @@ export class VolumeManager {
   /** Delete a volume this node holds. Caller holds the lock. */
   async delete(rec: VolumeRecord, cx: CallContext): Promise<void> {
     const { st, quota } = await this.ready(rec.pool);
+    await this.remove(st, quota, rec, cx);
+    this.trash.schedule(st.pool);
+  }
+
+  /** The delete itself, on a pool that is ready or being loaded (which must not wait for itself). */
+  private async remove(st: PoolState, quota: QuotaBackend, rec: VolumeRecord, cx: CallContext): Promise<void> {
     const published = Object.keys(rec.publications);
     if (published.length > 0) {
       throw precondition(`volume ${rec.id} is still published at ${published.join(', ')}`);
@@ -505,7 +524,6 @@ export class VolumeManager {
     st.capacity.forget(rec.id);
     // Past the commit point: finished whatever the caller does now.
     await quota.release(rec.projectId, uncancellable(cx)).catch((err) => cx.log.warn({ volume: rec.id, err: String(err) }, 'could not lift quota limit'));
-    this.trash.schedule(st.pool);
   }
 
   /** What a ready pool can promise now (see CapacityTracker). Only reads: a pool not ready is UNAVAILABLE, not prepared. */

@@ -15,6 +15,7 @@ import { wantsPreallocation } from './record.js';
 import { checkGivenPath, checkTargetFree, realLocationOrSelf, recordedTarget, resolveTarget, unbindStale, whatIsAt, type AtTarget, type Target, type VolumeData } from './target.js';
 import { measureVolume, type VolumeStats } from './volume-stats.js';
 import { isHppEphemeral } from './hpp-volumes.js';
+import type { EphemeralSpec } from './ephemeral.js';
 
 export interface PublishRequest {
   volumeId: string;
@@ -78,6 +79,40 @@ export class NodeVolumes {
     }
   }
 
+  /**
+   * A CSI ephemeral inline volume: made in its pool (under kubelet's id, as its name) the first time it
+   * is published, then published; removed again when that fails, so that a refused publish leaves
+   * nothing. A retry finds it made and only publishes.
+   */
+  async publishEphemeral(req: PublishRequest, spec: EphemeralSpec, cx: CallContext): Promise<void> {
+    const found = await this.volumes.find(req.volumeId);
+    if (found && !found.ephemeral) throw precondition(`${req.volumeId} is a persistent volume, not an ephemeral inline one`);
+    if (found) return this.publish(req, cx);
+    const pool = this.volumes.resolvePool(spec.params.storagePool);
+    const rec = await this.volumes.create(
+      {
+        pool,
+        name: req.volumeId,
+        mode: 'filesystem',
+        capacityBytes: spec.capacityBytes,
+        parameters: spec.params.stored,
+        data: req.volumeId,
+        preallocate: spec.params.preallocation,
+        ephemeral: true,
+      },
+      () => undefined,
+      cx,
+    );
+    cx.log.info({ volume: rec.id, pool: pool.name, capacityBytes: rec.capacityBytes }, 'made ephemeral inline volume');
+    try {
+      await this.publish(req, cx);
+    } catch (err) {
+      const now = this.volumes.get(rec.id) ?? rec;
+      await this.volumes.delete({ ...now, publications: {} }, cx).catch((e) => cx.log.error({ volume: rec.id, err: String(e) }, 'could not remove the ephemeral volume whose publish failed; the next start will'));
+      throw err;
+    }
+  }
+
   /** A new publication: checked against the others and the target, recorded, then mounted. */
   private async make(rec: VolumeRecord, target: Target, wanted: Publication, cx: CallContext): Promise<void> {
     const others = Object.entries(rec.publications).filter(([t]) => t !== target.given);
@@ -108,8 +143,8 @@ export class NodeVolumes {
     delete publications[target.given];
     if (rec.mode === 'block') reportDeferredDetaches(await detachUnused(this.host, vol.data, Object.values(publications), cx), cx.log, { volume: rec.id, target: target.given });
     if (recorded) await this.volumes.updatePublications({ ...rec, publications });
-    if (isHppEphemeral(rec) && Object.keys(publications).length === 0) {
-      cx.log.info({ volume: rec.id }, "removing hostpath-provisioner's ephemeral volume with its pod, as HPP would have");
+    if ((rec.ephemeral || isHppEphemeral(rec)) && Object.keys(publications).length === 0) {
+      cx.log.info({ volume: rec.id, hpp: rec.origin === 'hpp' }, 'removing ephemeral inline volume with its pod');
       await this.volumes.delete({ ...rec, publications }, cx);
     }
   }

@@ -275,14 +275,14 @@ describe('the validators catch mistakes (negative controls)', () => {
 // ---------------------------------------------------------------------------------------------------
 
 describe('CSIDriver', () => {
-  it('has the HPP name and node-local settings', () => {
+  it("has the HPP name, node-local settings and HPP's lifecycle modes", () => {
     expect(all('CSIDriver')).toHaveLength(1);
     expect(one('CSIDriver', DRIVER_NAME).spec).toEqual({
       attachRequired: false,
       podInfoOnMount: true,
       storageCapacity: true,
       fsGroupPolicy: 'File',
-      volumeLifecycleModes: ['Persistent'],
+      volumeLifecycleModes: ['Persistent', 'Ephemeral'],
       requiresRepublish: false,
     });
   });

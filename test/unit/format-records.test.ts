@@ -92,6 +92,7 @@ const GOOD = JSON.parse(CURRENT_VOLUME) as Record<string, unknown>;
 
 /** A hostpath-provisioner volume's record (volumes/hpp-volumes.ts): its id its name, its data where HPP put it. */
 const HPP_VOLUME = { ...MINIMAL_VOLUME, id: 'vm1', mode: 'filesystem', data: 'csi/vm1', origin: 'hpp' };
+const EPHEMERAL_VOLUME = { ...MINIMAL_VOLUME, id: 'vm1', mode: 'filesystem', data: 'vm1', ephemeral: true };
 const HPP_SNAPSHOT = { ...SNAPSHOT, id: 's1', sourceVolumeId: 'vm1', data: 'csi/snapshots/s1/data', sizeBytes: '0', method: 'copy', origin: 'hpp' };
 
 type Case = { what: string; field: string | undefined; text: string };
@@ -147,6 +148,8 @@ const VOLUME_CASES: Case[] = [
   one(GOOD, 'pvc.name', 'x'.repeat(254), 'a PVC name longer than Kubernetes allows'),
   one(HPP_VOLUME, 'origin', 'csi-driver', 'an unknown origin'),
   one(HPP_VOLUME, 'id', 'n1:p:vm1', 'an HPP volume whose id is not its name'),
+  one(EPHEMERAL_VOLUME, 'ephemeral', 'yes', 'an ephemeral mark that is not true'),
+  one(EPHEMERAL_VOLUME, 'id', 'n1:p:vm1', 'an ephemeral volume whose id is not its name'),
 ];
 
 const SNAPSHOT_CASES: Case[] = [
@@ -224,6 +227,7 @@ describe('snapshot records', () => {
     expect(parseSnapshotRecord(JSON.stringify(SNAPSHOT), SNAP_CTX)).toEqual(SNAPSHOT);
     expect(parseSnapshotRecord(JSON.stringify(HPP_SNAPSHOT), SNAP_CTX)).toEqual(HPP_SNAPSHOT);
     expect(parseVolumeRecord(JSON.stringify(HPP_VOLUME), CTX)).toEqual(HPP_VOLUME);
+    expect(parseVolumeRecord(JSON.stringify(EPHEMERAL_VOLUME), CTX)).toEqual(EPHEMERAL_VOLUME);
     const { diskImage, ...plain } = SNAPSHOT;
     void diskImage;
     expect(parseSnapshotRecord(JSON.stringify(plain), SNAP_CTX)).toEqual(plain);
