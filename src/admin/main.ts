@@ -12,6 +12,7 @@ import { daemonLockState, takeDaemonLock } from './locks.js';
 import { readMounts } from '../system/mount.js';
 import { findOrphans, gcText, type Orphan } from './orphans.js';
 import { diskUsage } from '../system/walk.js';
+import { diskImagePath } from '../format/layout.js';
 
 export interface Io {
   out(text: string): void;
@@ -214,7 +215,8 @@ async function volumesCommand(cli: AdminCli, views: PoolView[], io: Io): Promise
           mounted: mounted.has(target),
         })),
         preallocation: rec.preallocation ?? 'none',
-        diskImage: rec.diskImage !== undefined,
+        // HPP kept no record of it: a disk.img in the directory says it.
+        diskImage: rec.diskImage !== undefined || (rec.origin === 'hpp' && r.data === 'present' && (await lstatOrUndefined(diskImagePath(r.dataPath)))?.isFile() === true),
         ...(rec.diskImage ? { diskImageOverhead: rec.diskImage.overhead } : {}),
         ...(rec.projectId !== undefined ? { projectId: rec.projectId } : {}),
         // The claim it was made for, when the CO said (csi-provisioner --extra-create-metadata).
@@ -294,7 +296,8 @@ async function snapshotsCommand(cli: AdminCli, views: PoolView[], io: Io): Promi
         sourceVolumeId: r.sourceVolumeId,
         mode: r.mode,
         sizeBytes: BigInt(r.sizeBytes),
-        method: r.method,
+        origin: r.origin ?? 'driver',
+        method: r.origin === 'hpp' ? 'hostpath-provisioner' : r.method,
         state: r.state,
         data: s.data,
         dataPath: s.dataPath,
@@ -312,7 +315,7 @@ async function snapshotsCommand(cli: AdminCli, views: PoolView[], io: Io): Promi
       renderTable(
         [{ header: 'SNAPSHOT' }, { header: 'POOL' }, { header: 'SOURCE' }, { header: 'MODE' }, { header: 'SIZE', right: true }, { header: 'METHOD' }, { header: 'STATE' }, { header: 'CREATED' }],
         [
-          ...rows.map((r) => [r.id, r.pool, r.sourceVolumeId, r.mode, formatBytes(r.sizeBytes), r.method, snapshotStateText(r), r.createdAt]),
+          ...rows.map((r) => [r.id, r.pool, r.sourceVolumeId, r.mode, r.origin === 'hpp' && r.sizeBytes === 0n ? 'unknown' : formatBytes(r.sizeBytes), r.method, snapshotStateText(r), r.createdAt]),
           ...builds.map((b) => [b.name, b.pool, '-', b.mode, formatBytes(b.allocatedBytes), '-', b.state, b.modifiedAt]),
         ],
       ),

@@ -92,11 +92,15 @@ describe('an HPP pool with a running VM, taken over', () => {
   it('hppctl, before any daemon of ours: lists the HPP volumes, reports no orphan, gc removes and unmounts nothing', async () => {
     const vols = await hppctl([...poolArgs(), 'volumes', '--json']);
     expect(vols.code, vols.stderr).toBe(0);
-    const rows = (JSON.parse(vols.stdout) as { volumes: Array<{ id: string; origin: string; recorded: boolean; data: string }> }).volumes;
-    expect(rows.map((r) => [r.id, r.origin, r.recorded, r.data])).toEqual([
-      [A, 'hpp', false, 'present'],
-      [B, 'hpp', false, 'present'],
+    const rows = (JSON.parse(vols.stdout) as { volumes: Array<{ id: string; origin: string; recorded: boolean; data: string; diskImage: boolean }> }).volumes;
+    expect(rows.map((r) => [r.id, r.origin, r.recorded, r.data, r.diskImage])).toEqual([
+      [A, 'hpp', false, 'present', true],
+      [B, 'hpp', false, 'present', true],
     ]);
+    const snaps = await hppctl([...poolArgs(), 'snapshots', '--json']);
+    expect(snaps.code, snaps.stderr).toBe(0);
+    const snapRows = (JSON.parse(snaps.stdout) as { snapshots: Array<{ id: string; sourceVolumeId: string; origin: string }> }).snapshots;
+    expect(snapRows.map((r) => [r.id, r.sourceVolumeId, r.origin])).toEqual([[SNAP, A, 'hpp']]);
     await expectHppDataUntouchedByHppctl();
   });
 
