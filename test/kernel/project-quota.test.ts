@@ -4,7 +4,7 @@
  * checked with dd in a child process: XFS refuses a project overrun with ENOSPC, for root too; ext4
  * with EDQUOT, except for a writer with CAP_SYS_RESOURCE, which a container's root does not have.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { poolLayout } from '../../src/format/layout.js';
@@ -158,6 +158,10 @@ describe.skipIf(!inVm)('XFS project quotas: a device pool and two directory pool
     expect(more.bytes).toBeLessThanOrEqual(20 * MiB);
     expect(readFileSync(`${hppDir}/sub/existing`).length).toBe(20 * MiB);
     await d.clients.node.NodeUnpublishVolume({ volume_id: pv, target_path: target });
+    // Gone again, with its reserve: the tests below measure the pool's capacity.
+    await d.clients.controller.DeleteVolume({ volume_id: pv });
+    await vi.waitFor(() => expect(existsSync(hppDir)).toBe(false), { timeout: 10_000 });
+    rmdirSync(`${poolA}/csi`);
   });
 
   it('GetCapacity counts what volumes use from the quota: writing into a volume does not change it, creating one does', async () => {
