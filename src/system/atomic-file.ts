@@ -2,20 +2,16 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { syncDir } from './dir-sync.js';
 
 // Metadata calls on a pool (open, write of a few hundred bytes, rename, close) take microseconds and
 // are made synchronously: each async call costs a thread-pool round trip, about 50 µs on a small VM,
 // which is more than the call itself. fsync waits for the disk and stays on the thread pool.
 const fsyncAsync = promisify(fs.fsync);
 
-/** fsync a directory so that a rename or unlink inside it is durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  try {
-    await fsyncAsync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+/** fsync a directory so that a rename or unlink inside it is durable (group-committed: dir-sync.ts). */
+export function fsyncDir(dir: string): Promise<void> {
+  return syncDir(dir);
 }
 
 /**
