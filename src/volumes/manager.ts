@@ -18,7 +18,6 @@ import type { PreallocateContext, PreallocationMethod } from '../system/prealloc
 import { removeTree } from '../system/walk.js';
 import { KeyedLock } from '../util/keyed-lock.js';
 import { buildBlockImage, detachAll, reportDeferredDetaches } from './block.js';
-import { DeleteFinisher } from './delete-finisher.js';
 import { diskImageSize, ensureDiskImage, MIN_DISK_IMAGE_BYTES, type Overhead } from './disk-image.js';
 import { formatVolumeId, isValidName, parseVolumeId } from './ids.js';
 import { findHppSnapshot, findHppVolume, hppDirOf, scanHpp, snapshotRemovalPath, topLevelNames } from './hpp-volumes.js';
@@ -82,8 +81,6 @@ export class VolumeManager {
   private readonly unrecorded = new Set<string>();
   private readonly unrecordedSnapshots = new Set<string>();
   private readonly trash: Trash;
-  /** The tail of each pool's deletes, by pool name (see DeleteFinisher). */
-  private readonly deletes = new Map<string, DeleteFinisher>();
   private readonly supervisor: PoolSupervisor;
   /** Preallocations under way (hpp_preallocation_remaining_bytes). */
   readonly preallocations = new PreallocationTracker();
@@ -108,13 +105,7 @@ export class VolumeManager {
   }
 
   private newState(p: Pool): PoolState {
-    const st = newPoolState(p, this.newCapacity(p));
-    this.deletes.set(p.name, new DeleteFinisher(st.store, this.log, p.name));
-    return st;
-  }
-
-  private finisher(st: PoolState): DeleteFinisher {
-    return this.deletes.get(st.pool.name)!;
+    return newPoolState(p, this.newCapacity(p));
   }
 
   private newCapacity(p: Pool): CapacityTracker {
@@ -288,7 +279,6 @@ export class VolumeManager {
     for (const [id, rec] of this.index) if (rec.pool === st.pool.name) this.index.delete(id), this.unrecorded.delete(id);
     for (const [id, snap] of this.snapshots) if (snap.pool === st.pool.name) this.snapshots.delete(id), this.unrecordedSnapshots.delete(id);
     st.hppDir = undefined;
-    this.finisher(st).drop();
     st.capacity = this.newCapacity(st.pool);
     st.pubLog.close();
     void st.pool.release();
@@ -359,8 +349,6 @@ export class VolumeManager {
     }
     const pool = spec.pool;
     const dataPath = pool.resolveInside(spec.data);
-    // A delete of this name or data path that answered may not have its data durably in the trash yet.
-    await this.finisher(st).settled(spec.name, dataPath);
     const hpp = this.index.get(spec.name);
     if (hpp?.origin === 'hpp') throw conflict(`volume name ${spec.name} is taken by a hostpath-provisioner volume in pool ${hpp.pool} (${hpp.data})`);
     if (exists(dataPath)) {
@@ -497,11 +485,11 @@ export class VolumeManager {
     }
     await this.recordHpp(st, rec);
     // The durable 'deleting' mark (the record renamed) commits the delete; whatever a crash or power cut undoes after it,
-    // reconcile() finishes. The data must be in the trash for good before its mark goes (else a
-    // power cut could leave data no record owns): the finisher makes the moves of the deletes that
-    // came together durable at once, then unlinks their marks (not durably), after the call answered.
+    // reconcile() finishes. The data must be in the trash for good before its record goes (else a
+    // power cut could leave data no record owns), but the record's unlink need not be durable.
     await st.store.markDeleting(rec.name);
-    this.finisher(st).add(rec.name, dataPath, this.trash.move(st.pool, dataPath) ?? []);
+    await this.trash.put(st.pool, dataPath);
+    await st.store.remove(rec.name, { durable: false });
     this.index.delete(rec.id);
     st.capacity.forget(rec.id);
     // Past the commit point: finished whatever the caller does now.
@@ -676,7 +664,6 @@ export class VolumeManager {
 
   /** Resolves when background trash removal is done, scheduled sweeps included (shutdown and tests). */
   async idle(): Promise<void> {
-    await Promise.all([...this.deletes.values()].map((d) => d.idle()));
     await this.trash.idle();
   }
 

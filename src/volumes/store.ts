@@ -38,11 +38,6 @@ export class RecordStore<T extends StoredVolumeRecord | SnapshotRecord> {
     if (opts.durable !== false) await fsyncDir(this.dir);
   }
 
-  /** Forget the `.deleting` mark of a finished delete, not made durable (see DeleteFinisher). */
-  removeDeleting(name: string): void {
-    fs.rmSync(deletingRecordFile(this.dir, name), { force: true });
-  }
-
   /**
    * Every record. Leftover temp files from a crash are removed; unreadable files are reported and left
    * alone. Read synchronously: a record is a few hundred bytes in the page cache, read in microseconds,

@@ -28,24 +28,14 @@ export class Trash {
    * live in the pool root, .hpp/block or .hpp/snapshots); data already gone is fine.
    */
   async put(pool: Pool, dataPath: string): Promise<void> {
-    const dirs = this.move(pool, dataPath);
-    if (dirs) await Promise.all(dirs.map(fsyncDir));
-  }
-
-  /**
-   * Move `dataPath` into the pool's trash without making the move durable; returns the two directories
-   * whose fsync would (undefined when the data was gone already). For a caller whose commit point is
-   * durable already and which syncs later (see DeleteFinisher).
-   */
-  move(pool: Pool, dataPath: string): string[] | undefined {
     const dest = trashEntryPath(pool, dataPath, Date.now(), randomBytes(3).toString('hex'));
     try {
       renameSync(dataPath, dest);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    return [path.dirname(dataPath), pool.trashDir];
+    await Promise.all([fsyncDir(path.dirname(dataPath)), fsyncDir(pool.trashDir)]);
   }
 
   /** Empty the pool's trash now (after the sweeps already queued); resolves when it is done. */
