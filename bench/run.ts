@@ -15,6 +15,7 @@ import { writeSummary } from './summary.js';
 
 /** The benchmarks, in the order they run when none are named. */
 const MODULES: Record<string, () => Promise<BenchModule>> = {
+  anchors: () => import('./anchors.js'),
   cycle: () => import('./cycle.js'),
   'loop-io': () => import('./loop-io.js'),
   prealloc: () => import('./prealloc.js'),
@@ -29,7 +30,8 @@ const USAGE =
   '     BENCH_PREALLOC_GIB (10), BENCH_PREALLOC_RUNS (3), BENCH_PREALLOC_FULL_RUNS (1), BENCH_PREALLOC_SPARSE_RUNS (3),\n' +
   '     BENCH_SNAP_GIB (1,10), BENCH_SNAP_REPS_REFLINK (5), BENCH_SNAP_REPS_COPY (1),\n' +
   '     BENCH_CREATES (1000), BENCH_INFLIGHT (16), BENCH_THROUGHPUT_WARMUP (64), BENCH_RESTARTS (3), BENCH_CREATE_MIB (16), BENCH_PROFILE (auto|0|1),\n' +
-  '     BENCH_QUIET_WAIT (120 s to wait for an idle machine), BENCH_QUIET_BUSY (0.15)\n';
+  '     BENCH_QUIET_WAIT (120 s to wait for an idle machine), BENCH_QUIET_BUSY (0.15),\n' +
+  '     BENCH_ANCHOR_ROUNDS (3), BENCH_ANCHOR_FS (ext4,xfs), BENCH_ANCHOR_CACHE (/var/cache/hpp-bench), BENCH_ANCHOR_GIT_HPP, BENCH_ANCHOR_GIT_CHP\n';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const pc = (x: number) => `${(x * 100).toFixed(0)}%`;

@@ -33,7 +33,7 @@ interface Deps {
 export async function loadPool(st: PoolState, deps: Deps): Promise<LoadedPool> {
   const { pool } = st;
   const { log } = deps;
-  const stored = await st.store.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable volume record left untouched'));
+  const stored = st.store.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable volume record left untouched'));
   const { state: logged, badLines } = st.pubLog.read();
   if (badLines > 0) log.warn({ pool: pool.name, file: st.pubLog.file, badLines }, 'skipped torn lines of the publication log (a crash or a power cut)');
   // Records written before the log carry their publications themselves (format/migrations.ts).
@@ -42,7 +42,7 @@ export async function loadPool(st: PoolState, deps: Deps): Promise<LoadedPool> {
   for (const rec of records) {
     if (await reconcileVolume(st, rec, deps)) volumes.push(rec);
   }
-  const snaps = await st.snapStore.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable snapshot record left untouched'));
+  const snaps = st.snapStore.loadAll((file, err) => log.error({ pool: pool.name, file, err: String(err) }, 'unreadable snapshot record left untouched'));
   const snapshots: SnapshotRecord[] = [];
   for (const snap of snaps) {
     if (await reconcileSnapshot(st, snap, deps)) snapshots.push(snap);

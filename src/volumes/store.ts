@@ -1,4 +1,4 @@
-import fs, { promises as fsp } from 'node:fs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { deletingRecordFile, isRecordTempName, recordFile, recordFileName } from '../format/layout.js';
 import { formatRecord, parseSnapshotRecord, parseVolumeRecord, type RecordContext, type SnapshotRecord, type StoredVolumeRecord } from '../format/records.js';
@@ -38,33 +38,39 @@ export class RecordStore<T extends StoredVolumeRecord | SnapshotRecord> {
     if (opts.durable !== false) await fsyncDir(this.dir);
   }
 
-  /** Every record. Leftover temp files from a crash are removed; unreadable files are reported and left alone. */
-  async loadAll(onBad: (file: string, err: unknown) => void): Promise<T[]> {
+  /**
+   * Every record. Leftover temp files from a crash are removed; unreadable files are reported and left
+   * alone. Read synchronously: a record is a few hundred bytes in the page cache, read in microseconds,
+   * where an asynchronous read costs four thread-pool round trips (open, stat, read, close), which with
+   * a thousand records was most of a start.
+   */
+  loadAll(onBad: (file: string, err: unknown) => void): T[] {
     let names: string[];
     try {
-      names = await fsp.readdir(this.dir);
+      names = fs.readdirSync(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
+    const present = new Set(names);
     const out: T[] = [];
     for (const n of names) {
       const file = path.join(this.dir, n);
       if (isRecordTempName(n)) {
-        await fsp.rm(file, { force: true });
+        fs.rmSync(file, { force: true });
         continue;
       }
       const parsed = recordFileName(n);
       if (!parsed) continue;
       const { name: stem, deleting } = parsed;
-      if (deleting && names.includes(path.basename(recordFile(this.dir, stem)))) {
+      if (deleting && present.has(path.basename(recordFile(this.dir, stem)))) {
         // Left from a delete whose last unlink a power cut undid, then a volume of the same name was
         // made: the live record wins, and the stale mark must not take that volume's data away.
         fs.rmSync(file, { force: true });
         continue;
       }
       try {
-        const rec = this.parse(await fsp.readFile(file, 'utf8'), { file, name: stem, pool: this.pool.name, root: this.pool.root });
+        const rec = this.parse(fs.readFileSync(file, 'utf8'), { file, name: stem, pool: this.pool.name, root: this.pool.root });
         if (deleting) rec.state = 'deleting';
         out.push(rec);
       } catch (err) {
