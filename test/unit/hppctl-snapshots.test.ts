@@ -74,6 +74,7 @@ describe('hppctl snapshots and builds in progress', () => {
       sourceVolumeId: 'n1:p:vm1',
       mode: 'filesystem',
       sizeBytes: String(10 * MiB),
+      origin: 'driver',
       method: 'reflink',
       state: 'ready',
       data: 'present',
